@@ -1,0 +1,21 @@
+//! skewguard keeps containers from starting, or staying in service, with a
+//! clock that breaks signed requests (AWS SigV4 and friends).
+//!
+//! The crate splits like ntpd-rs: pure modules take values and return values
+//! ([`select`], [`verdict`], [`hint`], [`report`], [`ntp::packet`], the
+//! interval math in [`http_date`]); thin I/O modules ([`ntp::client`],
+//! [`http_date::query`], [`server`], [`cmd`]) call into them.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod cmd;
+pub mod config;
+pub mod hint;
+pub mod http_date;
+pub mod ntp;
+pub mod report;
+pub mod select;
+pub mod source;
+pub mod sys;
+pub mod verdict;

@@ -1,0 +1,376 @@
+//! Time references: how they are named (`ntp://…`, `https://…`, presets), what
+//! one measurement of them yields, and how a round queries them all at once.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::clock::Clock;
+
+/// A configured time reference.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// An SNTPv4 server.
+    Ntp {
+        /// Host name or IP address literal (IPv6 without brackets).
+        host: String,
+        /// UDP port, 123 unless given.
+        port: u16,
+    },
+    /// An HTTP(S) server whose `Date` response header is read.
+    Http(HttpTarget),
+}
+
+/// Where an HTTP `Date` source lives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HttpTarget {
+    /// `true` for `https://`.
+    pub tls: bool,
+    /// Host name or IP address literal (IPv6 without brackets).
+    pub host: String,
+    /// TCP port (443 or 80 unless given).
+    pub port: u16,
+    /// Request path, starting with `/`.
+    pub path: String,
+}
+
+/// The sources that the `aws` preset stands for.
+pub const AWS_PRESET: &[&str] = &[
+    "ntp://169.254.169.123",
+    "ntp://time.aws.com",
+    "https://sts.amazonaws.com/",
+];
+
+impl Source {
+    /// Parses a comma-separated list of source URIs and presets.
+    ///
+    /// The error says which element is wrong and what forms are accepted.
+    pub fn parse_list(list: &str) -> Result<Vec<Source>, String> {
+        let mut out = Vec::new();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match item {
+                "aws" => {
+                    for uri in AWS_PRESET {
+                        out.push(Source::parse(uri)?);
+                    }
+                }
+                _ => out.push(Source::parse(item)?),
+            }
+        }
+        if out.is_empty() {
+            return Err("no source given; expected e.g. `aws`, `ntp://HOST[:PORT]`, `https://HOST[:PORT][/PATH]`".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|s| seen.insert(s.clone()));
+        Ok(out)
+    }
+
+    /// Parses one source URI.
+    pub fn parse(uri: &str) -> Result<Source, String> {
+        let bad = |why: &str| {
+            format!(
+                "`{uri}`: {why}; expected `ntp://HOST[:PORT]`, `https://HOST[:PORT][/PATH]`, `http://HOST[:PORT][/PATH]` or the preset `aws`"
+            )
+        };
+        let (scheme, rest) = uri.split_once("://").ok_or_else(|| bad("no scheme"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let default_port = match scheme {
+            "ntp" => 123,
+            "https" => 443,
+            "http" => 80,
+            _ => return Err(bad("unknown scheme")),
+        };
+        let (host, port) = split_host_port(authority, default_port).map_err(|e| bad(&e))?;
+        match scheme {
+            "ntp" => {
+                if path != "/" {
+                    return Err(bad("an ntp source has no path"));
+                }
+                Ok(Source::Ntp { host, port })
+            }
+            _ => {
+                if path.chars().any(|c| c.is_control() || c == ' ') {
+                    return Err(bad("the path holds spaces or control characters"));
+                }
+                Ok(Source::Http(HttpTarget {
+                    tls: scheme == "https",
+                    host,
+                    port,
+                    path: path.to_string(),
+                }))
+            }
+        }
+    }
+}
+
+fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
+    if authority.contains('@') {
+        return Err("user information is not allowed".into());
+    }
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or("an IPv6 literal lacks its closing `]`")?;
+        if h.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("`{h}` is not an IPv6 address"));
+        }
+        match after {
+            "" => (h, None),
+            p => (
+                h,
+                Some(p.strip_prefix(':').ok_or("junk after the IPv6 literal")?),
+            ),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("the host is empty".into());
+    }
+    if !host.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || host.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == ':'))
+    {
+        return Err(format!("`{host}` is not a host name or address"));
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => match p.parse::<u16>() {
+            Ok(p) if p != 0 => p,
+            _ => return Err(format!("`{p}` is not a port (1-65535)")),
+        },
+    };
+    Ok((host.to_string(), port))
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Ntp { host, port } => {
+                write!(f, "ntp://{}", bracket(host))?;
+                if *port != 123 {
+                    write!(f, ":{port}")?;
+                }
+                Ok(())
+            }
+            Source::Http(t) => {
+                let scheme = if t.tls { "https" } else { "http" };
+                write!(f, "{scheme}://{}", bracket(&t.host))?;
+                if t.port != if t.tls { 443 } else { 80 } {
+                    write!(f, ":{}", t.port)?;
+                }
+                f.write_str(&t.path)
+            }
+        }
+    }
+}
+
+fn bracket(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+/// One usable measurement of a source.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// Reference minus local, in seconds (positive: the local clock is behind).
+    pub offset: f64,
+    /// Half-width of the interval that holds the true offset, in seconds (≥ 0).
+    pub uncertainty: f64,
+    /// Round-trip time of the query that gave this sample, in seconds (≥ 0).
+    pub rtt: f64,
+}
+
+/// Why a source gave no usable measurement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceError {
+    /// The host name did not resolve.
+    Resolve(String),
+    /// A socket or connection error.
+    Io(String),
+    /// No valid answer within the timeout.
+    Timeout(Duration),
+    /// The NTP server sent a Kiss-o'-Death with this code (RATE, DENY, RSTR, …).
+    KissOfDeath(String),
+    /// An answer arrived but failed validation (the reason says which check).
+    Invalid(String),
+    /// An HTTP-level failure (no or bad `Date`, `Age` present, oversized headers, …).
+    Http(String),
+    /// A TLS failure other than certificate validity.
+    Tls(String),
+    /// The server's certificate is expired or not yet valid *by the local clock*:
+    /// evidence of skew. `at_least` is a lower bound on |offset| in seconds;
+    /// `local_behind` says the local clock is before the certificate's validity.
+    OutsideCertificate {
+        /// Lower bound on how far off the local clock is, in seconds.
+        at_least: f64,
+        /// The local clock is before `notBefore` (behind) rather than after `notAfter`.
+        local_behind: bool,
+    },
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceError::Resolve(e) => write!(f, "cannot resolve host: {e}"),
+            SourceError::Io(e) => write!(f, "{e}"),
+            SourceError::Timeout(d) => write!(f, "no valid answer within {}", crate::report::human_duration(d.as_secs_f64())),
+            SourceError::KissOfDeath(code) => write!(f, "server sent Kiss-o'-Death {code}"),
+            SourceError::Invalid(e) => write!(f, "invalid reply: {e}"),
+            SourceError::Http(e) => write!(f, "{e}"),
+            SourceError::Tls(e) => write!(f, "TLS: {e}"),
+            SourceError::OutsideCertificate { at_least, local_behind } => write!(
+                f,
+                "the local clock is outside this server certificate's validity period: it is at least {} {}",
+                crate::report::human_duration(*at_least),
+                if *local_behind { "behind" } else { "ahead" }
+            ),
+        }
+    }
+}
+
+/// What one query of one source produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The measurement, or why there is none.
+    pub result: Result<Sample, SourceError>,
+    /// Do not query this source again sooner than this (NTP RATE kiss).
+    pub retry_after: Option<Duration>,
+}
+
+impl Outcome {
+    /// An outcome without a back-off request.
+    pub fn from_result(result: Result<Sample, SourceError>) -> Self {
+        Outcome {
+            result,
+            retry_after: None,
+        }
+    }
+}
+
+/// How sources are queried.
+#[derive(Debug, Clone)]
+pub struct QuerySettings {
+    /// Bound on one query (DNS, connect and answer).
+    pub timeout: Duration,
+    /// NTP queries per source; the sample with the least delay is kept.
+    pub samples: u32,
+    /// Pause between two NTP queries of the same address.
+    pub sample_interval: Duration,
+    /// Time the HTTP `Date` refinement may spend after the first answer.
+    pub http_budget: Duration,
+    /// Extra PEM root certificates trusted for `https://` sources (besides the built-in webpki roots).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl Default for QuerySettings {
+    fn default() -> Self {
+        QuerySettings {
+            timeout: Duration::from_secs(2),
+            samples: 1,
+            sample_interval: Duration::from_secs(2),
+            http_budget: Duration::from_secs(2),
+            ca_file: None,
+        }
+    }
+}
+
+/// Queries one source.
+pub async fn measure(source: &Source, settings: &QuerySettings, clock: &dyn Clock) -> Outcome {
+    match source {
+        Source::Ntp { host, port } => crate::ntp::client::query(host, *port, settings, clock).await,
+        Source::Http(target) => crate::http_date::query(target, settings, clock).await,
+    }
+}
+
+/// Queries every source concurrently; results come back in the order given.
+pub async fn measure_all(
+    sources: &[Source],
+    settings: &QuerySettings,
+    clock: &dyn Clock,
+) -> Vec<Outcome> {
+    let futs = sources.iter().map(|s| measure(s, settings, clock));
+    join_all(futs).await
+}
+
+/// Polls a set of futures concurrently on the current task (no spawning).
+async fn join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut futs: Vec<_> = futs.map(|f| Some(Box::pin(f))).collect();
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, fut) in out.iter_mut().zip(futs.iter_mut()) {
+            if let Some(f) = fut {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *slot = Some(v);
+                        *fut = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_uris_and_presets() {
+        let cases: &[(&str, &str)] = &[
+            ("ntp://127.0.0.1:11123", "ntp://127.0.0.1:11123"),
+            ("ntp://time.aws.com", "ntp://time.aws.com"),
+            ("ntp://[fd00:ec2::123]", "ntp://[fd00:ec2::123]"),
+            ("ntp://[::1]:1123", "ntp://[::1]:1123"),
+            ("https://sts.amazonaws.com", "https://sts.amazonaws.com/"),
+            ("http://127.0.0.1:8080/x?y=1", "http://127.0.0.1:8080/x?y=1"),
+            ("https://h:443/", "https://h/"),
+        ];
+        for (input, shown) in cases {
+            let s = Source::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(s.to_string(), *shown);
+        }
+        let aws = Source::parse_list("aws").unwrap();
+        assert_eq!(aws.len(), 3);
+        let mixed = Source::parse_list("aws, ntp://169.254.169.123,ntp://x").unwrap();
+        assert_eq!(mixed.len(), 4, "duplicates are dropped");
+    }
+
+    #[test]
+    fn rejects_bad_uris_with_the_accepted_form() {
+        for bad in [
+            "",
+            "ntp:/x",
+            "ftp://x",
+            "ntp://",
+            "ntp://x:0",
+            "ntp://x:70000",
+            "ntp://x/path",
+            "ntp://[::1",
+            "ntp://[zz]",
+            "https://u@h/",
+            "http://h/a b",
+            "ntp://-x",
+            "ntp://a b",
+        ] {
+            let e = Source::parse_list(bad).expect_err(bad);
+            assert!(e.contains("expected"), "{bad}: {e}");
+        }
+    }
+}
