@@ -1,1 +1,466 @@
-//! config
+//! Configuration: `SKEWGUARD_*` environment variables (flags override them by
+//! name) turned into a validated [`Config`]. Every error names the variable,
+//! the value given and the form that is accepted.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::source::{QuerySettings, Source};
+use crate::verdict::{Profile, Thresholds};
+
+/// Prefix of every variable.
+pub const PREFIX: &str = "SKEWGUARD_";
+
+/// One setting: its name without the prefix, its default as shown in help, and what it does.
+pub struct Setting {
+    /// Name without `SKEWGUARD_`, e.g. `MAX_SKEW` (flag `--max-skew`).
+    pub name: &'static str,
+    /// Default, as shown to people.
+    pub default: &'static str,
+    /// One line of help.
+    pub help: &'static str,
+}
+
+/// Every setting, in help order.
+pub const SETTINGS: &[Setting] = &[
+    Setting { name: "SOURCES", default: "aws", help: "comma-separated references: ntp://HOST[:PORT], https://HOST[:PORT][/PATH], http://…, preset `aws`" },
+    Setting { name: "PROFILE", default: "aws", help: "signing window: aws 300s, aws-s3 900s, azure 900s, kerberos 300s, vault-jwt 60s, totp 30s" },
+    Setting { name: "MAX_SKEW", default: "half the window", help: "skew bound (|offset| + uncertainty) at which the verdict is fail" },
+    Setting { name: "WARN_SKEW", default: "1s", help: "skew bound at which the verdict is warn" },
+    Setting { name: "ON_UNKNOWN", default: "fail", help: "fail|pass: what an unknown verdict does to the exit code and /healthz" },
+    Setting { name: "MIN_SOURCES", default: "1", help: "fewest agreeing sources that may give a verdict" },
+    Setting { name: "TIMEOUT", default: "2s", help: "bound on one query of one source" },
+    Setting { name: "SAMPLES", default: "1", help: "NTP queries per source (the least-delay one is kept)" },
+    Setting { name: "SAMPLE_INTERVAL", default: "2s", help: "pause between NTP queries of one server" },
+    Setting { name: "HTTP_BUDGET", default: "2s", help: "time the HTTP Date refinement may take after the first answer (0 = one request)" },
+    Setting { name: "CA_FILE", default: "none", help: "PEM file of extra root certificates for https sources" },
+    Setting { name: "OUTPUT", default: "text", help: "text|json (check, wait, exec)" },
+    Setting { name: "LOG", default: "warn (check), info (others)", help: "log filter on stderr, e.g. `info` or `warn,skewguard=debug`" },
+    Setting { name: "LOG_FORMAT", default: "text", help: "text|json" },
+    Setting { name: "INTERVAL", default: "60s", help: "serve: time between measurements; wait: longest pause between attempts" },
+    Setting { name: "WAIT_TIMEOUT", default: "5m", help: "wait/exec: give up after this long (0 = never)" },
+    Setting { name: "LISTEN", default: "0.0.0.0:8080", help: "serve: address of /healthz, /readyz, /livez, /metrics; health: port to probe" },
+    Setting { name: "STALE_AFTER", default: "3 intervals", help: "serve: a measurement older than this turns the verdict unknown" },
+    Setting { name: "CACHE_FILE", default: "none", help: "check: reuse a result written by an earlier run within CACHE_MAX_AGE" },
+    Setting { name: "CACHE_MAX_AGE", default: "60s", help: "check: how old a cached result may be" },
+    Setting { name: "DISABLED", default: "false", help: "true: bypass the guard (wait/exec proceed, check and /healthz report ok with a note)" },
+];
+
+/// Output format of `check`, `wait` and `exec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// A headline and one line per source.
+    Text,
+    /// One JSON object.
+    Json,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// References to measure against.
+    pub sources: Vec<Source>,
+    /// How each source is queried.
+    pub query: QuerySettings,
+    /// Fewest agreeing sources that may give a verdict.
+    pub min_sources: usize,
+    /// The signing window.
+    pub profile: Profile,
+    /// Window, fail and warn thresholds in seconds.
+    pub thresholds: Thresholds,
+    /// `ON_UNKNOWN=pass`.
+    pub unknown_passes: bool,
+    /// Output format.
+    pub output: Output,
+    /// Log filter, if set.
+    pub log: Option<String>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Time between measurements (serve) and the longest back-off (wait).
+    pub interval: Duration,
+    /// Give up waiting after this long; `None` waits forever.
+    pub wait_timeout: Option<Duration>,
+    /// Where `serve` listens.
+    pub listen: SocketAddr,
+    /// Age at which a measurement is stale.
+    pub stale_after: Duration,
+    /// Where `check` keeps its cached result.
+    pub cache_file: Option<PathBuf>,
+    /// How old a cached result may be.
+    pub cache_max_age: Duration,
+    /// The guard is bypassed.
+    pub disabled: bool,
+}
+
+/// A setting that could not be accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The variable, e.g. `SKEWGUARD_MAX_SKEW`.
+    pub name: String,
+    /// The value given.
+    pub value: String,
+    /// What is accepted.
+    pub expected: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}={:?} is not accepted: {}",
+            self.name, self.value, self.expected
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+// Every field is read as a string and validated below, so errors can name the variable.
+#[derive(Deserialize, Default)]
+struct Raw {
+    sources: Option<String>,
+    profile: Option<String>,
+    max_skew: Option<String>,
+    warn_skew: Option<String>,
+    on_unknown: Option<String>,
+    min_sources: Option<String>,
+    timeout: Option<String>,
+    samples: Option<String>,
+    sample_interval: Option<String>,
+    http_budget: Option<String>,
+    ca_file: Option<String>,
+    output: Option<String>,
+    log: Option<String>,
+    log_format: Option<String>,
+    interval: Option<String>,
+    wait_timeout: Option<String>,
+    listen: Option<String>,
+    stale_after: Option<String>,
+    cache_file: Option<String>,
+    cache_max_age: Option<String>,
+    disabled: Option<String>,
+}
+
+const DURATION_FORM: &str = "a duration such as 90s, 2m30s or 150ms";
+
+fn err(name: &str, value: &str, expected: impl Into<String>) -> ConfigError {
+    ConfigError {
+        name: format!("{PREFIX}{name}"),
+        value: value.to_string(),
+        expected: expected.into(),
+    }
+}
+
+/// Parses a human duration (`90s`, `2m30s`, `150ms`, `0`).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    humantime::parse_duration(s).ok()
+}
+
+fn duration(name: &str, v: &Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) => parse_duration(s).ok_or_else(|| err(name, s, DURATION_FORM)),
+    }
+}
+
+fn positive_duration(
+    name: &str,
+    v: &Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let d = duration(name, v, default)?;
+    if d.is_zero() {
+        return Err(err(
+            name,
+            v.as_deref().unwrap_or(""),
+            format!("{DURATION_FORM}, greater than zero"),
+        ));
+    }
+    Ok(d)
+}
+
+fn choice<T: Copy>(
+    name: &str,
+    v: &Option<String>,
+    default: T,
+    options: &[(&str, T)],
+) -> Result<T, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) => options
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(s.trim()))
+            .map(|(_, t)| *t)
+            .ok_or_else(|| {
+                let names: Vec<&str> = options.iter().map(|(k, _)| *k).collect();
+                err(name, s, format!("one of {}", names.join(", ")))
+            }),
+    }
+}
+
+fn count(name: &str, v: &Option<String>, default: u32, max: u32) -> Result<u32, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) => match s.trim().parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(err(name, s, format!("a whole number from 1 to {max}"))),
+        },
+    }
+}
+
+fn path(v: &Option<String>) -> Option<PathBuf> {
+    v.as_deref().filter(|s| !s.is_empty()).map(PathBuf::from)
+}
+
+impl Config {
+    /// Builds the configuration from `SKEWGUARD_*` variables (name → value).
+    ///
+    /// Variables without the prefix are ignored; unknown prefixed ones are
+    /// not errors here (see [`unknown_variables`]).
+    pub fn from_vars<I>(vars: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let vars: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(PREFIX))
+            .collect();
+        let raw: Raw = envy::prefixed(PREFIX)
+            .from_iter(vars.clone())
+            .map_err(|e| err("?", "", e.to_string()))?;
+
+        let sources = Source::parse_list(raw.sources.as_deref().unwrap_or("aws"))
+            .map_err(|e| err("SOURCES", raw.sources.as_deref().unwrap_or(""), e))?;
+
+        let profile = match &raw.profile {
+            None => Profile::Aws,
+            Some(s) => Profile::parse(s.trim()).ok_or_else(|| {
+                let names: Vec<&str> = Profile::ALL.iter().map(|p| p.name()).collect();
+                err("PROFILE", s, format!("one of {}", names.join(", ")))
+            })?,
+        };
+        let window = profile.window_seconds();
+        let max_skew = positive_duration(
+            "MAX_SKEW",
+            &raw.max_skew,
+            Duration::from_secs_f64(window / 2.0),
+        )?;
+        let warn_skew = duration("WARN_SKEW", &raw.warn_skew, Duration::from_secs(1))?;
+        let thresholds = Thresholds {
+            window,
+            max_skew: max_skew.as_secs_f64(),
+            warn_skew: warn_skew.as_secs_f64(),
+        };
+
+        let unknown_passes = choice(
+            "ON_UNKNOWN",
+            &raw.on_unknown,
+            false,
+            &[("fail", false), ("pass", true)],
+        )?;
+        let min_sources = count("MIN_SOURCES", &raw.min_sources, 1, 64)? as usize;
+        let query = QuerySettings {
+            timeout: positive_duration("TIMEOUT", &raw.timeout, Duration::from_secs(2))?,
+            samples: count("SAMPLES", &raw.samples, 1, 16)?,
+            sample_interval: duration(
+                "SAMPLE_INTERVAL",
+                &raw.sample_interval,
+                Duration::from_secs(2),
+            )?,
+            http_budget: duration("HTTP_BUDGET", &raw.http_budget, Duration::from_secs(2))?,
+            ca_file: path(&raw.ca_file),
+        };
+        let output = choice(
+            "OUTPUT",
+            &raw.output,
+            Output::Text,
+            &[("text", Output::Text), ("json", Output::Json)],
+        )?;
+        let log_format = choice(
+            "LOG_FORMAT",
+            &raw.log_format,
+            LogFormat::Text,
+            &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+        )?;
+        if let Some(filter) = &raw.log {
+            if filter
+                .parse::<tracing_subscriber::filter::Targets>()
+                .is_err()
+            {
+                return Err(err(
+                    "LOG",
+                    filter,
+                    "a filter such as `info` or `warn,skewguard=debug`",
+                ));
+            }
+        }
+        let interval = positive_duration("INTERVAL", &raw.interval, Duration::from_secs(60))?;
+        let wait_timeout = duration("WAIT_TIMEOUT", &raw.wait_timeout, Duration::from_secs(300))?;
+        let listen = match &raw.listen {
+            None => SocketAddr::from(([0, 0, 0, 0], 8080)),
+            Some(s) => s.trim().parse().map_err(|_| {
+                err(
+                    "LISTEN",
+                    s,
+                    "an address and port such as 0.0.0.0:8080 or [::]:8080",
+                )
+            })?,
+        };
+        let stale_after = positive_duration("STALE_AFTER", &raw.stale_after, interval * 3)?;
+        let cache_max_age = duration("CACHE_MAX_AGE", &raw.cache_max_age, Duration::from_secs(60))?;
+        let disabled = choice(
+            "DISABLED",
+            &raw.disabled,
+            false,
+            &[
+                ("true", true),
+                ("false", false),
+                ("1", true),
+                ("0", false),
+                ("yes", true),
+                ("no", false),
+            ],
+        )?;
+
+        Ok(Config {
+            sources,
+            query,
+            min_sources,
+            profile,
+            thresholds,
+            unknown_passes,
+            output,
+            log: raw.log.clone(),
+            log_format,
+            interval,
+            wait_timeout: (!wait_timeout.is_zero()).then_some(wait_timeout),
+            listen,
+            stale_after,
+            cache_file: path(&raw.cache_file),
+            cache_max_age,
+            disabled,
+        })
+    }
+}
+
+/// The `SKEWGUARD_*` names among `vars` that no setting has (likely typos).
+pub fn unknown_variables<'a>(vars: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    vars.into_iter()
+        .filter_map(|k| k.strip_prefix(PREFIX).map(|rest| (k, rest)))
+        .filter(|(_, rest)| !SETTINGS.iter().any(|s| s.name == *rest))
+        .map(|(k, _)| k.to_string())
+        .collect()
+}
+
+/// The flag for a setting: `MAX_SKEW` → `--max-skew`.
+pub fn flag_name(setting: &str) -> String {
+    format!("--{}", setting.to_ascii_lowercase().replace('_', "-"))
+}
+
+/// The setting for a flag: `max-skew` → `MAX_SKEW`, if there is one.
+pub fn setting_for_flag(flag: &str) -> Option<&'static str> {
+    let want = flag.to_ascii_uppercase().replace('-', "_");
+    SETTINGS.iter().find(|s| s.name == want).map(|s| s.name)
+}
+
+/// Collects the `SKEWGUARD_*` variables of this process, overridden by flags.
+pub fn gather(
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut vars: BTreeMap<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(PREFIX))
+        .collect();
+    for (k, v) in overrides {
+        vars.insert(format!("{PREFIX}{k}"), v.clone());
+    }
+    vars
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(
+            pairs
+                .iter()
+                .map(|(k, v)| (format!("{PREFIX}{k}"), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.sources.len(), 3);
+        assert_eq!(c.profile, Profile::Aws);
+        assert_eq!(c.thresholds.max_skew, 150.0);
+        assert_eq!(c.thresholds.warn_skew, 1.0);
+        assert_eq!(c.query.timeout, Duration::from_secs(2));
+        assert_eq!(c.wait_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(c.stale_after, Duration::from_secs(180));
+        assert!(!c.unknown_passes && !c.disabled);
+    }
+
+    #[test]
+    fn profile_sets_the_default_max_skew() {
+        let c = cfg(&[("PROFILE", "aws-s3")]).unwrap();
+        assert_eq!(c.thresholds.max_skew, 450.0);
+        let c = cfg(&[("PROFILE", "totp"), ("MAX_SKEW", "2m30s")]).unwrap();
+        assert_eq!(c.thresholds.max_skew, 150.0);
+        assert_eq!(c.thresholds.window, 30.0);
+    }
+
+    #[test]
+    fn errors_name_the_variable_value_and_form() {
+        for (k, v) in [
+            ("MAX_SKEW", "abc"),
+            ("MAX_SKEW", "0"),
+            ("SOURCES", "ftp://x"),
+            ("PROFILE", "nope"),
+            ("ON_UNKNOWN", "maybe"),
+            ("OUTPUT", "xml"),
+            ("SAMPLES", "0"),
+            ("LISTEN", "8080"),
+            ("DISABLED", "perhaps"),
+            ("TIMEOUT", "-1s"),
+        ] {
+            let e = cfg(&[(k, v)]).expect_err(k);
+            let msg = e.to_string();
+            assert!(msg.contains(&format!("SKEWGUARD_{k}")), "{msg}");
+            assert!(msg.contains(v), "{msg}");
+        }
+    }
+
+    #[test]
+    fn unknown_variables_are_found() {
+        let got = unknown_variables(["SKEWGUARD_MAX_SKWE", "SKEWGUARD_MAX_SKEW", "PATH"]);
+        assert_eq!(got, vec!["SKEWGUARD_MAX_SKWE".to_string()]);
+    }
+
+    #[test]
+    fn flags_map_to_settings() {
+        assert_eq!(setting_for_flag("max-skew"), Some("MAX_SKEW"));
+        assert_eq!(setting_for_flag("bogus"), None);
+        assert_eq!(flag_name("ON_UNKNOWN"), "--on-unknown");
+    }
+}

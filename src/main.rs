@@ -1,1 +1,75 @@
-fn main(){}
+//! skewguard: parse arguments, build the configuration, run the command, exit.
+
+use std::process::ExitCode;
+
+use skewguard::cli::{self, Command};
+use skewguard::cmd::{self, EXIT_USAGE};
+use skewguard::config::{self, Config, LogFormat};
+
+fn main() -> ExitCode {
+    ExitCode::from(run().clamp(0, 255) as u8)
+}
+
+fn run() -> i32 {
+    let invocation = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("skewguard: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    match &invocation.command {
+        Command::Help(c) => {
+            print!("{}", cli::help(c.as_deref()));
+            return 0;
+        }
+        Command::Version => {
+            println!("skewguard {}", env!("CARGO_PKG_VERSION"));
+            return 0;
+        }
+        _ => {}
+    }
+    let vars = config::gather(std::env::vars(), &invocation.overrides);
+    let config = match Config::from_vars(vars.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("skewguard: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let default_log = match invocation.command {
+        Command::Check | Command::Health { .. } => "warn",
+        _ => "info",
+    };
+    init_logging(
+        config.log.as_deref().unwrap_or(default_log),
+        config.log_format,
+    );
+    for name in config::unknown_variables(vars.keys().map(String::as_str)) {
+        tracing::warn!(variable = %name, "unknown setting ignored (a typo?); `skewguard --help` lists them");
+    }
+    match invocation.command {
+        Command::Check => cmd::check::run(&config),
+        Command::Help(_) | Command::Version => 0,
+        other => {
+            eprintln!("skewguard: {other:?} is not implemented yet");
+            EXIT_USAGE
+        }
+    }
+}
+
+fn init_logging(filter: &str, format: LogFormat) {
+    let targets: tracing_subscriber::filter::Targets = filter.parse().unwrap_or_default();
+    use tracing_subscriber::prelude::*;
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match format {
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(fmt.with_filter(targets))
+            .init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(fmt.json().with_filter(targets))
+            .init(),
+    }
+}

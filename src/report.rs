@@ -1,6 +1,522 @@
-//! Text and JSON reports.
+//! A round's result as a report: the verdict, the headline a person reads,
+//! one entry per source, and its text and JSON renderings.
 
-/// Formats a number of seconds for people: `20m0.000s`, `1.250s`, `150.0ms`.
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+use crate::hint::{self, Evidence};
+use crate::select::{self, Interval, Selection};
+use crate::source::{Outcome, Source, SourceError};
+use crate::sys::KernelClock;
+use crate::verdict::{judge, Profile, Thresholds, Verdict};
+
+/// The result of one round of measurement, as `check` prints it and `/healthz` serves it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// One line for people.
+    pub headline: String,
+    /// Combined offset, reference minus local, seconds (positive: local clock behind).
+    pub offset_seconds: Option<f64>,
+    /// Half-width of the interval holding the true offset, seconds.
+    pub uncertainty_seconds: Option<f64>,
+    /// The profile's signing window, seconds.
+    pub window_seconds: f64,
+    /// Fail threshold, seconds.
+    pub max_skew_seconds: f64,
+    /// Warn threshold, seconds.
+    pub warn_skew_seconds: f64,
+    /// Profile name.
+    pub profile: String,
+    /// One entry per configured source, in configured order.
+    pub sources: Vec<SourceReport>,
+    /// Likely cause and fix.
+    pub hint: Option<String>,
+    /// The kernel's view of its own clock, where readable.
+    pub kernel: Option<KernelReport>,
+    /// Local realtime of the measurement, Unix seconds.
+    pub measured_at: f64,
+    /// Set when the guard is bypassed (`SKEWGUARD_DISABLED`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One source's part in a report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceReport {
+    /// The source URI.
+    pub source: String,
+    /// `ok`, `falseticker` or `error`.
+    pub status: SourceStatus,
+    /// Offset measured, seconds.
+    pub offset_seconds: Option<f64>,
+    /// Error bound, seconds.
+    pub uncertainty_seconds: Option<f64>,
+    /// Round trip, seconds.
+    pub rtt_seconds: Option<f64>,
+    /// Why there is no measurement.
+    pub error: Option<String>,
+}
+
+/// A source's standing in the round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceStatus {
+    /// Measured and in the agreeing majority.
+    Ok,
+    /// Measured, but outvoted.
+    Falseticker,
+    /// No usable measurement.
+    Error,
+}
+
+/// The kernel's clock discipline (adjtimex).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct KernelReport {
+    /// A time daemon has marked the clock synchronised.
+    pub synchronised: bool,
+    /// The kernel's maximum error estimate, seconds.
+    pub max_error_seconds: f64,
+}
+
+/// The judging side of the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Judging {
+    /// Signing window.
+    pub profile: Profile,
+    /// Thresholds.
+    pub thresholds: Thresholds,
+    /// Fewest agreeing sources.
+    pub min_sources: usize,
+}
+
+/// Host facts gathered at measurement time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostFacts {
+    /// Kernel clock state.
+    pub kernel: Option<KernelClock>,
+    /// CLOCK_BOOTTIME − CLOCK_MONOTONIC, seconds.
+    pub suspended_seconds: f64,
+    /// Local realtime, Unix seconds.
+    pub now: f64,
+}
+
+/// Most error text kept per source, so a report fits Docker's 4 KiB health log.
+const MAX_ERROR_CHARS: usize = 240;
+
+impl Report {
+    /// Combines one round's outcomes into a report.
+    pub fn assess(
+        sources: &[Source],
+        outcomes: &[Outcome],
+        judging: &Judging,
+        host: &HostFacts,
+    ) -> Report {
+        let mut entries: Vec<SourceReport> = Vec::with_capacity(sources.len());
+        let mut intervals = Vec::new();
+        let mut index = Vec::new();
+        let mut certificate_gap = None;
+        for (i, (source, outcome)) in sources.iter().zip(outcomes).enumerate() {
+            let mut entry = SourceReport {
+                source: source.to_string(),
+                status: SourceStatus::Error,
+                offset_seconds: None,
+                uncertainty_seconds: None,
+                rtt_seconds: None,
+                error: None,
+            };
+            match &outcome.result {
+                Ok(s) => {
+                    entry.status = SourceStatus::Falseticker;
+                    entry.offset_seconds = Some(s.offset);
+                    entry.uncertainty_seconds = Some(s.uncertainty);
+                    entry.rtt_seconds = Some(s.rtt);
+                    intervals.push(Interval {
+                        offset: s.offset,
+                        uncertainty: s.uncertainty,
+                    });
+                    index.push(i);
+                }
+                Err(e) => {
+                    if let SourceError::OutsideCertificate {
+                        at_least,
+                        local_behind,
+                    } = e
+                    {
+                        certificate_gap = Some((*at_least, *local_behind));
+                    }
+                    entry.error = Some(truncate(&e.to_string(), MAX_ERROR_CHARS));
+                }
+            }
+            entries.push(entry);
+        }
+
+        let t = judging.thresholds;
+        let selection = select::select(&intervals, judging.min_sources);
+        let (verdict, offset, uncertainty, headline) = match &selection {
+            Selection::Agreed {
+                members,
+                offset,
+                uncertainty,
+            } => {
+                for &m in members {
+                    entries[index[m]].status = SourceStatus::Ok;
+                }
+                let verdict = judge(*offset, *uncertainty, &t);
+                let names: Vec<&str> = members
+                    .iter()
+                    .map(|&m| entries[index[m]].source.as_str())
+                    .collect();
+                let by = if names.len() == 1 && sources.len() == 1 {
+                    names[0].to_string()
+                } else {
+                    format!(
+                        "{} of {} sources ({})",
+                        names.len(),
+                        sources.len(),
+                        names.join(", ")
+                    )
+                };
+                let headline = skew_headline(verdict, *offset, *uncertainty, &by, judging);
+                (verdict, Some(*offset), Some(*uncertainty), headline)
+            }
+            Selection::NoMajority { largest, answered } => {
+                let h = if *largest * 2 > *answered {
+                    format!(
+                        "UNKNOWN: only {largest} source(s) agree, fewer than SKEWGUARD_MIN_SOURCES={}",
+                        judging.min_sources
+                    )
+                } else {
+                    format!(
+                        "UNKNOWN: the sources disagree: no majority of the {answered} that answered agree on the offset (largest agreeing set: {largest})"
+                    )
+                };
+                (Verdict::Unknown, None, None, h)
+            }
+            Selection::NoSources => (
+                Verdict::Unknown,
+                None,
+                None,
+                format!(
+                    "UNKNOWN: none of the {} source(s) gave a usable answer",
+                    sources.len()
+                ),
+            ),
+        };
+
+        let evidence = Evidence {
+            verdict: Some(verdict),
+            offset,
+            suspended_seconds: host.suspended_seconds,
+            kernel: host.kernel,
+            certificate_gap,
+            disagreement: matches!(selection, Selection::NoMajority { largest, answered } if largest * 2 <= answered),
+            no_answer: matches!(selection, Selection::NoSources),
+        };
+        Report {
+            verdict,
+            headline,
+            offset_seconds: offset,
+            uncertainty_seconds: uncertainty,
+            window_seconds: t.window,
+            max_skew_seconds: t.max_skew,
+            warn_skew_seconds: t.warn_skew,
+            profile: judging.profile.name().to_string(),
+            sources: entries,
+            hint: hint::hint(&evidence),
+            kernel: host.kernel.map(|k| KernelReport {
+                synchronised: k.synchronised,
+                max_error_seconds: k.max_error_seconds,
+            }),
+            measured_at: host.now,
+            note: None,
+        }
+    }
+
+    /// The report of a bypassed guard: ok, with a note saying so.
+    pub fn disabled(judging: &Judging, now: f64) -> Report {
+        let t = judging.thresholds;
+        Report {
+            verdict: Verdict::Ok,
+            headline:
+                "OK: skewguard is disabled (SKEWGUARD_DISABLED=true); the clock was not measured"
+                    .into(),
+            offset_seconds: None,
+            uncertainty_seconds: None,
+            window_seconds: t.window,
+            max_skew_seconds: t.max_skew,
+            warn_skew_seconds: t.warn_skew,
+            profile: judging.profile.name().to_string(),
+            sources: Vec::new(),
+            hint: None,
+            kernel: None,
+            measured_at: now,
+            note: Some("disabled by SKEWGUARD_DISABLED".into()),
+        }
+    }
+
+    /// The text rendering: headline, one line per source, kernel state, hint.
+    /// Kept under 4 KiB (Docker keeps only that much of a health check's output).
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{}", self.headline);
+        for s in &self.sources {
+            let line = match s.status {
+                SourceStatus::Error => format!(
+                    "  {}  error: {}",
+                    s.source,
+                    s.error.as_deref().unwrap_or("unknown error")
+                ),
+                status => format!(
+                    "  {}  {}  {} ±{}  rtt {}",
+                    s.source,
+                    if status == SourceStatus::Ok {
+                        "ok"
+                    } else {
+                        "FALSETICKER (outvoted)"
+                    },
+                    signed_seconds(s.offset_seconds.unwrap_or(f64::NAN)),
+                    human_duration(s.uncertainty_seconds.unwrap_or(f64::NAN)),
+                    human_duration(s.rtt_seconds.unwrap_or(f64::NAN)),
+                ),
+            };
+            if out.len() + line.len() > 3000 {
+                let _ = writeln!(out, "  … more sources omitted");
+                break;
+            }
+            let _ = writeln!(out, "{line}");
+        }
+        if let Some(k) = &self.kernel {
+            let _ = writeln!(
+                out,
+                "kernel: {} (max error {})",
+                if k.synchronised {
+                    "clock marked synchronised by a time daemon"
+                } else {
+                    "clock not marked synchronised (no time daemon disciplining it)"
+                },
+                human_duration(k.max_error_seconds)
+            );
+        }
+        if let Some(n) = &self.note {
+            let _ = writeln!(out, "note: {n}");
+        }
+        if let Some(h) = &self.hint {
+            let _ = writeln!(out, "hint: {h}");
+        }
+        truncate(&out, 4000)
+    }
+
+    /// The JSON rendering: one object on one line.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            format!("{{\"verdict\":\"unknown\",\"error\":{:?}}}", e.to_string())
+        })
+    }
+}
+
+fn skew_headline(verdict: Verdict, offset: f64, uncertainty: f64, by: &str, j: &Judging) -> String {
+    let t = j.thresholds;
+    let what = j.profile.what();
+    let window = human_duration(t.window);
+    let size = if offset == 0.0 {
+        "local clock is on time".to_string()
+    } else {
+        format!(
+            "local clock is {} {}",
+            human_duration(offset.abs()),
+            if offset > 0.0 { "behind" } else { "ahead" }
+        )
+    };
+    let tail = match verdict {
+        Verdict::Fail => format!(
+            "breaks {what} (window {window}; fail threshold {})",
+            human_duration(t.max_skew)
+        ),
+        Verdict::Warn => format!(
+            "past the warn threshold {}, within the fail threshold {} for {what} (window {window})",
+            human_duration(t.warn_skew),
+            human_duration(t.max_skew)
+        ),
+        _ => format!(
+            "within {} of {what} (window {window})",
+            human_duration(t.max_skew)
+        ),
+    };
+    format!(
+        "{}: {size} (±{}) according to {by}; {tail}",
+        verdict.name().to_ascii_uppercase(),
+        human_duration(uncertainty)
+    )
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Formats a signed offset: `+1200.000042s`, `-0.250000s`.
+pub fn signed_seconds(secs: f64) -> String {
+    if !secs.is_finite() {
+        return "?".into();
+    }
+    format!("{secs:+.6}s")
+}
+
+/// Formats a number of seconds for people: `20m0.000s`, `1.250s`, `150.0ms`, `52µs`.
 pub fn human_duration(secs: f64) -> String {
-    format!("{secs:.3}s")
+    if !secs.is_finite() {
+        return "?".into();
+    }
+    let neg = secs < 0.0;
+    let a = secs.abs();
+    let body = if a < 1e-3 {
+        format!("{:.0}µs", a * 1e6)
+    } else if a < 1.0 {
+        format!("{:.1}ms", a * 1e3)
+    } else if a < 60.0 {
+        format!("{a:.3}s")
+    } else {
+        let total_ms = (a * 1000.0).round() as u128;
+        let ms = total_ms % 1000;
+        let s = (total_ms / 1000) % 60;
+        let m = (total_ms / 60_000) % 60;
+        let h = (total_ms / 3_600_000) % 24;
+        let d = total_ms / 86_400_000;
+        let mut out = String::new();
+        if d > 0 {
+            let _ = write!(out, "{d}d");
+        }
+        if d > 0 || h > 0 {
+            let _ = write!(out, "{h}h");
+        }
+        let _ = write!(out, "{m}m{s}.{ms:03}s");
+        out
+    };
+    if neg {
+        format!("-{body}")
+    } else {
+        body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::Sample;
+
+    #[test]
+    fn human_durations() {
+        for (s, want) in [
+            (1200.0, "20m0.000s"),
+            (1.25, "1.250s"),
+            (0.15, "150.0ms"),
+            (0.000052, "52µs"),
+            (3600.5, "1h0m0.500s"),
+            (90000.0, "1d1h0m0.000s"),
+            (-2.5, "-2.500s"),
+        ] {
+            assert_eq!(human_duration(s), want);
+        }
+    }
+
+    fn judging() -> Judging {
+        Judging {
+            profile: Profile::Aws,
+            thresholds: Thresholds {
+                window: 300.0,
+                max_skew: 150.0,
+                warn_skew: 1.0,
+            },
+            min_sources: 1,
+        }
+    }
+
+    fn ok(offset: f64) -> Outcome {
+        Outcome::from_result(Ok(Sample {
+            offset,
+            uncertainty: 0.001,
+            rtt: 0.0002,
+        }))
+    }
+
+    #[test]
+    fn falseticker_is_marked_and_headline_says_direction() {
+        let sources = Source::parse_list("ntp://a,ntp://b,ntp://c").unwrap();
+        let r = Report::assess(
+            &sources,
+            &[ok(1200.0), ok(1200.0005), ok(0.0)],
+            &judging(),
+            &HostFacts::default(),
+        );
+        assert_eq!(r.verdict, Verdict::Fail);
+        assert!(
+            r.headline
+                .starts_with("FAIL: local clock is 20m0.000s behind"),
+            "{}",
+            r.headline
+        );
+        assert!(r.headline.contains("2 of 3 sources"), "{}", r.headline);
+        assert_eq!(r.sources[2].status, SourceStatus::Falseticker);
+        assert!(r.hint.is_some());
+        let text = r.to_text();
+        assert!(text.contains("FALSETICKER"), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        for key in [
+            "verdict",
+            "offset_seconds",
+            "uncertainty_seconds",
+            "window_seconds",
+            "max_skew_seconds",
+            "warn_skew_seconds",
+            "sources",
+            "hint",
+        ] {
+            assert!(v.get(key).is_some(), "{key}");
+        }
+        assert_eq!(v["sources"][2]["status"], "falseticker");
+    }
+
+    #[test]
+    fn disagreement_and_silence_are_unknown() {
+        let sources = Source::parse_list("ntp://a,ntp://b").unwrap();
+        let r = Report::assess(
+            &sources,
+            &[ok(0.0), ok(1200.0)],
+            &judging(),
+            &HostFacts::default(),
+        );
+        assert_eq!(r.verdict, Verdict::Unknown);
+        assert!(r.headline.contains("disagree"), "{}", r.headline);
+        let dead =
+            Outcome::from_result(Err(SourceError::Timeout(std::time::Duration::from_secs(2))));
+        let r = Report::assess(
+            &sources,
+            &[dead.clone(), dead],
+            &judging(),
+            &HostFacts::default(),
+        );
+        assert_eq!(r.verdict, Verdict::Unknown);
+        assert_eq!(r.sources[0].status, SourceStatus::Error);
+        assert!(r.sources[0].error.as_deref().unwrap().contains("2.000s"));
+    }
+
+    #[test]
+    fn text_stays_under_docker_limit() {
+        let sources: Vec<Source> = (0..200)
+            .map(|i| Source::parse(&format!("ntp://host{i}.example")).unwrap())
+            .collect();
+        let outcomes: Vec<Outcome> = (0..200)
+            .map(|_| Outcome::from_result(Err(SourceError::Io("x".repeat(1000)))))
+            .collect();
+        let r = Report::assess(&sources, &outcomes, &judging(), &HostFacts::default());
+        assert!(r.to_text().len() <= 4096);
+    }
 }

@@ -109,6 +109,7 @@ fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), 
     if authority.contains('@') {
         return Err("user information is not allowed".into());
     }
+    let bracketed = authority.starts_with('[');
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (h, after) = rest
             .split_once(']')
@@ -132,8 +133,9 @@ fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), 
     if host.is_empty() {
         return Err("the host is empty".into());
     }
-    if !host.starts_with(|c: char| c.is_ascii_alphanumeric())
-        || host.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == ':'))
+    if !bracketed
+        && (!host.starts_with(|c: char| c.is_ascii_alphanumeric())
+            || host.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-')))
     {
         return Err(format!("`{host}` is not a host name or address"));
     }

@@ -1,1 +1,177 @@
-//! verdict
+//! Signing windows (profiles), thresholds and the verdict.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A kind of signed request and the clock skew it tolerates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// AWS Signature Version 4: 5 minutes.
+    Aws,
+    /// Amazon S3 (`RequestTimeTooSkewed`): 15 minutes.
+    AwsS3,
+    /// Azure Storage shared key: 15 minutes.
+    Azure,
+    /// Kerberos `clockskew`: 5 minutes.
+    Kerberos,
+    /// HashiCorp Vault JWT `clock_skew_leeway`: 60 seconds.
+    VaultJwt,
+    /// TOTP: one 30-second step.
+    Totp,
+}
+
+impl Profile {
+    /// Every profile, for help texts.
+    pub const ALL: [Profile; 6] = [
+        Profile::Aws,
+        Profile::AwsS3,
+        Profile::Azure,
+        Profile::Kerberos,
+        Profile::VaultJwt,
+        Profile::Totp,
+    ];
+
+    /// Parses a profile name.
+    pub fn parse(s: &str) -> Option<Profile> {
+        Profile::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    /// The name used in configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Aws => "aws",
+            Profile::AwsS3 => "aws-s3",
+            Profile::Azure => "azure",
+            Profile::Kerberos => "kerberos",
+            Profile::VaultJwt => "vault-jwt",
+            Profile::Totp => "totp",
+        }
+    }
+
+    /// What breaks when the clock is outside the window.
+    pub fn what(self) -> &'static str {
+        match self {
+            Profile::Aws => "AWS SigV4 requests",
+            Profile::AwsS3 => "Amazon S3 requests",
+            Profile::Azure => "Azure Storage shared-key requests",
+            Profile::Kerberos => "Kerberos tickets",
+            Profile::VaultJwt => "Vault JWT logins",
+            Profile::Totp => "TOTP codes",
+        }
+    }
+
+    /// The skew the signature scheme tolerates, in seconds.
+    pub fn window_seconds(self) -> f64 {
+        match self {
+            Profile::Aws | Profile::Kerberos => 300.0,
+            Profile::AwsS3 | Profile::Azure => 900.0,
+            Profile::VaultJwt => 60.0,
+            Profile::Totp => 30.0,
+        }
+    }
+}
+
+/// The skew limits a verdict is judged against, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// The signing window of the profile.
+    pub window: f64,
+    /// Skew bound at which the verdict is `fail`.
+    pub max_skew: f64,
+    /// Skew bound at which the verdict is `warn`.
+    pub warn_skew: f64,
+}
+
+/// What skewguard concludes about the local clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Well within the thresholds.
+    Ok,
+    /// Past the warning threshold, still usable.
+    Warn,
+    /// Past the maximum skew: signed requests are at risk.
+    Fail,
+    /// No trustworthy measurement.
+    Unknown,
+}
+
+impl Verdict {
+    /// Every verdict, for metrics that carry one series per state.
+    pub const ALL: [Verdict; 4] = [Verdict::Ok, Verdict::Warn, Verdict::Fail, Verdict::Unknown];
+
+    /// Lower-case name, as in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "fail",
+            Verdict::Unknown => "unknown",
+        }
+    }
+
+    /// Whether a runtime should let the workload run (`unknown` depends on policy).
+    pub fn passes(self, unknown_passes: bool) -> bool {
+        match self {
+            Verdict::Ok | Verdict::Warn => true,
+            Verdict::Fail => false,
+            Verdict::Unknown => unknown_passes,
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Judges a combined measurement: the skew bound is |offset| + uncertainty.
+pub fn judge(offset: f64, uncertainty: f64, t: &Thresholds) -> Verdict {
+    let bound = offset.abs() + uncertainty.max(0.0);
+    if !bound.is_finite() {
+        Verdict::Unknown
+    } else if bound >= t.max_skew {
+        Verdict::Fail
+    } else if bound >= t.warn_skew {
+        Verdict::Warn
+    } else {
+        Verdict::Ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_are_inclusive_and_use_the_bound() {
+        let t = Thresholds {
+            window: 300.0,
+            max_skew: 150.0,
+            warn_skew: 1.0,
+        };
+        let cases = [
+            (0.0, 0.0, Verdict::Ok),
+            (0.5, 0.49, Verdict::Ok),
+            (0.5, 0.5, Verdict::Warn),
+            (-1.0, 0.0, Verdict::Warn),
+            (149.0, 0.9, Verdict::Warn),
+            (149.0, 1.0, Verdict::Fail),
+            (-150.0, 0.0, Verdict::Fail),
+            (1e9, 0.0, Verdict::Fail),
+            (f64::NAN, 0.0, Verdict::Unknown),
+        ];
+        for (o, u, want) in cases {
+            assert_eq!(judge(o, u, &t), want, "{o} ± {u}");
+        }
+    }
+
+    #[test]
+    fn profiles_round_trip() {
+        for p in Profile::ALL {
+            assert_eq!(Profile::parse(p.name()), Some(p));
+        }
+        assert_eq!(Profile::parse("nope"), None);
+    }
+}
