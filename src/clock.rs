@@ -67,10 +67,7 @@ impl Clock for SystemClock {
 
 fn nanos_to_duration(n: i128) -> Duration {
     let n = n.max(0);
-    Duration::new(
-        (n / NANOS_PER_SEC) as u64,
-        (n % NANOS_PER_SEC) as u32,
-    )
+    Duration::new((n / NANOS_PER_SEC) as u64, (n % NANOS_PER_SEC) as u32)
 }
 
 /// Converts a signed nanosecond difference to seconds.

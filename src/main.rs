@@ -50,6 +50,8 @@ fn run() -> i32 {
     }
     match invocation.command {
         Command::Check => cmd::check::run(&config),
+        Command::Serve => cmd::serve::run(&config),
+        Command::Health { url } => cmd::health::run(&config, url.as_deref()),
         Command::Help(_) | Command::Version => 0,
         other => {
             eprintln!("skewguard: {other:?} is not implemented yet");

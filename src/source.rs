@@ -303,7 +303,7 @@ pub async fn measure_all(
 }
 
 /// Polls a set of futures concurrently on the current task (no spawning).
-async fn join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+pub async fn join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
     let mut futs: Vec<_> = futs.map(|f| Some(Box::pin(f))).collect();
     let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {

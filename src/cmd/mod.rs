@@ -1,11 +1,14 @@
 //! The commands: each takes a validated configuration and returns an exit code.
 
 pub mod check;
+pub mod health;
+pub mod serve;
+pub mod wait;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::report::{HostFacts, Judging, Report};
-use crate::source::measure_all;
+use crate::source::{measure, Outcome, SourceError};
 
 /// Exit code: the clock is fine (or the command succeeded).
 pub const EXIT_OK: i32 = 0;
@@ -40,24 +43,88 @@ pub fn host_facts(clock: &dyn Clock) -> HostFacts {
 
 /// Measures every source once and judges the result.
 pub async fn assess(config: &Config, clock: &dyn Clock) -> Report {
-    if config.disabled {
-        return Report::disabled(&judging(config), clock.realtime() as f64 / 1e9);
-    }
-    let outcomes = measure_all(&config.sources, &config.query, clock).await;
-    for (s, o) in config.sources.iter().zip(&outcomes) {
-        match &o.result {
-            Ok(sample) => {
-                tracing::debug!(source = %s, offset = sample.offset, uncertainty = sample.uncertainty, rtt = sample.rtt, "measured")
-            }
-            Err(e) => tracing::debug!(source = %s, error = %e, "no measurement"),
+    Rounds::new(config, clock).round().await
+}
+
+/// Measures round after round, remembering which sources asked (by a RATE
+/// Kiss-o'-Death) not to be queried again before a given time.
+pub struct Rounds<'a> {
+    config: &'a Config,
+    clock: &'a dyn Clock,
+    /// Per source: monotonic time before which it must not be queried.
+    not_before: Vec<Option<std::time::Duration>>,
+}
+
+impl<'a> Rounds<'a> {
+    /// Starts with every source free to be queried.
+    pub fn new(config: &'a Config, clock: &'a dyn Clock) -> Self {
+        Rounds {
+            config,
+            clock,
+            not_before: vec![None; config.sources.len()],
         }
     }
-    Report::assess(
-        &config.sources,
-        &outcomes,
-        &judging(config),
-        &host_facts(clock),
-    )
+
+    /// How long until every source that asked for a pause may be queried again.
+    pub fn backoff(&self) -> std::time::Duration {
+        let now = self.clock.monotonic();
+        self.not_before
+            .iter()
+            .flatten()
+            .map(|t| t.saturating_sub(now))
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Measures every source that may be queried now and judges the result.
+    pub async fn round(&mut self) -> Report {
+        let config = self.config;
+        if config.disabled {
+            return Report::disabled(&judging(config), self.clock.realtime() as f64 / 1e9);
+        }
+        let now = self.clock.monotonic();
+        let futs = config.sources.iter().zip(&self.not_before).map(|(s, nb)| {
+            let wait = nb.map(|t| t.saturating_sub(now)).unwrap_or_default();
+            let query = &config.query;
+            let clock = self.clock;
+            async move {
+                if !wait.is_zero() {
+                    return Outcome::from_result(Err(SourceError::KissOfDeath(format!(
+                        "RATE (not queried again for {})",
+                        crate::report::human_duration(wait.as_secs_f64())
+                    ))));
+                }
+                measure(s, query, clock).await
+            }
+        });
+        let outcomes = crate::source::join_all(futs).await;
+        let after = self.clock.monotonic();
+        for ((s, o), nb) in config
+            .sources
+            .iter()
+            .zip(&outcomes)
+            .zip(self.not_before.iter_mut())
+        {
+            if let Some(pause) = o.retry_after {
+                tracing::warn!(source = %s, pause = ?pause, "server asked to slow down (Kiss-o'-Death RATE)");
+                *nb = Some(after + pause);
+            } else if nb.is_some_and(|t| t <= after) {
+                *nb = None;
+            }
+            match &o.result {
+                Ok(sample) => {
+                    tracing::debug!(source = %s, offset = sample.offset, uncertainty = sample.uncertainty, rtt = sample.rtt, "measured")
+                }
+                Err(e) => tracing::debug!(source = %s, error = %e, "no measurement"),
+            }
+        }
+        Report::assess(
+            &config.sources,
+            &outcomes,
+            &judging(config),
+            &host_facts(self.clock),
+        )
+    }
 }
 
 /// The system clock, for commands.

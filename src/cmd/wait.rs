@@ -1,0 +1,1 @@
+//! `skewguard wait` and `skewguard exec -- CMD`.
