@@ -50,13 +50,11 @@ fn run() -> i32 {
     }
     match invocation.command {
         Command::Check => cmd::check::run(&config),
+        Command::Wait => cmd::wait::run(&config),
+        Command::Exec { program, args } => cmd::wait::exec(&config, &program, &args),
         Command::Serve => cmd::serve::run(&config),
         Command::Health { url } => cmd::health::run(&config, url.as_deref()),
         Command::Help(_) | Command::Version => 0,
-        other => {
-            eprintln!("skewguard: {other:?} is not implemented yet");
-            EXIT_USAGE
-        }
     }
 }
 

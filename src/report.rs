@@ -319,7 +319,7 @@ impl Report {
 fn skew_headline(verdict: Verdict, offset: f64, uncertainty: f64, by: &str, j: &Judging) -> String {
     let t = j.thresholds;
     let what = j.profile.what();
-    let window = human_duration(t.window);
+    let window = human_setting(t.window);
     let size = if offset == 0.0 {
         "local clock is on time".to_string()
     } else {
@@ -332,16 +332,16 @@ fn skew_headline(verdict: Verdict, offset: f64, uncertainty: f64, by: &str, j: &
     let tail = match verdict {
         Verdict::Fail => format!(
             "breaks {what} (window {window}; fail threshold {})",
-            human_duration(t.max_skew)
+            human_setting(t.max_skew)
         ),
         Verdict::Warn => format!(
             "past the warn threshold {}, within the fail threshold {} for {what} (window {window})",
-            human_duration(t.warn_skew),
-            human_duration(t.max_skew)
+            human_setting(t.warn_skew),
+            human_setting(t.max_skew)
         ),
         _ => format!(
             "within {} of {what} (window {window})",
-            human_duration(t.max_skew)
+            human_setting(t.max_skew)
         ),
     };
     format!(
@@ -360,6 +360,18 @@ fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+/// Formats a configured duration compactly: `5m`, `2m30s`, `1s`, `150ms`.
+pub fn human_setting(secs: f64) -> String {
+    if !(secs.is_finite() && secs >= 0.0) {
+        return "?".into();
+    }
+    humantime::format_duration(std::time::Duration::from_millis(
+        (secs * 1000.0).round() as u64
+    ))
+    .to_string()
+    .replace(' ', "")
 }
 
 /// Formats a signed offset: `+1200.000042s`, `-0.250000s`.
@@ -424,6 +436,14 @@ mod tests {
             (-2.5, "-2.500s"),
         ] {
             assert_eq!(human_duration(s), want);
+        }
+        for (s, want) in [
+            (300.0, "5m"),
+            (150.0, "2m30s"),
+            (1.0, "1s"),
+            (0.15, "150ms"),
+        ] {
+            assert_eq!(human_setting(s), want);
         }
     }
 
