@@ -1,10 +1,526 @@
 //! Queries one NTP server over UDP.
+//!
+//! Thin I/O around [`crate::ntp::packet`]: resolve, send a request carrying a
+//! random nonce, and wait for the genuine reply. Anything else that arrives on
+//! the socket in the meantime (other senders, stale or spoofed replies, junk) is
+//! logged and ignored, so it cannot cut the wait short or pass for an answer.
+//!
+//! Realtime is read once per exchange (T1); T4 is that reading plus elapsed
+//! monotonic time, so a wall-clock step during a query cannot distort the
+//! round trip.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+use tracing::{debug, warn};
 
 use crate::clock::Clock;
-use crate::source::{Outcome, QuerySettings, SourceError};
+use crate::ntp::packet::{self, KissCode, NtpTimestamp, Packet, Rejection};
+use crate::source::{Outcome, QuerySettings, Sample, SourceError};
+
+/// Receive buffer: the 48-byte header plus room for extension fields; a longer
+/// datagram is truncated, which is harmless since only the header is read.
+const RECV_BUF: usize = 1024;
 
 /// Queries `host:port` and returns the best sample or the reason there is none.
+///
+/// Makes `settings.samples` exchanges (at least one), `settings.sample_interval`
+/// apart, rotating through the resolved addresses, and keeps the sample with the
+/// least delay. Each exchange waits at most `settings.timeout`.
 pub async fn query(host: &str, port: u16, settings: &QuerySettings, clock: &dyn Clock) -> Outcome {
-    let _ = (host, port, settings, clock);
-    Outcome::from_result(Err(SourceError::Io("not implemented".into())))
+    let addrs = match resolve(host, port, settings.timeout).await {
+        Ok(a) => a,
+        Err(e) => return Outcome::from_result(Err(e)),
+    };
+    let samples = settings.samples.max(1);
+    let mut best: Option<Sample> = None;
+    let mut last_err = None;
+    for i in 0..samples {
+        if i > 0 {
+            tokio::time::sleep(settings.sample_interval).await;
+        }
+        let addr = addrs[i as usize % addrs.len()];
+        match exchange(addr, settings.timeout, clock).await {
+            Ok(s) => {
+                debug!(%addr, offset = s.offset, rtt = s.rtt, "ntp sample");
+                if best.map_or(true, |b| s.rtt < b.rtt) {
+                    best = Some(s);
+                }
+            }
+            Err(Failure::Kiss { code, poll }) => {
+                // A kiss asks us to stop querying this server now.
+                warn!(%addr, %code, "ntp server sent Kiss-o'-Death");
+                let retry_after = (code == KissCode::RATE).then(|| packet::rate_backoff(poll));
+                let result = best.ok_or_else(|| SourceError::KissOfDeath(code.to_string()));
+                return Outcome {
+                    result,
+                    retry_after,
+                };
+            }
+            Err(Failure::Other(e)) => {
+                debug!(%addr, error = %e, "ntp exchange failed");
+                last_err = Some(e);
+            }
+        }
+    }
+    Outcome::from_result(match (best, last_err) {
+        (Some(s), _) => Ok(s),
+        (None, Some(e)) => Err(e),
+        (None, None) => Err(SourceError::Timeout(settings.timeout)),
+    })
+}
+
+/// Resolves `host`; IP literals are used as they are, without DNS.
+async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, SourceError> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let found = tokio::time::timeout(timeout, tokio::net::lookup_host((host, port)))
+        .await
+        .map_err(|_| {
+            SourceError::Resolve(format!(
+                "{host}: no answer within {}",
+                crate::report::human_duration(timeout.as_secs_f64())
+            ))
+        })?
+        .map_err(|e| SourceError::Resolve(format!("{host}: {e}")))?;
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for a in found {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    if addrs.is_empty() {
+        return Err(SourceError::Resolve(format!("{host}: no addresses")));
+    }
+    Ok(addrs)
+}
+
+/// Why one exchange gave no sample.
+enum Failure {
+    /// A Kiss-o'-Death answering our request: stop querying this server.
+    Kiss {
+        /// The kiss code.
+        code: KissCode,
+        /// The poll exponent the server asked for (RATE back-off).
+        poll: i8,
+    },
+    /// Anything else; the next sample may still succeed.
+    Other(SourceError),
+}
+
+impl From<SourceError> for Failure {
+    fn from(e: SourceError) -> Self {
+        Failure::Other(e)
+    }
+}
+
+/// One request/reply exchange with `addr`, waiting at most `timeout`.
+async fn exchange(
+    addr: SocketAddr,
+    timeout: Duration,
+    clock: &dyn Clock,
+) -> Result<Sample, Failure> {
+    let deadline = Instant::now() + timeout;
+    let nonce = fresh_nonce()?;
+    // Unconnected on purpose: a datagram from another address must be seen
+    // and reported, not silently filtered by the kernel.
+    let local: SocketAddr = if addr.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let sock = UdpSocket::bind(local)
+        .await
+        .map_err(|e| SourceError::Io(format!("bind {local}: {e}")))?;
+    let request = packet::build_request(nonce);
+
+    let anchor = clock.stamp();
+    let sent = tokio::time::timeout_at(deadline, sock.send_to(&request, addr)).await;
+    match sent {
+        Err(_) => return Err(SourceError::Timeout(timeout).into()),
+        Ok(Err(e)) => return Err(SourceError::Io(format!("send to {addr}: {e}")).into()),
+        Ok(Ok(_)) => {}
+    }
+    let t1 = NtpTimestamp::from_unix_nanos(anchor.real);
+
+    let mut buf = [0u8; RECV_BUF];
+    let mut last_invalid: Option<String> = None;
+    loop {
+        let received = tokio::time::timeout_at(deadline, sock.recv_from(&mut buf)).await;
+        let (len, from) = match received {
+            Err(_) => {
+                return Err(match last_invalid {
+                    Some(reason) => SourceError::Invalid(reason),
+                    None => SourceError::Timeout(timeout),
+                }
+                .into())
+            }
+            Ok(Err(e)) => return Err(SourceError::Io(format!("receive from {addr}: {e}")).into()),
+            Ok(Ok(got)) => got,
+        };
+        // T4 first, before any parsing, so our own work does not count as delay.
+        let t4 = NtpTimestamp::from_unix_nanos(anchor.real_at(clock.monotonic()));
+        let data = &buf[..len.min(RECV_BUF)];
+
+        // Compare address and port only: flow info and scope id of a reply may
+        // legitimately differ from the resolved address.
+        if from.ip() != addr.ip() || from.port() != addr.port() {
+            let reason = format!("datagram from {from}, not from the queried {addr}");
+            debug!(%addr, %from, "ignoring ntp datagram from another sender");
+            last_invalid = Some(reason);
+            continue;
+        }
+        let reply: Packet = match packet::check_reply(data, nonce) {
+            Ok(p) => p,
+            Err(Rejection::KissOfDeath(code)) => {
+                // check_reply has verified the origin, so the kiss answers our request.
+                let poll = Packet::parse(data).map(|p| p.poll).unwrap_or(0);
+                return Err(Failure::Kiss { code, poll });
+            }
+            Err(r) => {
+                debug!(%addr, reason = %r, "ignoring invalid ntp reply");
+                last_invalid = Some(r.to_string());
+                continue;
+            }
+        };
+        return Ok(packet::sample(t1, &reply, t4));
+    }
+}
+
+/// A random, non-zero transmit timestamp for one request.
+fn fresh_nonce() -> Result<NtpTimestamp, SourceError> {
+    loop {
+        let n = getrandom::u64().map_err(|e| SourceError::Io(format!("random nonce: {e}")))?;
+        // Zero means "not set" in NTP; a server echoing zero must not match.
+        if n != 0 {
+            return Ok(NtpTimestamp(n));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{SystemClock, UnixNanos, NANOS_PER_SEC};
+    use std::net::UdpSocket as StdUdpSocket;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    use std::time::Instant as StdInstant;
+
+    /// What the fake server does with one request: the datagrams to send back,
+    /// each from the server socket (`false`) or from a second socket (`true`).
+    type Script = Box<dyn FnMut(&[u8]) -> Vec<(bool, Vec<u8>)> + Send>;
+
+    /// Starts a fake NTP server on 127.0.0.1 in a thread; returns its port and a
+    /// counter of requests it saw. It stops after 3 s without a request.
+    fn fake(mut script: Script) -> (u16, Arc<AtomicU32>) {
+        let sock = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+        let other = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let seen = Arc::new(AtomicU32::new(0));
+        let seen2 = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                seen2.fetch_add(1, Ordering::SeqCst);
+                for (from_other, d) in script(&buf[..n]) {
+                    let s = if from_other { &other } else { &sock };
+                    let _ = s.send_to(&d, from);
+                }
+            }
+        });
+        (port, seen)
+    }
+
+    fn now_nanos() -> UnixNanos {
+        SystemClock.realtime()
+    }
+
+    /// A well-formed reply to `req` from a server whose clock is `shift` seconds ahead.
+    fn reply(req: &[u8], shift: f64) -> Packet {
+        let req = Packet::parse(req).unwrap();
+        let now = now_nanos() + (shift * 1e9).round() as i128;
+        Packet {
+            leap: 0,
+            version: 4,
+            mode: 4,
+            stratum: 2,
+            poll: 6,
+            precision: -20,
+            root_delay: 0.001,
+            root_dispersion: 0.002,
+            reference_id: [127, 0, 0, 1],
+            reference: NtpTimestamp::from_unix_nanos(now - 10 * NANOS_PER_SEC),
+            origin: req.transmit,
+            receive: NtpTimestamp::from_unix_nanos(now),
+            transmit: NtpTimestamp::from_unix_nanos(now),
+        }
+    }
+
+    fn answer(shift: f64, edit: fn(&mut Packet)) -> Script {
+        Box::new(move |req| {
+            let mut p = reply(req, shift);
+            edit(&mut p);
+            vec![(false, p.to_bytes().to_vec())]
+        })
+    }
+
+    fn settings(timeout_ms: u64) -> QuerySettings {
+        QuerySettings {
+            timeout: Duration::from_millis(timeout_ms),
+            ..QuerySettings::default()
+        }
+    }
+
+    async fn run(script: Script, s: &QuerySettings) -> (Outcome, Duration) {
+        let (port, _) = fake(script);
+        let start = StdInstant::now();
+        let out = query("127.0.0.1", port, s, &SystemClock).await;
+        (out, start.elapsed())
+    }
+
+    #[tokio::test]
+    async fn measures_a_good_server() {
+        let (out, _) = run(answer(1200.5, |_| {}), &settings(1000)).await;
+        let s = out.result.unwrap();
+        assert!((s.offset - 1200.5).abs() < 0.005, "{s:?}");
+        assert!(s.rtt >= 0.0 && s.rtt < 0.1, "{s:?}");
+        assert!(s.uncertainty >= 0.001 / 2.0 + 0.002, "{s:?}");
+        assert_eq!(out.retry_after, None);
+    }
+
+    #[tokio::test]
+    async fn hostile_replies_are_rejected_with_the_reason() {
+        type Edit = fn(&mut Packet);
+        let cases: &[(&str, Edit, &str)] = &[
+            (
+                "wrong origin",
+                |p| p.origin = NtpTimestamp(p.origin.0 ^ 1),
+                "origin",
+            ),
+            ("LI 3", |p| p.leap = 3, "leap indicator 3"),
+            ("stratum 16", |p| p.stratum = 16, "stratum 16"),
+            ("client mode", |p| p.mode = 3, "mode 3"),
+            (
+                "zero transmit",
+                |p| p.transmit = NtpTimestamp::ZERO,
+                "zero transmit",
+            ),
+            ("version 1", |p| p.version = 1, "version 1"),
+            (
+                "root distance",
+                |p| p.root_dispersion = 20.0,
+                "root distance",
+            ),
+        ];
+        for (name, edit, want) in cases {
+            let (out, took) = run(answer(0.0, *edit), &settings(300)).await;
+            match out.result {
+                Err(SourceError::Invalid(r)) => assert!(r.contains(want), "{name}: {r}"),
+                other => panic!("{name}: {other:?}"),
+            }
+            assert!(took < Duration::from_millis(800), "{name}: {took:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn kiss_of_death_ends_the_query_at_once() {
+        for (code, backoff) in [
+            (*b"RATE", Some(Duration::from_secs(1024))),
+            (*b"DENY", None),
+            ([0, 1, 2, 3], None),
+        ] {
+            let script: Script = Box::new(move |req| {
+                let mut p = reply(req, 0.0);
+                p.stratum = 0;
+                p.leap = 3;
+                p.poll = 10;
+                p.reference_id = code;
+                vec![(false, p.to_bytes().to_vec())]
+            });
+            let (out, took) = run(script, &settings(2000)).await;
+            assert_eq!(
+                out.result,
+                Err(SourceError::KissOfDeath(KissCode(code).to_string()))
+            );
+            assert_eq!(out.retry_after, backoff);
+            assert!(took < Duration::from_millis(500), "{took:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn rate_backoff_is_at_least_a_minute() {
+        let (out, _) = run(
+            answer(0.0, |p| {
+                p.stratum = 0;
+                p.poll = 0;
+                p.reference_id = *b"RATE";
+            }),
+            &settings(1000),
+        )
+        .await;
+        assert_eq!(out.retry_after, Some(Duration::from_secs(60)));
+    }
+
+    #[tokio::test]
+    async fn junk_before_the_genuine_reply_is_ignored() {
+        let script: Script = Box::new(|req| {
+            let good = reply(req, 42.25);
+            let mut spoof = good;
+            spoof.origin = NtpTimestamp(good.origin.0.wrapping_add(1));
+            spoof.transmit = NtpTimestamp::from_unix_nanos(0);
+            let mut kod = spoof;
+            kod.stratum = 0;
+            kod.reference_id = *b"DENY";
+            let mut from_other = good;
+            from_other.transmit = NtpTimestamp::from_unix_nanos(0);
+            vec![
+                (false, spoof.to_bytes().to_vec()),
+                (false, kod.to_bytes().to_vec()), // spoofed kiss: must not be obeyed
+                (false, vec![1, 2, 3]),
+                (false, vec![0xff; 48]),
+                (true, from_other.to_bytes().to_vec()),
+                (false, good.to_bytes().to_vec()),
+                (false, good.to_bytes().to_vec()), // duplicate, after the fact
+            ]
+        });
+        let (out, _) = run(script, &settings(1000)).await;
+        let s = out.result.unwrap();
+        assert!((s.offset - 42.25).abs() < 0.005, "{s:?}");
+    }
+
+    #[tokio::test]
+    async fn silence_and_junk_time_out_with_the_right_error() {
+        let (out, took) = run(Box::new(|_| vec![]), &settings(300)).await;
+        assert_eq!(
+            out.result,
+            Err(SourceError::Timeout(Duration::from_millis(300)))
+        );
+        assert!(
+            took >= Duration::from_millis(290) && took < Duration::from_millis(800),
+            "{took:?}"
+        );
+
+        let (out, _) = run(Box::new(|_| vec![(false, vec![0x24; 20])]), &settings(300)).await;
+        match out.result {
+            Err(SourceError::Invalid(r)) => assert!(r.contains("too short: 20 bytes"), "{r}"),
+            other => panic!("{other:?}"),
+        }
+
+        let (out, _) = run(
+            Box::new(|req| vec![(true, reply(req, 0.0).to_bytes().to_vec())]),
+            &settings(300),
+        )
+        .await;
+        match out.result {
+            Err(SourceError::Invalid(r)) => {
+                assert!(r.contains("not from the queried 127.0.0.1"), "{r}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn several_samples_keep_the_least_delay() {
+        let n = Arc::new(AtomicU32::new(0));
+        let n2 = n.clone();
+        let script: Script = Box::new(move |req| {
+            // The second reply comes back slowest; its offset must not win.
+            let i = n2.fetch_add(1, Ordering::SeqCst);
+            let shift = [5.0, 9.0, 5.0][i as usize % 3];
+            if i == 1 {
+                std::thread::sleep(Duration::from_millis(80));
+            }
+            vec![(false, reply(req, shift).to_bytes().to_vec())]
+        });
+        let (port, seen) = fake(script);
+        let s = QuerySettings {
+            timeout: Duration::from_millis(500),
+            samples: 3,
+            sample_interval: Duration::from_millis(20),
+            ..QuerySettings::default()
+        };
+        let out = query("127.0.0.1", port, &s, &SystemClock).await;
+        let sample = out.result.unwrap();
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
+        assert!((sample.offset - 5.0).abs() < 0.005, "{sample:?}");
+    }
+
+    #[tokio::test]
+    async fn a_later_failure_does_not_discard_an_earlier_sample() {
+        let n = Arc::new(AtomicU32::new(0));
+        let n2 = n.clone();
+        let script: Script = Box::new(move |req| {
+            if n2.fetch_add(1, Ordering::SeqCst) == 0 {
+                vec![(false, reply(req, 3.0).to_bytes().to_vec())]
+            } else {
+                vec![]
+            }
+        });
+        let (port, _) = fake(script);
+        let s = QuerySettings {
+            timeout: Duration::from_millis(200),
+            samples: 2,
+            sample_interval: Duration::from_millis(10),
+            ..QuerySettings::default()
+        };
+        let out = query("127.0.0.1", port, &s, &SystemClock).await;
+        assert!((out.result.unwrap().offset - 3.0).abs() < 0.005);
+    }
+
+    /// 56 years of 365.25 days: a local clock in 1970 while the server is in 2026.
+    const YEARS_56: i128 = 56 * 36_525 * 864 * NANOS_PER_SEC;
+
+    /// A local clock 56 years behind that steps by a day after each realtime read.
+    struct SteppingClock {
+        reads: AtomicU32,
+    }
+
+    impl Clock for SteppingClock {
+        fn realtime(&self) -> UnixNanos {
+            let n = self.reads.fetch_add(1, Ordering::SeqCst);
+            now_nanos() - YEARS_56 + i128::from(n) * 86_400 * NANOS_PER_SEC
+        }
+        fn monotonic(&self) -> Duration {
+            SystemClock.monotonic()
+        }
+        fn boottime(&self) -> Duration {
+            SystemClock.boottime()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_clock_at_1970_is_measured_and_a_step_does_not_distort_the_rtt() {
+        let clock = SteppingClock {
+            reads: AtomicU32::new(0),
+        };
+        let (port, _) = fake(answer(0.0, |_| {}));
+        let out = query("127.0.0.1", port, &settings(1000), &clock).await;
+        let s = out.result.unwrap();
+        let want = YEARS_56 as f64 / 1e9;
+        assert!((s.offset - want).abs() < 0.005, "{s:?} vs {want}");
+        assert!(s.rtt < 0.1, "{s:?}");
+        assert_eq!(clock.reads.load(Ordering::SeqCst), 1, "realtime read once");
+    }
+
+    #[tokio::test]
+    async fn resolution_failures_are_reported() {
+        let out = query("nonexistent.invalid", 123, &settings(1000), &SystemClock).await;
+        assert!(
+            matches!(out.result, Err(SourceError::Resolve(_))),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn the_query_future_is_send() {
+        fn is_send<T: Send>(_: &T) {}
+        let s = QuerySettings::default();
+        let f = query("127.0.0.1", 1, &s, &SystemClock);
+        is_send(&f);
+    }
 }
