@@ -1,0 +1,120 @@
+//! Bad configuration: exit code 2, and one message on stderr that names the
+//! variable (or flag), repeats the value given and shows the accepted form.
+//!
+//! Every run points its sources at a loopback port where nothing listens, so a
+//! binary that wrongly accepted the setting still stays off the network.
+
+mod support;
+
+use support::{run, Output, Port};
+
+/// Exit code for a configuration error.
+const EX_CONFIG: i32 = 2;
+
+/// Runs `skewguard check` with `envs` on top of a silent loopback source.
+fn check_with(silent: &Port, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let sources = silent.ntp_uri();
+    let mut all = vec![
+        ("SKEWGUARD_SOURCES", sources.as_str()),
+        ("SKEWGUARD_TIMEOUT", "1s"),
+    ];
+    // Later entries win, so a case may replace the sources.
+    all.extend_from_slice(envs);
+    let mut argv = vec!["check"];
+    argv.extend_from_slice(args);
+    run(&argv, &all)
+}
+
+/// Asserts exit 2 and that stderr holds every string of `names` and at least
+/// one of `accepted` (different wordings of the accepted form).
+fn assert_config_error(out: &Output, names: &[&str], accepted: &[&str]) {
+    out.assert_exit(EX_CONFIG);
+    for name in names {
+        assert!(
+            out.stderr.contains(name),
+            "stderr should name {name:?}\n{out}"
+        );
+    }
+    let lower = out.stderr.to_lowercase();
+    assert!(
+        accepted.iter().any(|a| lower.contains(&a.to_lowercase())),
+        "stderr should show the accepted form (one of {accepted:?})\n{out}"
+    );
+}
+
+/// One bad variable: (name, value, wordings of the accepted form).
+const BAD_SETTINGS: &[(&str, &str, &[&str])] = &[
+    (
+        "SKEWGUARD_MAX_SKEW",
+        "abc",
+        &["duration", "90s", "2m30s", "150ms", "e.g."],
+    ),
+    ("SKEWGUARD_SOURCES", "ftp://x", &["ntp://", "https://"]),
+    ("SKEWGUARD_PROFILE", "nope", &["aws-s3", "kerberos", "totp"]),
+    ("SKEWGUARD_ON_UNKNOWN", "maybe", &["fail", "pass"]),
+    ("SKEWGUARD_OUTPUT", "xml", &["json"]),
+    (
+        "SKEWGUARD_SAMPLES",
+        "0",
+        // "at least 1", "1 or more", "a positive integer", "greater than zero", …
+        &["1", "positive", "zero"],
+    ),
+];
+
+#[test]
+fn bad_variables_exit_2_naming_variable_and_value() {
+    let silent = Port::free();
+    for (name, value, accepted) in BAD_SETTINGS {
+        let out = check_with(&silent, &[], &[(name, value)]);
+        assert_config_error(&out, &[name, value], accepted);
+    }
+}
+
+#[test]
+fn bad_values_given_as_flags_exit_2() {
+    let silent = Port::free();
+    let out = check_with(&silent, &["--max-skew", "abc"], &[]);
+    out.assert_exit(EX_CONFIG);
+    assert!(out.stderr.contains("abc"), "stderr names the value\n{out}");
+    assert!(
+        out.stderr.contains("--max-skew") || out.stderr.contains("SKEWGUARD_MAX_SKEW"),
+        "stderr names the setting\n{out}"
+    );
+}
+
+#[test]
+fn an_unknown_flag_exits_2() {
+    let silent = Port::free();
+    let out = check_with(&silent, &["--bogus"], &[]);
+    out.assert_exit(EX_CONFIG);
+    assert!(
+        out.stderr.contains("--bogus"),
+        "stderr names the flag\n{out}"
+    );
+}
+
+#[test]
+fn an_unknown_variable_only_warns() {
+    let silent = Port::free();
+    let pass = [("SKEWGUARD_ON_UNKNOWN", "pass")];
+    let baseline = check_with(&silent, &[], &pass);
+    baseline.assert_exit(0);
+
+    let out = check_with(
+        &silent,
+        &[],
+        &[
+            ("SKEWGUARD_ON_UNKNOWN", "pass"),
+            ("SKEWGUARD_MAX_SKWE", "1s"),
+        ],
+    );
+    out.assert_exit(0);
+    assert!(
+        out.stderr.contains("SKEWGUARD_MAX_SKWE"),
+        "stderr should warn about the unknown variable by name\n{out}"
+    );
+    assert!(
+        !baseline.stderr.contains("SKEWGUARD_MAX_SKWE"),
+        "the warning belongs to the variable\n{baseline}"
+    );
+}
