@@ -1,10 +1,508 @@
 //! Offset from an HTTP server's `Date` response header.
+//!
+//! The pure half lives in [`interval`]: what one answer says about the offset,
+//! how answers combine, and when to send the next request. This module is the
+//! thin I/O around it: resolve, connect (TLS for `https://`, see `tls.rs`), and
+//! send `HEAD` requests on one kept-alive HTTP/1.1 connection at the instants
+//! the [`Refiner`] asks for, until the interval is narrow or the budget is spent.
+//!
+//! Timing: realtime is read once, at the start of the measurement; every send
+//! (T1) and receive (T4) instant is the monotonic clock carried forward from
+//! that anchor, so a step of the wall clock mid-query cannot bend the numbers.
+//! T1 is read just before the request is handed to hyper and T4 just after its
+//! response head is parsed: both err on the wide side, which keeps the interval
+//! true.
 
-use crate::clock::Clock;
-use crate::source::{HttpTarget, Outcome, QuerySettings, SourceError};
+pub mod interval;
+mod tls;
+
+pub use interval::{Answer, Inconsistent, OffsetInterval, Refiner};
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use http_body_util::Empty;
+use hyper::body::Bytes;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{
+    HeaderMap, HeaderValue, AGE, CACHE_CONTROL, CONNECTION, DATE, HOST, USER_AGENT,
+};
+use hyper::{Method, Request, Response, Version};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::clock::{Clock, Stamp, UnixNanos};
+use crate::source::{HttpTarget, Outcome, QuerySettings, Sample, SourceError};
+
+/// Largest response head accepted (status line and headers, bytes). Real `Date`
+/// sources send a few hundred bytes; the bound keeps a hostile server from
+/// making us buffer without end.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// `User-Agent` of every request, so server operators can tell who is asking.
+pub const USER_AGENT_VALUE: &str = concat!("skewguard/", env!("CARGO_PKG_VERSION"));
+
+/// Lead time given to the timer when asking for the next send instant: a
+/// request planned for "now" would already be late when the task wakes.
+const SEND_LEAD: Duration = Duration::from_millis(2);
 
 /// Measures the offset of `target` from its `Date` header.
+///
+/// Connection set-up and the first answer are bounded by `settings.timeout`;
+/// refinement then spends at most `settings.http_budget` and at most
+/// [`interval::MAX_ANSWERS`] requests. A refinement request that fails in
+/// transport ends refinement and keeps what was measured; one whose answer is
+/// unacceptable (no `Date`, an `Age` header, inconsistent dates) voids the
+/// measurement.
 pub async fn query(target: &HttpTarget, settings: &QuerySettings, clock: &dyn Clock) -> Outcome {
-    let _ = (target, settings, clock);
-    Outcome::from_result(Err(SourceError::Io("not implemented".into())))
+    let result = measure(target, settings, clock).await;
+    if let Err(e) = &result {
+        tracing::debug!(host = %target.host, port = target.port, error = %e, "HTTP Date source failed");
+    }
+    Outcome::from_result(result)
+}
+
+async fn measure(
+    target: &HttpTarget,
+    settings: &QuerySettings,
+    clock: &dyn Clock,
+) -> Result<Sample, SourceError> {
+    // The one realtime read of this measurement; also the time certificates are checked at.
+    let anchor = clock.stamp();
+    let tls = if target.tls {
+        let config = tls::client_config(settings.ca_file.as_deref(), anchor.real)?;
+        Some(TlsConnector::from(Arc::new(config)))
+    } else {
+        None
+    };
+    let mut session = Session {
+        target,
+        clock,
+        anchor,
+        tls,
+        addrs: Vec::new(),
+        link: None,
+    };
+
+    let timeout = |_| SourceError::Timeout(settings.timeout);
+    let first = tokio::time::timeout(settings.timeout, session.start())
+        .await
+        .map_err(timeout)??;
+    let mut refiner = Refiner::new(first);
+    let deadline = first.received + settings.http_budget.as_nanos() as i128;
+
+    while let Some(at) = refiner.next_send(session.now() + SEND_LEAD.as_nanos() as i128) {
+        if !refiner.fits(at, deadline) {
+            break;
+        }
+        // Set-up and the request are bounded; the wait for the instant is not
+        // (it is at most a second, and the budget already covers it).
+        let step = async {
+            // Reconnect (if the server closed) before waiting, so the set-up
+            // time does not push the request past its instant.
+            tokio::time::timeout(settings.timeout, session.prepare())
+                .await
+                .map_err(timeout)??;
+            session.sleep_until(at).await;
+            tokio::time::timeout(settings.timeout, session.ask())
+                .await
+                .map_err(timeout)?
+        };
+        match step.await {
+            Ok(answer) => refiner
+                .add(answer)
+                .map_err(|e| SourceError::Http(e.to_string()))?,
+            // The server answered, but not with something we can trust.
+            Err(e @ SourceError::Http(_)) => return Err(e),
+            // Transport trouble: keep what was measured so far.
+            Err(e) => {
+                tracing::debug!(host = %target.host, error = %e, "refinement stopped early");
+                break;
+            }
+        }
+    }
+    let sample = refiner.sample();
+    tracing::debug!(
+        host = %target.host,
+        offset = sample.offset,
+        uncertainty = sample.uncertainty,
+        rtt = sample.rtt,
+        answers = refiner.answers(),
+        "HTTP Date measurement"
+    );
+    Ok(sample)
+}
+
+/// One measurement's connection state.
+struct Session<'a> {
+    target: &'a HttpTarget,
+    clock: &'a dyn Clock,
+    anchor: Stamp,
+    tls: Option<TlsConnector>,
+    addrs: Vec<SocketAddr>,
+    link: Option<Link>,
+}
+
+/// A live HTTP/1.1 connection; dropping it stops the task that drives it.
+struct Link {
+    sender: SendRequest<Empty<Bytes>>,
+    reusable: bool,
+    _driver: AbortOnDrop,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Session<'_> {
+    /// Local time now: the anchor carried forward on the monotonic clock.
+    fn now(&self) -> UnixNanos {
+        self.anchor.real_at(self.clock.monotonic())
+    }
+
+    /// Resolves, connects and takes the first answer.
+    async fn start(&mut self) -> Result<Answer, SourceError> {
+        self.addrs = resolve(&self.target.host, self.target.port).await?;
+        self.prepare().await?;
+        self.ask().await
+    }
+
+    /// Makes sure a usable connection is open.
+    async fn prepare(&mut self) -> Result<(), SourceError> {
+        let alive = matches!(&self.link, Some(l) if l.reusable && !l.sender.is_closed());
+        if !alive {
+            self.link = None;
+            self.link = Some(self.connect().await?);
+        }
+        Ok(())
+    }
+
+    async fn sleep_until(&self, at: UnixNanos) {
+        let wait = at - self.now();
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_nanos(wait as u64)).await;
+        }
+    }
+
+    /// Sends one request and times it.
+    async fn ask(&mut self) -> Result<Answer, SourceError> {
+        let request = build_request(self.target)?;
+        let Some(link) = self.link.as_mut() else {
+            return Err(SourceError::Io("no open connection".into()));
+        };
+        link.sender.ready().await.map_err(response_error)?;
+        let sent = self.anchor.real_at(self.clock.monotonic());
+        let response = link.sender.send_request(request).await;
+        let received = self.anchor.real_at(self.clock.monotonic());
+        let response = response.map_err(response_error)?;
+        link.reusable = keeps_alive(&response);
+        let date = read_date(response.headers())?;
+        tracing::trace!(status = %response.status(), date, sent, received, "HTTP Date answer");
+        Ok(Answer {
+            date,
+            sent,
+            received,
+        })
+    }
+
+    async fn connect(&self) -> Result<Link, SourceError> {
+        let mut last = None;
+        for addr in &self.addrs {
+            match TcpStream::connect(addr).await {
+                Ok(tcp) => {
+                    // One small write per request: do not let Nagle hold it back.
+                    let _ = tcp.set_nodelay(true);
+                    return self.handshake(tcp).await;
+                }
+                Err(e) => last = Some(format!("cannot connect to {addr}: {e}")),
+            }
+        }
+        Err(SourceError::Io(
+            last.unwrap_or_else(|| "no address to connect to".into()),
+        ))
+    }
+
+    async fn handshake(&self, tcp: TcpStream) -> Result<Link, SourceError> {
+        let Some(connector) = &self.tls else {
+            return http_handshake(tcp).await;
+        };
+        let name = ServerName::try_from(self.target.host.clone()).map_err(|e| {
+            SourceError::Tls(format!(
+                "`{}` cannot be a TLS server name: {e}",
+                self.target.host
+            ))
+        })?;
+        let stream = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| tls::handshake_error(&e))?;
+        http_handshake(stream).await
+    }
+}
+
+async fn http_handshake<S>(io: S) -> Result<Link, SourceError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::Builder::new()
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_header_size(MAX_HEAD_BYTES)
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| SourceError::Io(format!("HTTP connection set-up failed: {e}")))?;
+    let driver = tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::trace!(error = %e, "HTTP connection ended");
+        }
+    });
+    Ok(Link {
+        sender,
+        reusable: true,
+        _driver: AbortOnDrop(driver),
+    })
+}
+
+/// IP literals are used as they are; names go to the system resolver.
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, SourceError> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| SourceError::Resolve(format!("{host}: {e}")))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(SourceError::Resolve(format!("{host}: no addresses")));
+    }
+    Ok(addrs)
+}
+
+/// The `HEAD` request for `target`: no body to read, and `no-cache` asks any
+/// cache on the way to pass it to the origin, whose clock we want.
+fn build_request(target: &HttpTarget) -> Result<Request<Empty<Bytes>>, SourceError> {
+    Request::builder()
+        .method(Method::HEAD)
+        .uri(target.path.as_str())
+        .header(HOST, host_header(target))
+        .header(USER_AGENT, USER_AGENT_VALUE)
+        .header(CACHE_CONTROL, "no-cache")
+        .body(Empty::new())
+        .map_err(|e| {
+            SourceError::Http(format!("cannot build a request for `{}`: {e}", target.path))
+        })
+}
+
+fn host_header(target: &HttpTarget) -> String {
+    let host = if target.host.contains(':') {
+        format!("[{}]", target.host)
+    } else {
+        target.host.clone()
+    };
+    let default_port = if target.tls { 443 } else { 80 };
+    if target.port == default_port {
+        host
+    } else {
+        format!("{host}:{}", target.port)
+    }
+}
+
+/// Whether the server will take another request on this connection.
+fn keeps_alive<B>(response: &Response<B>) -> bool {
+    let token = |t: &str| {
+        response
+            .headers()
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|v| v.trim().eq_ignore_ascii_case(t))
+    };
+    match response.version() {
+        Version::HTTP_10 => token("keep-alive"),
+        _ => !token("close"),
+    }
+}
+
+fn response_error(e: hyper::Error) -> SourceError {
+    let detail = match std::error::Error::source(&e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    };
+    if e.is_parse_too_large() {
+        SourceError::Http(format!(
+            "response head too large (over {} KiB or too many headers)",
+            MAX_HEAD_BYTES / 1024
+        ))
+    } else if e.is_parse() {
+        SourceError::Http(format!("malformed HTTP response: {detail}"))
+    } else {
+        SourceError::Io(format!("HTTP request failed: {detail}"))
+    }
+}
+
+/// Reads the `Date` of a response head as whole seconds since the Unix epoch.
+///
+/// Refuses heads that cannot stand for the server's clock at the time of the
+/// request: an `Age` header (served from a cache), no `Date`, several different
+/// `Date`s, or one that is not an HTTP date. Far dates (1970, 2200) are fine:
+/// they are measurements, judged later.
+pub fn read_date(headers: &HeaderMap) -> Result<i64, SourceError> {
+    if let Some(age) = headers.get(AGE) {
+        return Err(SourceError::Http(format!(
+            "response has an Age header ({}): it came from a cache, so its Date is not the server's current time",
+            shown(age)
+        )));
+    }
+    let mut dates = headers.get_all(DATE).iter();
+    let Some(date) = dates.next() else {
+        return Err(SourceError::Http("response has no Date header".into()));
+    };
+    if dates.any(|other| other != date) {
+        return Err(SourceError::Http(
+            "response has several different Date headers".into(),
+        ));
+    }
+    let bad = || {
+        SourceError::Http(format!(
+            "response has an invalid Date header ({})",
+            shown(date)
+        ))
+    };
+    let text = date.to_str().map_err(|_| bad())?;
+    let time = httpdate::parse_http_date(text.trim()).map_err(|_| bad())?;
+    // httpdate yields no time before 1970, so the subtraction cannot fail.
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| bad())?
+        .as_secs();
+    i64::try_from(secs).map_err(|_| bad())
+}
+
+/// A header value fit for an error message: quoted, escaped, cut short.
+fn shown(value: &HeaderValue) -> String {
+    const MAX: usize = 64;
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let mut out: String = text
+        .chars()
+        .take(MAX)
+        .collect::<String>()
+        .escape_debug()
+        .to_string();
+    if text.chars().count() > MAX {
+        out.push('…');
+    }
+    format!("\"{out}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static [u8])]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn reads_dates_and_refuses_untrustworthy_heads() {
+        let ok = headers(&[("date", b"Sun, 06 Nov 1994 08:49:37 GMT")]);
+        assert_eq!(read_date(&ok), Ok(784_111_777));
+        let epoch = headers(&[("date", b"Thu, 01 Jan 1970 00:00:00 GMT")]);
+        assert_eq!(read_date(&epoch), Ok(0));
+        let future = headers(&[("date", b"Wed, 01 Jan 2200 00:00:00 GMT")]);
+        assert_eq!(read_date(&future), Ok(7_258_118_400));
+        let twice = headers(&[
+            ("date", b"Sun, 06 Nov 1994 08:49:37 GMT"),
+            ("date", b"Sun, 06 Nov 1994 08:49:37 GMT"),
+        ]);
+        assert_eq!(read_date(&twice), Ok(784_111_777));
+
+        type Pairs<'a> = &'a [(&'a str, &'a [u8])];
+        let cases: &[(Pairs, &str)] = &[
+            (&[], "no Date"),
+            (
+                &[("date", b"yesterday")],
+                "invalid Date header (\"yesterday\")",
+            ),
+            (&[("date", b"\xff\xfe")], "invalid Date"),
+            (
+                &[("date", b"Sun, 06 Nov 1994 08:49:37 GMT"), ("age", b"12")],
+                "Age header (\"12\")",
+            ),
+            (
+                &[
+                    ("date", b"Sun, 06 Nov 1994 08:49:37 GMT"),
+                    ("date", b"Sun, 06 Nov 1994 08:49:38 GMT"),
+                ],
+                "several different Date",
+            ),
+        ];
+        for (pairs, want) in cases {
+            let err = read_date(&headers(pairs)).unwrap_err().to_string();
+            assert!(err.contains(want), "{pairs:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_query_future_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let target = HttpTarget {
+            tls: true,
+            host: "localhost".into(),
+            port: 443,
+            path: "/".into(),
+        };
+        let settings = QuerySettings::default();
+        let clock = crate::clock::SystemClock;
+        assert_send(&query(&target, &settings, &clock));
+    }
+
+    #[test]
+    fn long_header_values_are_cut_in_messages() {
+        let v = HeaderValue::from_bytes(&[b'x'; 500]).unwrap();
+        assert!(shown(&v).chars().count() < 80);
+    }
+
+    #[test]
+    fn host_header_brackets_ipv6_and_drops_default_ports() {
+        let t = |tls, host: &str, port| HttpTarget {
+            tls,
+            host: host.into(),
+            port,
+            path: "/".into(),
+        };
+        assert_eq!(
+            host_header(&t(true, "sts.amazonaws.com", 443)),
+            "sts.amazonaws.com"
+        );
+        assert_eq!(host_header(&t(false, "127.0.0.1", 8080)), "127.0.0.1:8080");
+        assert_eq!(host_header(&t(false, "::1", 80)), "[::1]");
+        assert_eq!(host_header(&t(true, "::1", 80)), "[::1]:80");
+    }
+
+    #[test]
+    fn connection_reuse_follows_the_version_and_header() {
+        let r = |v, c: Option<&'static str>| {
+            let mut b = Response::builder().version(v);
+            if let Some(c) = c {
+                b = b.header(CONNECTION, c);
+            }
+            b.body(()).unwrap()
+        };
+        assert!(keeps_alive(&r(Version::HTTP_11, None)));
+        assert!(!keeps_alive(&r(Version::HTTP_11, Some("Close"))));
+        assert!(!keeps_alive(&r(Version::HTTP_10, None)));
+        assert!(keeps_alive(&r(Version::HTTP_10, Some("keep-alive"))));
+    }
 }

@@ -1,0 +1,534 @@
+//! HTTP `Date` interval math and the probe schedule that narrows it: pure code,
+//! no I/O, so every decision can be driven from a unit test with numbers.
+//!
+//! A `Date` header has one-second resolution: a server that writes `D` read its
+//! clock at some true time in `[D, D + 1)`. It read it while the request was in
+//! flight, between the local send time T1 and the local receive time T4, so the
+//! offset θ (reference − local) satisfies `D − T4 ≤ θ < D + 1 − T1`. One answer
+//! leaves an interval about one second wide; the answers of several requests
+//! all hold θ, so their intersection does too.
+//!
+//! The schedule (htpdate's idea, several cuts per second instead of one) sends
+//! each request at the local instant where, if θ were some candidate θⱼ inside
+//! the interval, the server would read its clock exactly on a second boundary.
+//! The `Date` that comes back then says on which side of θⱼ the true offset
+//! lies, and the interval shrinks to that side (give or take half a round trip).
+
+use crate::clock::{nanos_to_secs, UnixNanos, NANOS_PER_SEC};
+use crate::source::Sample;
+use std::fmt;
+
+/// Candidate offsets probed per round; ten cuts shrink the interval elevenfold.
+pub const PROBES_PER_ROUND: usize = 10;
+
+/// At most this many answers make one measurement (politeness towards the server).
+pub const MAX_ANSWERS: u32 = 25;
+
+/// Narrowing stops below this width (nanoseconds): a finer answer would be
+/// hidden by timer and scheduling jitter on the local side anyway.
+pub const MIN_WIDTH: i128 = 1_000_000;
+
+/// Allowance for a request sent after its planned instant (timer granularity
+/// and wake-up latency, ns) when deciding whether it still fits the budget.
+pub const SEND_SLACK: i128 = 2_000_000;
+
+/// Two answers whose intervals miss each other by at most this much (ns) are
+/// taken as jitter between a load balancer's backends, not as a broken server:
+/// the gap becomes the interval and refinement stops.
+pub const INCONSISTENCY_TOLERANCE: i128 = 50_000_000;
+
+/// One HTTP answer: its `Date` and the local times that bracket its request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    /// The `Date` header, whole seconds since the Unix epoch.
+    pub date: i64,
+    /// Local time just before the request was written (T1).
+    pub sent: UnixNanos,
+    /// Local time the response head had arrived (T4).
+    pub received: UnixNanos,
+}
+
+impl Answer {
+    /// Round-trip time T4 − T1 in nanoseconds (never negative).
+    pub fn rtt(&self) -> i128 {
+        (self.received - self.sent).max(0)
+    }
+
+    /// The offsets this answer allows: `[D − T4, D + 1 s − T1]`.
+    pub fn interval(&self) -> OffsetInterval {
+        let d = i128::from(self.date) * NANOS_PER_SEC;
+        // T4 ≥ T1 always holds for readings of one monotonic clock; max() keeps
+        // the interval well-formed even if a caller swaps them.
+        let received = self.received.max(self.sent);
+        OffsetInterval {
+            lo: d - received,
+            hi: d + NANOS_PER_SEC - self.sent,
+        }
+    }
+}
+
+/// A closed interval of offsets (reference − local) in nanoseconds; `lo ≤ hi`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetInterval {
+    lo: i128,
+    hi: i128,
+}
+
+impl OffsetInterval {
+    /// The interval `[lo, hi]`, or `None` when `lo > hi`.
+    pub fn new(lo: i128, hi: i128) -> Option<Self> {
+        (lo <= hi).then_some(OffsetInterval { lo, hi })
+    }
+
+    /// Lower bound (ns).
+    pub fn lo(&self) -> i128 {
+        self.lo
+    }
+
+    /// Upper bound (ns).
+    pub fn hi(&self) -> i128 {
+        self.hi
+    }
+
+    /// Width `hi − lo` (ns).
+    pub fn width(&self) -> i128 {
+        self.hi - self.lo
+    }
+
+    /// The midpoint in seconds: the offset estimate.
+    pub fn midpoint_secs(&self) -> f64 {
+        // Halve in f64: (lo + hi) / 2 in integers would round toward zero.
+        nanos_to_secs(self.lo + self.hi) / 2.0
+    }
+
+    /// Half the width in seconds: the error bound around the midpoint.
+    pub fn half_width_secs(&self) -> f64 {
+        nanos_to_secs(self.width()) / 2.0
+    }
+
+    /// Whether `theta` lies inside (bounds included).
+    pub fn contains(&self, theta: i128) -> bool {
+        self.lo <= theta && theta <= self.hi
+    }
+
+    /// The common part of two intervals, `None` if they are disjoint.
+    pub fn intersect(&self, other: &OffsetInterval) -> Option<OffsetInterval> {
+        OffsetInterval::new(self.lo.max(other.lo), self.hi.min(other.hi))
+    }
+
+    /// The stretch between two disjoint intervals (their gap), `None` if they meet.
+    pub fn gap(&self, other: &OffsetInterval) -> Option<OffsetInterval> {
+        if other.hi < self.lo {
+            OffsetInterval::new(other.hi, self.lo)
+        } else if self.hi < other.lo {
+            OffsetInterval::new(self.hi, other.lo)
+        } else {
+            None
+        }
+    }
+}
+
+/// The server's `Date` headers contradict each other: no single offset fits them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inconsistent {
+    /// How far apart the two intervals are (ns).
+    pub gap: i128,
+}
+
+impl fmt::Display for Inconsistent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "inconsistent Date headers: two answers of the same server disagree by at least {:.3} s \
+             (a load balancer over servers with different clocks, or a cache)",
+            nanos_to_secs(self.gap)
+        )
+    }
+}
+
+/// Narrows the offset interval answer by answer and says when to send next.
+#[derive(Debug, Clone)]
+pub struct Refiner {
+    interval: OffsetInterval,
+    /// Least round trip seen (ns): aims the probes and sets the stopping width.
+    rtt: i128,
+    /// Candidate offsets of the current round not yet probed.
+    probes: Vec<i128>,
+    answers: u32,
+    /// Set once two answers missed each other within the tolerance.
+    stopped: bool,
+}
+
+impl Refiner {
+    /// Starts from the first answer.
+    pub fn new(first: Answer) -> Self {
+        Refiner {
+            interval: first.interval(),
+            rtt: first.rtt(),
+            probes: Vec::new(),
+            answers: 1,
+            stopped: false,
+        }
+    }
+
+    /// The current interval.
+    pub fn interval(&self) -> OffsetInterval {
+        self.interval
+    }
+
+    /// Least round trip seen so far (ns).
+    pub fn rtt(&self) -> i128 {
+        self.rtt
+    }
+
+    /// Whether a request planned for `at` would be answered by `deadline`.
+    pub fn fits(&self, at: UnixNanos, deadline: UnixNanos) -> bool {
+        at + self.rtt + SEND_SLACK <= deadline
+    }
+
+    /// Answers taken so far.
+    pub fn answers(&self) -> u32 {
+        self.answers
+    }
+
+    /// Narrows the interval with one more answer.
+    ///
+    /// Intervals that miss each other by more than [`INCONSISTENCY_TOLERANCE`]
+    /// make the whole measurement void.
+    pub fn add(&mut self, answer: Answer) -> Result<(), Inconsistent> {
+        self.answers += 1;
+        self.rtt = self.rtt.min(answer.rtt());
+        let new = answer.interval();
+        match self.interval.intersect(&new) {
+            Some(i) => self.interval = i,
+            None => {
+                // Disjoint intervals always have a gap; the fallback is unreachable.
+                let gap = self.interval.gap(&new).unwrap_or(self.interval);
+                if gap.width() > INCONSISTENCY_TOLERANCE {
+                    return Err(Inconsistent { gap: gap.width() });
+                }
+                self.interval = gap;
+                self.stopped = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// The width below which more requests are not worth sending (ns).
+    pub fn target_width(&self) -> i128 {
+        (4 * self.rtt).max(MIN_WIDTH)
+    }
+
+    /// Whether the measurement is as good as this server allows.
+    pub fn is_done(&self) -> bool {
+        self.stopped || self.answers >= MAX_ANSWERS || self.interval.width() <= self.target_width()
+    }
+
+    /// The local time (on or after `earliest`) to send the next request, or
+    /// `None` when no request would narrow the interval further.
+    ///
+    /// The caller sends at (or as soon as it can after) that time and feeds the
+    /// answer to [`Refiner::add`]; a late send only moves the cut, never
+    /// falsifies it, because the answer is judged by its measured T1 and T4.
+    pub fn next_send(&mut self, earliest: UnixNanos) -> Option<UnixNanos> {
+        if self.is_done() {
+            return None;
+        }
+        self.drop_useless_probes();
+        if self.probes.is_empty() {
+            let (lo, w) = (self.interval.lo, self.interval.width());
+            let n = PROBES_PER_ROUND as i128;
+            self.probes = (1..=n).map(|j| lo + w * j / (n + 1)).collect();
+            self.drop_useless_probes();
+        }
+        // The probe whose instant comes first: sending in time order lets one
+        // kept-alive connection serve a whole round within about a second.
+        let (i, at) = self
+            .probes
+            .iter()
+            .enumerate()
+            .map(|(i, &theta)| (i, self.send_time(theta, earliest)))
+            .min_by_key(|&(_, at)| at)?;
+        self.probes.swap_remove(i);
+        Some(at)
+    }
+
+    /// A probe is useful if either answer it can get moves a bound inward.
+    fn drop_useless_probes(&mut self) {
+        let half = self.rtt / 2;
+        let OffsetInterval { lo, hi } = self.interval;
+        self.probes.retain(|&t| lo < t - half && t + half < hi);
+    }
+
+    /// The first local time ≥ `earliest` at which a request, reaching the
+    /// server half a round trip later, would meet a second boundary if the
+    /// offset were `theta`: `T1 + rtt/2 + θ ≡ 0 (mod 1 s)`.
+    fn send_time(&self, theta: i128, earliest: UnixNanos) -> UnixNanos {
+        let aim = -(theta + self.rtt / 2);
+        earliest + (aim - earliest).rem_euclid(NANOS_PER_SEC)
+    }
+
+    /// The measurement so far: midpoint, half-width, least round trip.
+    pub fn sample(&self) -> Sample {
+        Sample {
+            offset: self.interval.midpoint_secs(),
+            uncertainty: self.interval.half_width_secs(),
+            rtt: nanos_to_secs(self.rtt),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const S: i128 = NANOS_PER_SEC;
+    const MS: i128 = 1_000_000;
+
+    /// A server whose clock is `theta` ahead of ours; it reads the clock at
+    /// `stamp_at` ∈ [0, 1] of the way through the round trip and truncates.
+    fn answer(theta: i128, sent: i128, rtt: i128, stamp_at: f64) -> Answer {
+        let stamp = sent + (rtt as f64 * stamp_at) as i128 + theta;
+        Answer {
+            date: stamp.div_euclid(S) as i64,
+            sent,
+            received: sent + rtt,
+        }
+    }
+
+    struct Run {
+        interval: OffsetInterval,
+        answers: u32,
+        /// Local time from the first answer to the last.
+        spent: i128,
+    }
+
+    /// Drives the refiner as the I/O layer does, with a send delay `lag`
+    /// (timer overshoot) and a `budget` after the first answer.
+    fn simulate(
+        theta: i128,
+        start: i128,
+        rtt: i128,
+        stamp_at: f64,
+        lag: i128,
+        budget: i128,
+    ) -> Run {
+        let first = answer(theta, start, rtt, stamp_at);
+        let mut r = Refiner::new(first);
+        let mut now = first.received;
+        let deadline = now + budget;
+        while let Some(at) = r.next_send(now + MS) {
+            if !r.fits(at, deadline) {
+                break;
+            }
+            let a = answer(theta, at + lag, rtt, stamp_at);
+            r.add(a).expect("a simulated server is consistent");
+            now = a.received;
+        }
+        Run {
+            interval: r.interval(),
+            answers: r.answers(),
+            spent: now - first.received,
+        }
+    }
+
+    #[test]
+    fn one_answer_spans_a_second_plus_the_round_trip() {
+        let a = Answer {
+            date: 1_000,
+            sent: 1_000 * S - 600 * S + 300 * MS,
+            received: 1_000 * S - 600 * S + 310 * MS,
+        };
+        let i = a.interval();
+        assert_eq!(i.lo(), 600 * S - 310 * MS);
+        assert_eq!(i.hi(), 601 * S - 300 * MS);
+        assert_eq!(i.width(), S + 10 * MS);
+        assert!((i.midpoint_secs() - 600.195).abs() < 1e-9);
+        assert!((i.half_width_secs() - 0.505).abs() < 1e-9);
+    }
+
+    #[test]
+    fn interval_edge_cases() {
+        // Zero round trip: exactly one second wide.
+        let a = Answer {
+            date: 0,
+            sent: 0,
+            received: 0,
+        };
+        assert_eq!(a.interval(), OffsetInterval::new(0, S).unwrap());
+        // Swapped T1/T4 do not make an inverted interval.
+        let b = Answer {
+            date: 0,
+            sent: 5,
+            received: 0,
+        };
+        assert!(b.interval().lo() <= b.interval().hi());
+        assert_eq!(b.rtt(), 0);
+        // Dates of 1970 and 2200 are just far offsets, negative times allowed.
+        let c = Answer {
+            date: 0,
+            sent: 1_700_000_000 * S,
+            received: 1_700_000_000 * S,
+        };
+        assert!((c.interval().midpoint_secs() + 1_699_999_999.5).abs() < 1e-3);
+        let d = Answer {
+            date: 7_258_118_400,
+            sent: -5 * S,
+            received: -5 * S,
+        };
+        assert!(d.interval().contains(7_258_118_405 * S));
+        // Touching intervals meet in one point.
+        let x = OffsetInterval::new(0, 10).unwrap();
+        let y = OffsetInterval::new(10, 20).unwrap();
+        assert_eq!(x.intersect(&y), OffsetInterval::new(10, 10));
+        assert_eq!(x.gap(&y), None);
+        assert_eq!(OffsetInterval::new(3, 2), None);
+    }
+
+    #[test]
+    fn disjoint_intervals_give_the_gap_and_far_ones_an_error() {
+        let x = OffsetInterval::new(0, 10).unwrap();
+        let y = OffsetInterval::new(15, 20).unwrap();
+        assert_eq!(x.intersect(&y), None);
+        assert_eq!(x.gap(&y), OffsetInterval::new(10, 15));
+        assert_eq!(y.gap(&x), OffsetInterval::new(10, 15));
+
+        // Second answer about a second later than the first allows.
+        let first = Answer {
+            date: 100,
+            sent: 0,
+            received: MS,
+        };
+        let mut r = Refiner::new(first);
+        let e = r
+            .add(Answer {
+                date: 104,
+                sent: 2 * S,
+                received: 2 * S + MS,
+            })
+            .unwrap_err();
+        assert!(e.gap > S / 2, "{e:?}");
+        assert!(
+            e.to_string().starts_with("inconsistent Date headers"),
+            "{e}"
+        );
+
+        // A miss of a few milliseconds is backend jitter: kept, refinement stops.
+        let mut r = Refiner::new(Answer {
+            date: 100,
+            sent: 0,
+            received: MS,
+        });
+        r.add(Answer {
+            date: 101,
+            sent: S - 300 * MS,
+            received: S - 299 * MS,
+        })
+        .unwrap();
+        let before = r.interval();
+        r.add(Answer {
+            date: 100,
+            sent: 710 * MS,
+            received: 711 * MS,
+        })
+        .unwrap();
+        assert!(r.interval().width() <= before.width());
+        assert!(r.is_done());
+        assert_eq!(r.next_send(0), None);
+    }
+
+    #[test]
+    fn send_times_hit_the_second_boundary_for_the_candidate() {
+        let r = Refiner::new(Answer {
+            date: 0,
+            sent: 0,
+            received: 2 * MS,
+        });
+        for theta in [-600 * S - 250 * MS, 0, 123 * MS, 5 * S + 999 * MS] {
+            let at = r.send_time(theta, 7 * S + 3);
+            assert!((7 * S + 3..8 * S + 3).contains(&at));
+            assert_eq!((at + MS + theta).rem_euclid(S), 0, "theta {theta}");
+        }
+    }
+
+    #[test]
+    fn a_minus_600_25_second_server_on_loopback_converges_in_two_seconds() {
+        let run = simulate(
+            -600 * S - 250 * MS,
+            1_700_000_000 * S + 123 * MS,
+            100_000,
+            0.5,
+            500_000,
+            2 * S,
+        );
+        assert!(run.interval.contains(-600 * S - 250 * MS));
+        assert!(run.interval.width() <= 20 * MS, "{:?}", run.interval);
+        assert!(run.answers <= MAX_ANSWERS);
+        assert!(run.spent <= 2 * S);
+    }
+
+    #[test]
+    fn a_late_timer_does_not_overrun_the_budget() {
+        // Found by proptest: the last send, 1.3 ms late, used to end past the budget.
+        let run = simulate(
+            -809_687_141_244,
+            1_687_742_225_687_079_301,
+            123_886,
+            0.5,
+            1_264_327,
+            2 * S,
+        );
+        assert!(run.spent <= 2 * S, "{}", run.spent);
+        assert!(run.interval.contains(-809_687_141_244));
+    }
+
+    #[test]
+    fn stops_at_the_answer_cap() {
+        let mut r = Refiner::new(Answer {
+            date: 0,
+            sent: 0,
+            received: 0,
+        });
+        r.answers = MAX_ANSWERS;
+        assert_eq!(r.next_send(0), None);
+    }
+
+    proptest! {
+        // No regression files in the work tree: a failure prints its input,
+        // which then belongs in a table test here.
+        #![proptest_config(ProptestConfig {
+            cases: 2000,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// The true offset is never excluded, whatever the server's timing.
+        #[test]
+        fn interval_always_holds_the_true_offset(
+            theta in -4_000_000_000 * S..4_000_000_000 * S,
+            start in 0..2_000_000_000 * S,
+            rtt in 0..300 * MS,
+            stamp_at in 0.0f64..=1.0,
+            lag in 0..5 * MS,
+        ) {
+            let run = simulate(theta, start, rtt, stamp_at, lag, 5 * S);
+            prop_assert!(run.interval.contains(theta), "{:?} misses {}", run.interval, theta);
+            prop_assert!(run.answers <= MAX_ANSWERS);
+        }
+
+        /// On a fast path two rounds fit in the budget and reach a few ms.
+        #[test]
+        fn converges_within_a_few_milliseconds(
+            theta in -1_000 * S..1_000 * S,
+            start in 1_600_000_000 * S..1_700_000_000 * S,
+            rtt in 50_000i128..2 * MS,
+            lag in 0..1_500_000i128,
+        ) {
+            let run = simulate(theta, start, rtt, 0.5, lag, 2 * S);
+            prop_assert!(run.interval.contains(theta));
+            prop_assert!(run.interval.width() <= 20 * MS, "{:?} width {}", run.interval, run.interval.width());
+            prop_assert!(run.spent <= 2 * S);
+        }
+    }
+}
