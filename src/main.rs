@@ -63,7 +63,8 @@ fn init_logging(filter: &str, format: LogFormat) {
     use tracing_subscriber::prelude::*;
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => tracing_subscriber::registry()
             .with(fmt.with_filter(targets))
