@@ -427,7 +427,9 @@ impl Chrony {
             return;
         }
         assert!(
-            (offset - expected).abs() < 0.05,
+            // Generous: this only tells a shifted peer from an unshifted one, and
+            // the probe's own timing suffers on a loaded CI machine.
+            (offset - expected).abs() < 0.5,
             "{what} answers with offset {offset:+.6} s; libfaketime did not take effect. Log:\n{}",
             self.log()
         );
