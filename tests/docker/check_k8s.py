@@ -1,0 +1,120 @@
+"""What tests/docker.rs checks in k8s/ beyond schema validity (kubernetes-validate
+does that): the promises of the examples, which a schema cannot see.
+
+    python3 tests/docker/check_k8s.py k8s
+
+Prints the resource files named by kustomization.yaml, one per line, and exits 0;
+or prints every problem found to stderr and exits 1. Needs PyYAML, which
+kubernetes-validate installs.
+"""
+
+import pathlib
+import sys
+
+import yaml
+
+SKEWGUARD_IMAGE = "skewguard"  # kustomization.yaml's `images:` rewrites this name
+
+
+def pod_spec(doc):
+    if doc.get("kind") in ("Deployment", "DaemonSet", "StatefulSet", "Job"):
+        return doc["spec"]["template"]["spec"]
+    return None
+
+
+def http_path(probe):
+    return ((probe or {}).get("httpGet") or {}).get("path")
+
+
+def main(root):
+    root = pathlib.Path(root)
+    problems = []
+    kustomization = yaml.safe_load((root / "kustomization.yaml").read_text())
+    files = kustomization.get("resources", [])
+    present = {p.name for p in root.glob("*.y*ml")} - {"kustomization.yaml"}
+    for name in sorted(present - set(files)):
+        problems.append(f"{name} is not listed in kustomization.yaml resources")
+    if not any(i.get("name") == SKEWGUARD_IMAGE for i in kustomization.get("images", [])):
+        problems.append(f"kustomization.yaml has no `images:` entry for {SKEWGUARD_IMAGE}")
+
+    docs = []
+    for name in files:
+        for doc in yaml.safe_load_all((root / name).read_text()):
+            if doc:
+                docs.append((name, doc))
+
+    found = {"wait-init": False, "sidecar": False, "daemonset": False, "service": False, "rules": False}
+    daemonset_labels = None
+    for name, doc in docs:
+        where = f"{name}: {doc['kind']}/{doc['metadata']['name']}"
+        spec = pod_spec(doc)
+        if spec is not None:
+            pod_sc = spec.get("securityContext", {})
+            init = spec.get("initContainers", [])
+            for c in init + spec.get("containers", []):
+                cw = f"{where} container {c['name']}"
+                sc = c.get("securityContext", {})
+                for key, want in (
+                    ("runAsNonRoot", True),
+                    ("readOnlyRootFilesystem", True),
+                    ("allowPrivilegeEscalation", False),
+                ):
+                    if sc.get(key, pod_sc.get(key)) is not want:
+                        problems.append(f"{cw}: securityContext.{key} is not {want}")
+                if sc.get("capabilities", {}).get("drop") != ["ALL"]:
+                    problems.append(f"{cw}: capabilities.drop is not [ALL]")
+                seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {}))
+                if seccomp.get("type") != "RuntimeDefault":
+                    problems.append(f"{cw}: seccompProfile is not RuntimeDefault")
+                res = c.get("resources", {})
+                if "memory" not in res.get("requests", {}) or "memory" not in res.get("limits", {}):
+                    problems.append(f"{cw}: no memory request and limit")
+                if c.get("image") != SKEWGUARD_IMAGE:
+                    continue
+                # Restarting skewguard cannot fix a clock: liveness must follow the loop only.
+                if c.get("livenessProbe") and http_path(c["livenessProbe"]) != "/livez":
+                    problems.append(f"{cw}: livenessProbe must use /livez, not the verdict")
+                args = c.get("args", [])
+                if c in init and args == ["wait"] and "restartPolicy" not in c:
+                    found["wait-init"] = True
+                if c in init and c.get("restartPolicy") == "Always":
+                    start = c.get("startupProbe") or {}
+                    exec_cmd = (start.get("exec") or {}).get("command")
+                    if not (http_path(start) == "/healthz" or exec_cmd == ["/skewguard", "health"]):
+                        problems.append(f"{cw}: sidecar startupProbe must follow the verdict")
+                    if http_path(c.get("readinessProbe")) not in ("/readyz", "/healthz"):
+                        problems.append(f"{cw}: sidecar readinessProbe must follow the verdict")
+                    if http_path(c.get("livenessProbe")) != "/livez":
+                        problems.append(f"{cw}: sidecar needs a livenessProbe on /livez")
+                    found["sidecar"] = True
+                if doc["kind"] == "DaemonSet" and args == ["serve"]:
+                    found["daemonset"] = True
+                    daemonset_labels = doc["spec"]["template"]["metadata"]["labels"]
+        if doc["kind"] == "ConfigMap":
+            for key, text in doc.get("data", {}).items():
+                rules = yaml.safe_load(text)
+                if not isinstance(rules, dict) or "groups" not in rules:
+                    continue
+                exprs = " ".join(r["expr"] for g in rules["groups"] for r in g["rules"])
+                for metric in ("skewguard_offset_seconds", "skewguard_measurements_total"):
+                    if metric not in exprs:
+                        problems.append(f"{where} {key}: no rule on {metric}")
+                found["rules"] = True
+    for name, doc in docs:
+        if doc["kind"] == "Service" and daemonset_labels:
+            selector = doc["spec"].get("selector", {})
+            if selector and all(daemonset_labels.get(k) == v for k, v in selector.items()):
+                found["service"] = True
+    for what, ok in found.items():
+        if not ok:
+            problems.append(f"no {what} example found")
+
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 1
+    print("\n".join(str(root / f) for f in files))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "k8s"))
