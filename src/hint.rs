@@ -47,7 +47,7 @@ fn unknown_hint(e: &Evidence) -> Option<String> {
         return Some("the sources disagree and none has a majority: configure at least three independent sources so one that is wrong is outvoted".into());
     }
     if e.no_answer {
-        return Some("no source answered: check that this container may reach them (UDP 123 for ntp://, TCP 443 for https://) or set SKEWGUARD_SOURCES to references it can reach".into());
+        return Some("no source gave a usable answer (each source line says why): check that this container may reach them (UDP 123 for ntp://, TCP 443 for https://) or set SKEWGUARD_SOURCES to references it can reach".into());
     }
     None
 }

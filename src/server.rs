@@ -362,13 +362,24 @@ async fn connection(
     builder: &hyper::server::conn::http1::Builder,
     stop: &mut watch::Receiver<bool>,
 ) {
+    let born = tokio::time::Instant::now();
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-        let r = respond(req.method(), req.uri().path(), &state);
+        let mut r = respond(req.method(), req.uri().path(), &state);
+        if born.elapsed() >= CONNECTION_LIFETIME {
+            // Past its lifetime a busy connection is closed after this answer,
+            // cleanly: dropping it between requests would race the client's next one.
+            r.headers_mut().insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
+        }
         async move { Ok::<_, Infallible>(r) }
     });
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
-    let lifetime = tokio::time::sleep(CONNECTION_LIFETIME);
+    // Backstop for a connection that never completes a request after its lifetime;
+    // an idle one is closed sooner by the header read timeout.
+    let lifetime = tokio::time::sleep(CONNECTION_LIFETIME + HEADER_READ_TIMEOUT);
     tokio::pin!(lifetime);
     let ended = tokio::select! {
         r = conn.as_mut() => Some(r),

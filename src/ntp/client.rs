@@ -168,7 +168,10 @@ async fn exchange(
         // Compare address and port only: flow info and scope id of a reply may
         // legitimately differ from the resolved address.
         if from.ip() != addr.ip() || from.port() != addr.port() {
-            let reason = format!("datagram from {from}, not from the queried {addr}");
+            // The stray sender stays in the debug log: reports and /healthz name
+            // only configured sources.
+            let reason =
+                format!("a datagram came from another address, not from the queried {addr}");
             debug!(%addr, %from, "ignoring ntp datagram from another sender");
             last_invalid = Some(reason);
             continue;
