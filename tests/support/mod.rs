@@ -10,6 +10,8 @@
 //! Use from a test file with `mod support;`. Everything here talks only to 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod relay;
+
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{Read, Write};
