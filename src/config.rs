@@ -174,10 +174,16 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     humantime::parse_duration(s).ok()
 }
 
+/// Longest duration any setting accepts (humantime's `1y`): the I/O layer adds
+/// durations to `Instant`s and multiplies them, which must not overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(31_557_600);
+
 fn duration(name: &str, v: &Option<String>, default: Duration) -> Result<Duration, ConfigError> {
     match v {
         None => Ok(default),
-        Some(s) => parse_duration(s).ok_or_else(|| err(name, s, DURATION_FORM)),
+        Some(s) => parse_duration(s)
+            .filter(|d| *d <= MAX_DURATION)
+            .ok_or_else(|| err(name, s, format!("{DURATION_FORM}, at most 1y"))),
     }
 }
 
@@ -239,9 +245,16 @@ impl Config {
     where
         I: IntoIterator<Item = (String, String)>,
     {
-        let vars: Vec<(String, String)> = vars
+        // Exact names only: envy folds case, so `SKEWGUARD_max_skew` would be
+        // applied (and reported unknown), and two spellings of one setting
+        // would fail as a duplicate field that names no variable. The map
+        // keeps the last of repeated names.
+        let vars: BTreeMap<String, String> = vars
             .into_iter()
-            .filter(|(k, _)| k.starts_with(PREFIX))
+            .filter(|(k, _)| {
+                k.strip_prefix(PREFIX)
+                    .is_some_and(|s| SETTINGS.iter().any(|x| x.name == s))
+            })
             .collect();
         let raw: Raw = envy::prefixed(PREFIX)
             .from_iter(vars.clone())
@@ -449,6 +462,16 @@ mod tests {
             assert!(msg.contains(&format!("SKEWGUARD_{k}")), "{msg}");
             assert!(msg.contains(v), "{msg}");
         }
+    }
+
+    #[test]
+    fn huge_durations_and_miscased_names_are_refused() {
+        // Found by fuzzing: `interval * 3` and `Instant + d` overflowed.
+        let e = cfg(&[("INTERVAL", "200000000000y")]).expect_err("huge");
+        assert!(e.to_string().contains("at most 1y"), "{e}");
+        // envy folds case; only exact names count, so this stays the default.
+        let c = Config::from_vars([("SKEWGUARD_max_skew".to_string(), "1s".to_string())]).unwrap();
+        assert_eq!(c.thresholds.max_skew, 150.0);
     }
 
     #[test]
