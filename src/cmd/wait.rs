@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::report::{human_duration, Report};
+use crate::report::{human_duration, human_setting, Report};
 
 use super::{
     runtime, system_clock, Rounds, EXIT_FAIL, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_OK,
@@ -76,7 +76,7 @@ pub async fn wait_until_fine(config: &Config, clock: &dyn Clock) -> (bool, Optio
 fn timed_out(config: &Config, last: Option<Report>) -> Report {
     let waited = config
         .wait_timeout
-        .map(|d| human_duration(d.as_secs_f64()))
+        .map(|d| human_setting(d.as_secs_f64()))
         .unwrap_or_default();
     match last {
         Some(mut r) => {
