@@ -22,7 +22,7 @@ COPY src ./src
 # glibc >= 2.34 has the files and dns NSS modules built in, so a static binary
 # still resolves host names on scratch (tests/docker.rs proves it).
 RUN host="$(rustc -vV | sed -n 's/^host: //p')" \
- && RUSTFLAGS="-C target-feature=+crt-static" \
+ && RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs" \
     cargo build --release --locked --offline --target "$host" \
  && install -D -m 0755 "target/$host/release/skewguard" /out/skewguard \
  && /out/skewguard --version
