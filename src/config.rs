@@ -277,6 +277,16 @@ impl Config {
             Duration::from_secs_f64(window / 2.0),
         )?;
         let warn_skew = duration("WARN_SKEW", &raw.warn_skew, Duration::from_secs(1))?;
+        if warn_skew > max_skew {
+            return Err(err(
+                "WARN_SKEW",
+                raw.warn_skew.as_deref().unwrap_or("1s"),
+                format!(
+                    "a duration no larger than SKEWGUARD_MAX_SKEW ({})",
+                    crate::report::human_setting(max_skew.as_secs_f64())
+                ),
+            ));
+        }
         let thresholds = Thresholds {
             window,
             max_skew: max_skew.as_secs_f64(),
@@ -456,6 +466,7 @@ mod tests {
             ("LISTEN", "8080"),
             ("DISABLED", "perhaps"),
             ("TIMEOUT", "-1s"),
+            ("WARN_SKEW", "200s"),
         ] {
             let e = cfg(&[(k, v)]).expect_err(k);
             let msg = e.to_string();

@@ -29,7 +29,22 @@ fn run() -> i32 {
         }
         _ => {}
     }
-    let vars = config::gather(std::env::vars(), &invocation.overrides);
+    // vars_os: an unrelated variable that is not UTF-8 must not matter; a
+    // SKEWGUARD_* one that is not UTF-8 is a configuration error.
+    let mut env = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str().filter(|n| n.starts_with(config::PREFIX)) else {
+            continue;
+        };
+        match value.into_string() {
+            Ok(v) => env.push((name.to_string(), v)),
+            Err(v) => {
+                eprintln!("skewguard: {name}={v:?} is not accepted: the value is not valid UTF-8");
+                return EXIT_USAGE;
+            }
+        }
+    }
+    let vars = config::gather(env, &invocation.overrides);
     let config = match Config::from_vars(vars.clone()) {
         Ok(c) => c,
         Err(e) => {

@@ -118,3 +118,33 @@ fn an_unknown_variable_only_warns() {
         "the warning belongs to the variable\n{baseline}"
     );
 }
+
+#[test]
+fn a_non_utf8_environment_is_no_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"\xff\xfe");
+    let run = |name: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_skewguard"))
+            .args([
+                "check",
+                "--sources",
+                "ntp://127.0.0.1:9",
+                "--timeout",
+                "100ms",
+            ])
+            .env(name, bad)
+            .env("SKEWGUARD_ON_UNKNOWN", "pass")
+            .output()
+            .expect("run skewguard")
+    };
+    // Someone else's variable: ignored.
+    let out = run("UNRELATED_BYTES");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // One of ours: a configuration error naming it.
+    let out = run("SKEWGUARD_PROFILE");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SKEWGUARD_PROFILE"),
+        "{out:?}"
+    );
+}

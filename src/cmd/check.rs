@@ -108,6 +108,9 @@ pub fn run(config: &Config) -> i32 {
         }
     };
     let report = rt.block_on(assess(config, clock));
+    // A name lookup stuck in getaddrinfo (dead resolver) must not hold the
+    // process past its timeout: do not wait for blocking threads.
+    rt.shutdown_background();
     if let Some(path) = &config.cache_file {
         if let Err(e) = write_cache(path, config, boottime, &report) {
             tracing::warn!(path = %path.display(), error = %e, "cannot write the cache file");

@@ -65,14 +65,15 @@ impl<'a> Rounds<'a> {
         }
     }
 
-    /// How long until every source that asked for a pause may be queried again.
+    /// How long to hold off before the next round on account of Kiss-o'-Death
+    /// pauses: zero while any source may be queried (the paused ones are skipped
+    /// in the round), else until the first paused source is free again.
     pub fn backoff(&self) -> std::time::Duration {
         let now = self.clock.monotonic();
         self.not_before
             .iter()
-            .flatten()
-            .map(|t| t.saturating_sub(now))
-            .max()
+            .map(|t| t.map(|t| t.saturating_sub(now)).unwrap_or_default())
+            .min()
             .unwrap_or_default()
     }
 

@@ -41,7 +41,10 @@ pub fn run(config: &Config) -> i32 {
             return EXIT_FAIL;
         }
     };
-    runtime.block_on(serve(Arc::new(config.clone()), super::system_clock()))
+    let code = runtime.block_on(serve(Arc::new(config.clone()), super::system_clock()));
+    // Exit promptly on SIGTERM even if a name lookup is stuck in getaddrinfo.
+    runtime.shutdown_background();
+    code
 }
 
 async fn serve(config: Arc<Config>, clock: &'static dyn Clock) -> i32 {

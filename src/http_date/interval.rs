@@ -116,6 +116,14 @@ impl OffsetInterval {
         OffsetInterval::new(self.lo.max(other.lo), self.hi.min(other.hi))
     }
 
+    /// The smallest interval holding both.
+    pub fn hull(&self, other: &OffsetInterval) -> OffsetInterval {
+        OffsetInterval {
+            lo: self.lo.min(other.lo),
+            hi: self.hi.max(other.hi),
+        }
+    }
+
     /// The stretch between two disjoint intervals (their gap), `None` if they meet.
     pub fn gap(&self, other: &OffsetInterval) -> Option<OffsetInterval> {
         if other.hi < self.lo {
@@ -207,7 +215,10 @@ impl Refiner {
                 if gap.width() > INCONSISTENCY_TOLERANCE {
                     return Err(Inconsistent { gap: gap.width() });
                 }
-                self.interval = gap;
+                // Each answer's interval holds the offset of the backend that
+                // gave it; the truth for "this service" is in their hull, not in
+                // the gap between them.
+                self.interval = self.interval.hull(&new);
                 self.stopped = true;
             }
         }
@@ -387,7 +398,7 @@ mod tests {
     }
 
     #[test]
-    fn disjoint_intervals_give_the_gap_and_far_ones_an_error() {
+    fn disjoint_intervals_give_the_hull_and_far_ones_an_error() {
         let x = OffsetInterval::new(0, 10).unwrap();
         let y = OffsetInterval::new(15, 20).unwrap();
         assert_eq!(x.intersect(&y), None);
@@ -414,7 +425,7 @@ mod tests {
             "{e}"
         );
 
-        // A miss of a few milliseconds is backend jitter: kept, refinement stops.
+        // A miss of a few milliseconds is backend jitter: the hull is kept, refinement stops.
         let mut r = Refiner::new(Answer {
             date: 100,
             sent: 0,
@@ -433,7 +444,8 @@ mod tests {
             received: 711 * MS,
         })
         .unwrap();
-        assert!(r.interval().width() <= before.width());
+        // The hull of both: each backend's truth stays inside.
+        assert!(r.interval().lo() <= before.lo() && r.interval().hi() >= before.hi());
         assert!(r.is_done());
         assert_eq!(r.next_send(0), None);
     }
