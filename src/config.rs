@@ -276,11 +276,16 @@ impl Config {
             &raw.max_skew,
             Duration::from_secs_f64(window / 2.0),
         )?;
-        let warn_skew = duration("WARN_SKEW", &raw.warn_skew, Duration::from_secs(1))?;
+        // The default warn threshold never exceeds a small MAX_SKEW; an explicit one may not.
+        let warn_skew = duration(
+            "WARN_SKEW",
+            &raw.warn_skew,
+            Duration::from_secs(1).min(max_skew),
+        )?;
         if warn_skew > max_skew {
             return Err(err(
                 "WARN_SKEW",
-                raw.warn_skew.as_deref().unwrap_or("1s"),
+                raw.warn_skew.as_deref().unwrap_or_default(),
                 format!(
                     "a duration no larger than SKEWGUARD_MAX_SKEW ({})",
                     crate::report::human_setting(max_skew.as_secs_f64())
@@ -448,6 +453,11 @@ mod tests {
     fn profile_sets_the_default_max_skew() {
         let c = cfg(&[("PROFILE", "aws-s3")]).unwrap();
         assert_eq!(c.thresholds.max_skew, 450.0);
+        let c = cfg(&[("MAX_SKEW", "10ms")]).unwrap();
+        assert_eq!(
+            c.thresholds.warn_skew, 0.01,
+            "the default warn follows a small MAX_SKEW"
+        );
         let c = cfg(&[("PROFILE", "totp"), ("MAX_SKEW", "2m30s")]).unwrap();
         assert_eq!(c.thresholds.max_skew, 150.0);
         assert_eq!(c.thresholds.window, 30.0);
