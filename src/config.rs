@@ -31,7 +31,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "SOURCES", default: "aws", help: "comma-separated references: ntp://HOST[:PORT], https://HOST[:PORT][/PATH], http://…, preset `aws`" },
     Setting { name: "PROFILE", default: "aws", help: "signing window: aws 300s, aws-s3 900s, azure 900s, kerberos 300s, vault-jwt 60s, totp 30s" },
     Setting { name: "MAX_SKEW", default: "half the window", help: "skew bound (|offset| + uncertainty) at which the verdict is fail" },
-    Setting { name: "WARN_SKEW", default: "1s", help: "skew bound at which the verdict is warn" },
+    Setting { name: "WARN_SKEW", default: "1s, at most MAX_SKEW", help: "skew bound at which the verdict is warn" },
     Setting { name: "ON_UNKNOWN", default: "fail", help: "fail|pass: what an unknown verdict does to the exit code and /healthz" },
     Setting { name: "MIN_SOURCES", default: "1", help: "fewest agreeing sources that may give a verdict" },
     Setting { name: "TIMEOUT", default: "2s", help: "bound on one query of one source" },
