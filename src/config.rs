@@ -447,6 +447,7 @@ mod tests {
         assert_eq!(c.wait_timeout, Some(Duration::from_secs(300)));
         assert_eq!(c.stale_after, Duration::from_secs(180));
         assert!(!c.unknown_passes && !c.disabled);
+        assert_eq!(crate::cmd::judging(&c), crate::report::Judging::default());
     }
 
     #[test]

@@ -230,19 +230,6 @@ mod tests {
     use super::*;
     use crate::report::{HostFacts, Judging};
     use crate::source::{Outcome, Sample, SourceError};
-    use crate::verdict::{Profile, Thresholds};
-
-    fn judging() -> Judging {
-        Judging {
-            profile: Profile::Aws,
-            thresholds: Thresholds {
-                window: 300.0,
-                max_skew: 150.0,
-                warn_skew: 1.0,
-            },
-            min_sources: 1,
-        }
-    }
 
     /// The value of the sample line that starts with `series` followed by a space.
     fn value(text: &str, series: &str) -> Option<String> {
@@ -298,7 +285,7 @@ mod tests {
         let report = Report::assess(
             &sources,
             &[good.clone(), good],
-            &judging(),
+            &Judging::default(),
             &HostFacts {
                 now: 1_700_000_000.5,
                 ..HostFacts::default()
@@ -327,7 +314,7 @@ mod tests {
         let report = Report::assess(
             &sources,
             &[dead.clone(), dead],
-            &judging(),
+            &Judging::default(),
             &HostFacts::default(),
         );
         m.record(&report);

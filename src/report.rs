@@ -81,7 +81,7 @@ pub struct KernelReport {
 }
 
 /// The judging side of the configuration.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Judging {
     /// Signing window.
     pub profile: Profile,
@@ -89,6 +89,23 @@ pub struct Judging {
     pub thresholds: Thresholds,
     /// Fewest agreeing sources.
     pub min_sources: usize,
+}
+
+impl Default for Judging {
+    /// What an empty configuration judges by: the `aws` profile (300 s window),
+    /// fail at half of it, warn at 1 s, one source enough.
+    fn default() -> Self {
+        let window = Profile::Aws.window_seconds();
+        Judging {
+            profile: Profile::Aws,
+            thresholds: Thresholds {
+                window,
+                max_skew: window / 2.0,
+                warn_skew: 1.0,
+            },
+            min_sources: 1,
+        }
+    }
 }
 
 /// Host facts gathered at measurement time.
@@ -447,18 +464,6 @@ mod tests {
         }
     }
 
-    fn judging() -> Judging {
-        Judging {
-            profile: Profile::Aws,
-            thresholds: Thresholds {
-                window: 300.0,
-                max_skew: 150.0,
-                warn_skew: 1.0,
-            },
-            min_sources: 1,
-        }
-    }
-
     fn ok(offset: f64) -> Outcome {
         Outcome::from_result(Ok(Sample {
             offset,
@@ -473,7 +478,7 @@ mod tests {
         let r = Report::assess(
             &sources,
             &[ok(1200.0), ok(1200.0005), ok(0.0)],
-            &judging(),
+            &Judging::default(),
             &HostFacts::default(),
         );
         assert_eq!(r.verdict, Verdict::Fail);
@@ -510,7 +515,7 @@ mod tests {
         let r = Report::assess(
             &sources,
             &[ok(0.0), ok(1200.0)],
-            &judging(),
+            &Judging::default(),
             &HostFacts::default(),
         );
         assert_eq!(r.verdict, Verdict::Unknown);
@@ -520,7 +525,7 @@ mod tests {
         let r = Report::assess(
             &sources,
             &[dead.clone(), dead],
-            &judging(),
+            &Judging::default(),
             &HostFacts::default(),
         );
         assert_eq!(r.verdict, Verdict::Unknown);
@@ -536,7 +541,12 @@ mod tests {
         let outcomes: Vec<Outcome> = (0..200)
             .map(|_| Outcome::from_result(Err(SourceError::Io("x".repeat(1000)))))
             .collect();
-        let r = Report::assess(&sources, &outcomes, &judging(), &HostFacts::default());
+        let r = Report::assess(
+            &sources,
+            &outcomes,
+            &Judging::default(),
+            &HostFacts::default(),
+        );
         assert!(r.to_text().len() <= 4096);
     }
 }

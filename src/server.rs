@@ -408,19 +408,10 @@ mod tests {
     use super::*;
     use crate::report::{HostFacts, Judging};
     use crate::source::{Outcome, Sample, Source};
-    use crate::verdict::{Profile, Thresholds};
 
     fn report(offset: f64) -> Report {
         let sources = Source::parse_list("ntp://a").unwrap();
-        let judging = Judging {
-            profile: Profile::Aws,
-            thresholds: Thresholds {
-                window: 300.0,
-                max_skew: 150.0,
-                warn_skew: 1.0,
-            },
-            min_sources: 1,
-        };
+        let judging = Judging::default();
         Report::assess(
             &sources,
             &[Outcome::from_result(Ok(Sample {
