@@ -353,8 +353,7 @@ struct Image {
 }
 
 impl Image {
-    /// Builds `skewguard-test-<pid>-<label>`. `--no-cache`: each image has layers
-    /// of its own, so removing one cannot pull a layer from under another build.
+    /// Builds the skewguard image from the Dockerfile's runtime stage and the release binary.
     fn build(label: &str) -> Image {
         let binary = release_binary();
         let dockerfile_path = repo().join("Dockerfile");
@@ -365,6 +364,13 @@ impl Image {
         let context = TempDir::new(&format!("image-{label}"));
         fs::write(context.path().join("Dockerfile"), derived).expect("write Dockerfile");
         fs::copy(&binary, context.path().join("skewguard")).expect("copy the release binary");
+        Image::from_context(label, &context)
+    }
+
+    /// `docker build` of a prepared context, tagged `skewguard-test-<pid>-<label>`
+    /// and labelled for clean-up. `--no-cache`: each image has layers of its own,
+    /// so removing one cannot pull a layer from under another build.
+    fn from_context(label: &str, context: &TempDir) -> Image {
         let image = Image { tag: unique(label) };
         let context_path = context.path().display().to_string();
         docker(&[
@@ -434,21 +440,7 @@ fn app_image(label: &str) -> Option<Image> {
          CMD [\"sh\", \"-c\", \"echo application started; exec /bin/busybox sleep 600\"]\n",
     )
     .expect("write Dockerfile");
-    let image = Image { tag: unique(label) };
-    let context_path = context.path().display().to_string();
-    docker(&[
-        "build",
-        "--no-cache",
-        "--force-rm",
-        "--label",
-        TEST_LABEL,
-        "--quiet",
-        "--tag",
-        &image.tag,
-        &context_path,
-    ])
-    .expect_success();
-    Some(image)
+    Some(Image::from_context(label, &context))
 }
 
 /// Whether an ELF file asks for a dynamic loader (has a PT_INTERP header).
