@@ -8,71 +8,14 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpListener};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{run_bounded, Chrony, Output, Port};
+use support::{run_bounded, Chrony, Output, Port, Serve};
 
 /// Bound on one `health` run: its own timeout is at most 2 s here.
 const HEALTH_BOUND: Duration = Duration::from_secs(10);
-
-/// A running `skewguard serve` on `127.0.0.1:PORT`, killed on drop.
-struct Serve {
-    child: Child,
-    port: Port,
-}
-
-impl Serve {
-    /// Starts `serve` with a clean `SKEWGUARD_*` environment plus `envs` and waits
-    /// until it accepts connections.
-    fn start(envs: &[(&str, &str)]) -> Serve {
-        let port = Port::free();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_skewguard"));
-        cmd.arg("serve");
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("SKEWGUARD_") {
-                cmd.env_remove(name);
-            }
-        }
-        cmd.env("SKEWGUARD_LISTEN", format!("127.0.0.1:{}", port.number()))
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let serve = Serve {
-            child: cmd.spawn().expect("start skewguard serve"),
-            port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(serve.addr()).is_err() {
-            assert!(Instant::now() < deadline, "serve did not listen within 5 s");
-            thread::sleep(Duration::from_millis(10));
-        }
-        serve
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port.number()))
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr())
-    }
-
-    /// `SKEWGUARD_LISTEN` as `serve` has it, so `health` finds it without a URL.
-    fn listen(&self) -> String {
-        self.addr().to_string()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn health(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut all = vec!["health"];

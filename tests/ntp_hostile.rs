@@ -6,8 +6,9 @@
 //! crate's codec, so an encoder/parser bug that cancels out cannot hide.
 //! Test names start with `ntp_` so that `cargo test ntp` runs them too.
 
+mod support;
+
 use std::net::UdpSocket;
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -111,14 +112,8 @@ struct Run {
 }
 
 fn check(port: u16) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_skewguard"));
-    cmd.args(["check", "--output", "json"]);
     // Settings of the calling environment must not leak into the test.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SKEWGUARD_") {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = support::skewguard(&["check", "--output", "json"]);
     cmd.env("SKEWGUARD_SOURCES", format!("ntp://127.0.0.1:{port}"))
         .env("SKEWGUARD_TIMEOUT", "1s")
         .env("SKEWGUARD_LOG", "warn");

@@ -63,11 +63,7 @@ fn as_nobody(setpriv: &Path, binary: &Path, args: &[&str], envs: &[(&str, &str)]
         .arg("--")
         .arg(binary)
         .args(args);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("SKEWGUARD_") {
-            cmd.env_remove(name);
-        }
-    }
+    support::clear_skewguard_env(&mut cmd);
     // A working directory the user may enter.
     cmd.current_dir("/").envs(envs.iter().copied());
     cmd

@@ -8,73 +8,17 @@
 
 mod support;
 
-use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{Chrony, Port, TempDir};
+use support::{Chrony, Port, Serve};
 
-/// How long `serve` may take to start listening.
-const START_BOUND: Duration = Duration::from_secs(5);
 /// How closely `/metrics` must carry the shift of a loopback chronyd.
 const NTP_TOLERANCE: f64 = 0.005;
 
-/// A running `skewguard serve` on `127.0.0.1:PORT`, killed on drop.
-struct Serve {
-    child: Child,
-    port: Port,
-    dir: TempDir,
-}
-
 impl Serve {
-    /// Starts `serve` with a clean `SKEWGUARD_*` environment plus `envs`, and
-    /// waits until it accepts connections.
-    fn start(envs: &[(&str, &str)]) -> Serve {
-        let port = Port::free();
-        let dir = TempDir::new("serve");
-        let log = File::create(dir.path().join("serve.log")).expect("create serve.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_skewguard"));
-        cmd.arg("serve");
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("SKEWGUARD_") {
-                cmd.env_remove(name);
-            }
-        }
-        let listen = format!("127.0.0.1:{}", port.number());
-        cmd.env("SKEWGUARD_LISTEN", &listen)
-            .env("SKEWGUARD_LOG", "info")
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        let child = cmd.spawn().expect("start skewguard serve");
-        let mut serve = Serve { child, port, dir };
-        let deadline = Instant::now() + START_BOUND;
-        while TcpStream::connect(serve.addr()).is_err() {
-            if let Ok(Some(status)) = serve.child.try_wait() {
-                panic!("serve exited early ({status}):\n{}", serve.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not listen within {START_BOUND:?}:\n{}",
-                serve.log()
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-        serve
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port.number()))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
-    }
-
     /// `GET path`.
     fn get(&self, path: &str) -> Reply {
         self.request("GET", path)
@@ -94,25 +38,6 @@ impl Serve {
         s.read_to_end(&mut raw)
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log()));
         Reply::parse(&raw).unwrap_or_else(|| panic!("{method} {path}: bad response {raw:?}"))
-    }
-
-    /// Sends `signal` and waits (at most 5 s) for the exit; returns the exit code
-    /// and how long it took.
-    fn stop(&mut self, signal: libc::c_int) -> (Option<i32>, Duration) {
-        let pid = self.child.id() as libc::pid_t;
-        let sent = Instant::now();
-        // SAFETY: kill(2) with our own child's pid; no memory is involved.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill");
-        while sent.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return (status.code(), sent.elapsed());
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
-        panic!(
-            "serve still running 5 s after signal {signal}:\n{}",
-            self.log()
-        );
     }
 
     /// Polls `path` until `want` holds for the reply, within `bound`; while
@@ -138,13 +63,6 @@ impl Serve {
             );
             thread::sleep(Duration::from_millis(100));
         }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -738,6 +738,114 @@ pub struct Output {
     pub elapsed: Duration,
 }
 
+/// Removes every `SKEWGUARD_*` variable of the test's own environment from
+/// `cmd`, so settings of whoever runs the tests cannot leak into them.
+pub fn clear_skewguard_env(cmd: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SKEWGUARD_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+/// The built binary with `args` and a clean `SKEWGUARD_*` environment.
+pub fn skewguard(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_skewguard"));
+    cmd.args(args);
+    clear_skewguard_env(&mut cmd);
+    cmd
+}
+
+/// A running `skewguard serve` on `127.0.0.1:PORT` logging at info level to a
+/// file of its own; killed on drop.
+pub struct Serve {
+    child: Child,
+    port: Port,
+    dir: TempDir,
+}
+
+/// How long `serve` may take to start listening.
+pub const SERVE_START_BOUND: Duration = Duration::from_secs(5);
+
+impl Serve {
+    /// Starts `serve` with a clean `SKEWGUARD_*` environment plus `envs`, and
+    /// waits until it accepts connections.
+    pub fn start(envs: &[(&str, &str)]) -> Serve {
+        let port = Port::free();
+        let dir = TempDir::new("serve");
+        let log = File::create(dir.path().join("serve.log")).expect("create serve.log");
+        let mut cmd = skewguard(&["serve"]);
+        cmd.env("SKEWGUARD_LISTEN", format!("127.0.0.1:{}", port.number()))
+            .env("SKEWGUARD_LOG", "info")
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = cmd.spawn().expect("start skewguard serve");
+        let mut serve = Serve { child, port, dir };
+        let deadline = Instant::now() + SERVE_START_BOUND;
+        while TcpStream::connect(serve.addr()).is_err() {
+            if let Ok(Some(status)) = serve.child.try_wait() {
+                panic!("serve exited early ({status}):\n{}", serve.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not listen within {SERVE_START_BOUND:?}:\n{}",
+                serve.log()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+        serve
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port.number()))
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr())
+    }
+
+    /// `SKEWGUARD_LISTEN` as `serve` has it.
+    pub fn listen(&self) -> String {
+        self.addr().to_string()
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    /// Sends `signal` and waits (at most 5 s) for the exit; returns the exit code
+    /// and how long it took.
+    pub fn stop(&mut self, signal: libc::c_int) -> (Option<i32>, Duration) {
+        let pid = self.child.id() as libc::pid_t;
+        let sent = Instant::now();
+        // SAFETY: kill(2) with our own child's pid; no memory is involved.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill");
+        while sent.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return (status.code(), sent.elapsed());
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        panic!(
+            "serve still running 5 s after signal {signal}:\n{}",
+            self.log()
+        );
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Runs the built binary with `args`, the test's environment minus every
 /// `SKEWGUARD_*` variable, plus `envs`; stdin is empty. Panics (with the output so
 /// far) if the run takes longer than [`RUN_BOUND`].
@@ -747,13 +855,7 @@ pub fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
 
 /// [`run`] with another bound.
 pub fn run_bounded(args: &[&str], envs: &[(&str, &str)], bound: Duration) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_skewguard"));
-    cmd.args(args);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("SKEWGUARD_") {
-            cmd.env_remove(name);
-        }
-    }
+    let mut cmd = skewguard(args);
     cmd.envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
