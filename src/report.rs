@@ -253,12 +253,23 @@ impl Report {
 
     /// The report of a bypassed guard: ok, with a note saying so.
     pub fn disabled(judging: &Judging, now: f64) -> Report {
+        let mut r = Report::unmeasured(
+            judging,
+            now,
+            Verdict::Ok,
+            "OK: skewguard is disabled (SKEWGUARD_DISABLED=true); the clock was not measured"
+                .into(),
+        );
+        r.note = Some("disabled by SKEWGUARD_DISABLED".into());
+        r
+    }
+
+    /// A report that carries no measurement: the thresholds, a verdict and why.
+    pub fn unmeasured(judging: &Judging, now: f64, verdict: Verdict, headline: String) -> Report {
         let t = judging.thresholds;
         Report {
-            verdict: Verdict::Ok,
-            headline:
-                "OK: skewguard is disabled (SKEWGUARD_DISABLED=true); the clock was not measured"
-                    .into(),
+            verdict,
+            headline,
             offset_seconds: None,
             uncertainty_seconds: None,
             window_seconds: t.window,
@@ -269,7 +280,7 @@ impl Report {
             hint: None,
             kernel: None,
             measured_at: now,
-            note: Some("disabled by SKEWGUARD_DISABLED".into()),
+            note: None,
         }
     }
 

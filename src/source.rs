@@ -292,16 +292,6 @@ pub async fn measure(source: &Source, settings: &QuerySettings, clock: &dyn Cloc
     }
 }
 
-/// Queries every source concurrently; results come back in the order given.
-pub async fn measure_all(
-    sources: &[Source],
-    settings: &QuerySettings,
-    clock: &dyn Clock,
-) -> Vec<Outcome> {
-    let futs = sources.iter().map(|s| measure(s, settings, clock));
-    join_all(futs).await
-}
-
 /// Polls a set of futures concurrently on the current task (no spawning).
 pub async fn join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
     let mut futs: Vec<_> = futs.map(|f| Some(Box::pin(f))).collect();

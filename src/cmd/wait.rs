@@ -83,17 +83,12 @@ fn timed_out(config: &Config, last: Option<Report>) -> Report {
             r.headline = format!("{} (gave up after waiting {waited})", r.headline);
             r
         }
-        None => {
-            let mut r = Report::disabled(
-                &super::judging(config),
-                system_clock().realtime() as f64 / 1e9,
-            );
-            r.verdict = crate::verdict::Verdict::Unknown;
-            r.note = None;
-            r.headline =
-                format!("UNKNOWN: no measurement completed within SKEWGUARD_WAIT_TIMEOUT={waited}");
-            r
-        }
+        None => Report::unmeasured(
+            &super::judging(config),
+            system_clock().realtime() as f64 / 1e9,
+            crate::verdict::Verdict::Unknown,
+            format!("UNKNOWN: no measurement completed within SKEWGUARD_WAIT_TIMEOUT={waited}"),
+        ),
     }
 }
 
