@@ -292,6 +292,27 @@ pub async fn measure(source: &Source, settings: &QuerySettings, clock: &dyn Cloc
     }
 }
 
+/// Resolves a source's host: IP literals are used as they are, without DNS;
+/// names go to the system resolver, duplicates dropped, order kept.
+pub async fn resolve(host: &str, port: u16) -> Result<Vec<std::net::SocketAddr>, SourceError> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![std::net::SocketAddr::new(ip, port)]);
+    }
+    let found = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| SourceError::Resolve(format!("{host}: {e}")))?;
+    let mut addrs = Vec::new();
+    for a in found {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    if addrs.is_empty() {
+        return Err(SourceError::Resolve(format!("{host}: no addresses")));
+    }
+    Ok(addrs)
+}
+
 /// Polls a set of futures concurrently on the current task (no spawning).
 pub async fn join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
     let mut futs: Vec<_> = futs.map(|f| Some(Box::pin(f))).collect();

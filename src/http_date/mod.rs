@@ -18,7 +18,7 @@ mod tls;
 
 pub use interval::{Answer, Inconsistent, OffsetInterval, Refiner};
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -170,7 +170,7 @@ impl Session<'_> {
 
     /// Resolves, connects and takes the first answer.
     async fn start(&mut self) -> Result<Answer, SourceError> {
-        self.addrs = resolve(&self.target.host, self.target.port).await?;
+        self.addrs = crate::source::resolve(&self.target.host, self.target.port).await?;
         self.prepare().await?;
         self.ask().await
     }
@@ -268,21 +268,6 @@ where
         reusable: true,
         _driver: AbortOnDrop(driver),
     })
-}
-
-/// IP literals are used as they are; names go to the system resolver.
-async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, SourceError> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| SourceError::Resolve(format!("{host}: {e}")))?
-        .collect();
-    if addrs.is_empty() {
-        return Err(SourceError::Resolve(format!("{host}: no addresses")));
-    }
-    Ok(addrs)
 }
 
 /// The `HEAD` request for `target`: no body to read, and `no-cache` asks any

@@ -9,7 +9,7 @@
 //! monotonic time, so a wall-clock step during a query cannot distort the
 //! round trip.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
@@ -72,12 +72,9 @@ pub async fn query(host: &str, port: u16, settings: &QuerySettings, clock: &dyn 
     })
 }
 
-/// Resolves `host`; IP literals are used as they are, without DNS.
+/// Resolves `host` ([`crate::source::resolve`]) within `timeout`.
 async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, SourceError> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    let found = tokio::time::timeout(timeout, tokio::net::lookup_host((host, port)))
+    tokio::time::timeout(timeout, crate::source::resolve(host, port))
         .await
         .map_err(|_| {
             SourceError::Resolve(format!(
@@ -85,17 +82,6 @@ async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketA
                 crate::report::human_duration(timeout.as_secs_f64())
             ))
         })?
-        .map_err(|e| SourceError::Resolve(format!("{host}: {e}")))?;
-    let mut addrs: Vec<SocketAddr> = Vec::new();
-    for a in found {
-        if !addrs.contains(&a) {
-            addrs.push(a);
-        }
-    }
-    if addrs.is_empty() {
-        return Err(SourceError::Resolve(format!("{host}: no addresses")));
-    }
-    Ok(addrs)
 }
 
 /// Why one exchange gave no sample.
