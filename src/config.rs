@@ -288,7 +288,7 @@ impl Config {
                 raw.warn_skew.as_deref().unwrap_or_default(),
                 format!(
                     "a duration no larger than SKEWGUARD_MAX_SKEW ({})",
-                    crate::report::human_setting(max_skew.as_secs_f64())
+                    crate::duration::human_setting(max_skew.as_secs_f64())
                 ),
             ));
         }
@@ -447,7 +447,7 @@ mod tests {
         assert_eq!(c.wait_timeout, Some(Duration::from_secs(300)));
         assert_eq!(c.stale_after, Duration::from_secs(180));
         assert!(!c.unknown_passes && !c.disabled);
-        assert_eq!(crate::cmd::judging(&c), crate::report::Judging::default());
+        assert_eq!(crate::round::judging(&c), crate::report::Judging::default());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Likely causes of a skewed clock, and their fixes.
 
-use crate::report::human_duration;
+use crate::duration::human_duration;
 use crate::sys::KernelClock;
 use crate::verdict::Verdict;
 

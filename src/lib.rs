@@ -3,8 +3,12 @@
 //!
 //! The crate splits like ntpd-rs: pure modules take values and return values
 //! ([`select`], [`verdict`], [`hint`], [`report`], [`ntp::packet`], the
-//! interval math in [`http_date`]); thin I/O modules ([`ntp::client`],
+//! interval math in [`http_date`], [`duration`]); thin I/O modules ([`ntp::client`],
 //! [`http_date::query`], [`server`], [`cmd`]) call into them.
+//!
+//! The imports form a ladder: shared types at the bottom ([`source`],
+//! [`duration`], [`clock`]), the protocols above them ([`ntp`], [`http_date`]),
+//! the measurement round above those ([`round`]), the commands on top ([`cmd`]).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -12,11 +16,13 @@ pub mod cli;
 pub mod clock;
 pub mod cmd;
 pub mod config;
+pub mod duration;
 pub mod hint;
 pub mod http_date;
 pub mod metrics;
 pub mod ntp;
 pub mod report;
+pub mod round;
 pub mod select;
 pub mod server;
 pub mod source;

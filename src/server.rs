@@ -24,8 +24,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::clock::Clock;
+use crate::duration::human_duration;
 use crate::metrics::Metrics;
-use crate::report::{human_duration, Report};
+use crate::report::Report;
 use crate::verdict::Verdict;
 
 /// Most connections open at once; more are closed as soon as they are accepted.

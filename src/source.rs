@@ -1,10 +1,9 @@
 //! Time references: how they are named (`ntp://…`, `https://…`, presets), what
-//! one measurement of them yields, and how a round queries them all at once.
+//! one measurement of them yields or why it failed, how they are queried, and
+//! how their names resolve. Shared by every protocol module; imports none.
 
 use std::fmt;
 use std::time::Duration;
-
-use crate::clock::Clock;
 
 /// A configured time reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -223,7 +222,7 @@ impl fmt::Display for SourceError {
         match self {
             SourceError::Resolve(e) => write!(f, "cannot resolve host: {e}"),
             SourceError::Io(e) => write!(f, "{e}"),
-            SourceError::Timeout(d) => write!(f, "no valid answer within {}", crate::report::human_duration(d.as_secs_f64())),
+            SourceError::Timeout(d) => write!(f, "no valid answer within {}", crate::duration::human_duration(d.as_secs_f64())),
             SourceError::KissOfDeath(code) => write!(f, "server sent Kiss-o'-Death {code}"),
             SourceError::Invalid(e) => write!(f, "invalid reply: {e}"),
             SourceError::Http(e) => write!(f, "{e}"),
@@ -231,7 +230,7 @@ impl fmt::Display for SourceError {
             SourceError::OutsideCertificate { at_least, local_behind } => write!(
                 f,
                 "the local clock is outside this server certificate's validity period: it is at least {} {}",
-                crate::report::human_duration(*at_least),
+                crate::duration::human_duration(*at_least),
                 if *local_behind { "behind" } else { "ahead" }
             ),
         }
@@ -284,14 +283,6 @@ impl Default for QuerySettings {
     }
 }
 
-/// Queries one source.
-pub async fn measure(source: &Source, settings: &QuerySettings, clock: &dyn Clock) -> Outcome {
-    match source {
-        Source::Ntp { host, port } => crate::ntp::client::query(host, *port, settings, clock).await,
-        Source::Http(target) => crate::http_date::query(target, settings, clock).await,
-    }
-}
-
 /// Resolves a source's host: IP literals are used as they are, without DNS;
 /// names go to the system resolver, duplicates dropped, order kept.
 pub async fn resolve(host: &str, port: u16) -> Result<Vec<std::net::SocketAddr>, SourceError> {
@@ -311,33 +302,6 @@ pub async fn resolve(host: &str, port: u16) -> Result<Vec<std::net::SocketAddr>,
         return Err(SourceError::Resolve(format!("{host}: no addresses")));
     }
     Ok(addrs)
-}
-
-/// Polls a set of futures concurrently on the current task (no spawning).
-pub async fn join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut futs: Vec<_> = futs.map(|f| Some(Box::pin(f))).collect();
-    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (slot, fut) in out.iter_mut().zip(futs.iter_mut()) {
-            if let Some(f) = fut {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => {
-                        *slot = Some(v);
-                        *fut = None;
-                    }
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().flatten().collect()
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ use crate::clock::Clock;
 use crate::config::{Config, Output};
 use crate::report::Report;
 
-use super::{assess, runtime, system_clock, EXIT_FAIL, EXIT_OK};
+use super::{runtime, system_clock, EXIT_FAIL, EXIT_OK};
+use crate::round::assess;
 
 /// Prints a report in the configured format.
 pub fn print(config: &Config, report: &Report) {
@@ -141,7 +142,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("cache.json");
         let c = config(&[]);
-        let report = Report::disabled(&super::super::judging(&c), 0.0);
+        let report = Report::disabled(&crate::round::judging(&c), 0.0);
         write_cache(&path, &c, 100.0, &report).unwrap();
         assert_eq!(read_cache(&path, &c, 130.0), Some(report.clone()));
         assert_eq!(read_cache(&path, &c, 161.0), None, "older than 60 s");

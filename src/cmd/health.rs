@@ -135,7 +135,7 @@ pub fn get(target: &HttpTarget, timeout: Duration) -> Result<Response, String> {
             .ok_or_else(|| {
                 format!(
                     "no answer within {}",
-                    crate::report::human_duration(timeout.as_secs_f64())
+                    crate::duration::human_duration(timeout.as_secs_f64())
                 )
             })
     };

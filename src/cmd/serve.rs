@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use crate::clock::{Clock, UnixNanos};
 use crate::config::Config;
+use crate::duration::human_duration;
 use crate::metrics::Metrics;
-use crate::report::human_duration;
 use crate::server::{self, State};
 
-use super::{Rounds, EXIT_FAIL, EXIT_OK, EXIT_USAGE};
+use super::{EXIT_FAIL, EXIT_OK, EXIT_USAGE};
+use crate::round::Rounds;
 
 /// A disagreement between the wall clock and the monotonic clock larger than
 /// this, between two looks, means the wall clock was stepped or the host slept.

@@ -9,11 +9,11 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::report::{human_duration, human_setting, Report};
+use crate::duration::{human_duration, human_setting};
+use crate::report::Report;
+use crate::round::Rounds;
 
-use super::{
-    runtime, system_clock, Rounds, EXIT_FAIL, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_OK,
-};
+use super::{runtime, system_clock, EXIT_FAIL, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_OK};
 
 /// First pause between attempts; it doubles up to `SKEWGUARD_INTERVAL`.
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
@@ -84,7 +84,7 @@ fn timed_out(config: &Config, last: Option<Report>) -> Report {
             r
         }
         None => Report::unmeasured(
-            &super::judging(config),
+            &crate::round::judging(config),
             system_clock().realtime() as f64 / 1e9,
             crate::verdict::Verdict::Unknown,
             format!("UNKNOWN: no measurement completed within SKEWGUARD_WAIT_TIMEOUT={waited}"),

@@ -79,7 +79,7 @@ async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketA
         .map_err(|_| {
             SourceError::Resolve(format!(
                 "{host}: no answer within {}",
-                crate::report::human_duration(timeout.as_secs_f64())
+                crate::duration::human_duration(timeout.as_secs_f64())
             ))
         })?
 }
