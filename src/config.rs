@@ -45,6 +45,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "INTERVAL", default: "60s", help: "serve: time between measurements; wait: longest pause between attempts" },
     Setting { name: "WAIT_TIMEOUT", default: "5m", help: "wait/exec: give up after this long (0 = never)" },
     Setting { name: "LISTEN", default: "0.0.0.0:8080", help: "serve: address of /healthz, /readyz, /livez, /metrics; health: port to probe" },
+    Setting { name: "MAX_DRIFT", default: "500ppm", help: "serve: how fast the skew bound of the last good measurement grows while no source answers (holdover); `500ppm` or `500`, up to 100000ppm" },
     Setting { name: "STALE_AFTER", default: "3 intervals", help: "serve: a measurement older than this turns the verdict unknown" },
     Setting { name: "CACHE_FILE", default: "none", help: "check: reuse a result written by an earlier run within CACHE_MAX_AGE" },
     Setting { name: "CACHE_MAX_AGE", default: "60s", help: "check: how old a cached result may be" },
@@ -98,6 +99,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Age at which a measurement is stale.
     pub stale_after: Duration,
+    /// How fast the bound of a held-over measurement grows.
+    pub max_drift: crate::holdover::MaxDrift,
     /// Where `check` keeps its cached result.
     pub cache_file: Option<PathBuf>,
     /// How old a cached result may be.
@@ -150,6 +153,7 @@ struct Raw {
     wait_timeout: Option<String>,
     listen: Option<String>,
     stale_after: Option<String>,
+    max_drift: Option<String>,
     cache_file: Option<String>,
     cache_max_age: Option<String>,
     disabled: Option<String>,
@@ -353,6 +357,16 @@ impl Config {
             })?,
         };
         let stale_after = positive_duration("STALE_AFTER", &raw.stale_after, interval * 3)?;
+        let max_drift = match &raw.max_drift {
+            None => crate::holdover::MaxDrift::DEFAULT,
+            Some(s) => crate::holdover::MaxDrift::parse(s).ok_or_else(|| {
+                err(
+                    "MAX_DRIFT",
+                    s,
+                    "a rate in parts per million such as 500ppm or 500, above 0 and at most 100000ppm",
+                )
+            })?,
+        };
         let cache_max_age = duration("CACHE_MAX_AGE", &raw.cache_max_age, Duration::from_secs(60))?;
         let disabled = choice(
             "DISABLED",
@@ -382,6 +396,7 @@ impl Config {
             wait_timeout: (!wait_timeout.is_zero()).then_some(wait_timeout),
             listen,
             stale_after,
+            max_drift,
             cache_file: path(&raw.cache_file),
             cache_max_age,
             disabled,
@@ -447,6 +462,9 @@ mod tests {
         assert_eq!(c.wait_timeout, Some(Duration::from_secs(300)));
         assert_eq!(c.stale_after, Duration::from_secs(180));
         assert!(!c.unknown_passes && !c.disabled);
+        assert_eq!(c.max_drift.ppm(), 500.0);
+        let c = cfg(&[("MAX_DRIFT", "5000ppm")]).unwrap();
+        assert_eq!(c.max_drift.ppm(), 5000.0);
         assert_eq!(crate::round::judging(&c), crate::report::Judging::default());
     }
 
@@ -478,6 +496,8 @@ mod tests {
             ("DISABLED", "perhaps"),
             ("TIMEOUT", "-1s"),
             ("WARN_SKEW", "200s"),
+            ("MAX_DRIFT", "0"),
+            ("MAX_DRIFT", "fast"),
         ] {
             let e = cfg(&[(k, v)]).expect_err(k);
             let msg = e.to_string();

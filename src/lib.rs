@@ -18,6 +18,7 @@ pub mod cmd;
 pub mod config;
 pub mod duration;
 pub mod hint;
+pub mod holdover;
 pub mod http_date;
 pub mod metrics;
 pub mod ntp;
