@@ -1,5 +1,6 @@
 //! The few system calls the standard library does not wrap: the Linux clocks,
-//! the kernel's clock-discipline state (adjtimex) and execvp.
+//! the kernel's clock-discipline state (adjtimex), signal dispositions and
+//! masks for a clean hand-over, descriptor limits, and execvp.
 //!
 //! This is the only module with `unsafe`; each call is a plain libc call on
 //! values owned by the caller.
@@ -66,6 +67,76 @@ pub fn kernel_clock() -> Option<KernelClock> {
     })
 }
 
+/// Restores every signal to its default disposition and empties the signal
+/// mask, so a workload started by [`exec`] begins as if started by a shell:
+/// the Rust runtime ignores SIGPIPE, and handlers installed for the wait
+/// would otherwise leave signals it never asked for ignored or blocked.
+pub fn reset_signals() {
+    // The kernel's struct sigaction (not libc's): the raw call reaches the
+    // signals glibc reserves for itself (32, 33), which `signal()` refuses and
+    // a parent may have left ignored; the new program's libc sets them up again.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: libc::sighandler_t,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: `default` is a valid kernel sigaction (SIG_DFL needs no
+        // restorer) that outlives the call; the old action is not asked for.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+    }
+    // SAFETY: an empty, initialised set; the old mask is not asked for.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Raises the soft limit on open descriptors to the hard limit (capped at
+/// `cap`); returns the soft limit in force afterwards, if it could be read.
+pub fn raise_nofile_limit(cap: u64) -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return None;
+    }
+    let want = lim.rlim_max.min(cap).max(lim.rlim_cur);
+    if want > lim.rlim_cur {
+        let new = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: `new` is a valid rlimit no larger than the hard limit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
+            return Some(want);
+        }
+    }
+    Some(lim.rlim_cur)
+}
+
 /// Replaces this process with `program` (searched in PATH), keeping the PID.
 ///
 /// Returns only on failure, with the OS error.
@@ -94,6 +165,13 @@ pub fn exec(program: &OsString, args: &[OsString]) -> std::io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_descriptor_limit_only_goes_up() {
+        let before = raise_nofile_limit(0).expect("getrlimit");
+        let after = raise_nofile_limit(u64::MAX).expect("getrlimit");
+        assert!(after >= before);
+    }
 
     #[test]
     fn kernel_clock_is_readable() {

@@ -6,6 +6,10 @@ mod support;
 use std::thread;
 use std::time::Duration;
 
+use std::os::unix::process::CommandExt as _;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
 use support::{run, Chrony, Port, TempDir};
 
 /// Settings that keep every attempt short.
@@ -34,7 +38,9 @@ fn wait_returns_0_soon_after_the_reference_is_repaired() {
     assert!(chrony.restart(None), "chrony restart\n{}", chrony.log());
     let out = waiter.join().expect("wait thread");
     out.assert_exit(0);
-    assert!(out.stdout.starts_with("OK"), "{out}");
+    // The report goes to stderr with the logs; stdout is nobody's.
+    assert!(out.stdout.is_empty(), "{out}");
+    assert!(out.stderr.lines().any(|l| l.starts_with("OK")), "{out}");
     // Pauses are capped at INTERVAL=1s, so the repair is seen within a second or two.
     assert!(out.elapsed < Duration::from_secs(8), "{out}");
     // Each attempt is logged with the offset, so a stuck init container says why.
@@ -53,9 +59,14 @@ fn wait_gives_up_at_its_timeout_with_the_explanation() {
     out.assert_exit(1);
     assert!(out.elapsed >= Duration::from_millis(2900), "{out}");
     assert!(out.elapsed < Duration::from_secs(6), "{out}");
-    assert!(out.stdout.starts_with("FAIL: local clock is"), "{out}");
-    assert!(out.stdout.contains("gave up after waiting 3s"), "{out}");
-    assert!(out.stdout.contains("hint:"), "{out}");
+    assert!(out.stdout.is_empty(), "{out}");
+    assert!(
+        out.stderr.lines().any(
+            |l| l.starts_with("FAIL: local clock is") && l.contains("gave up after waiting 3s")
+        ),
+        "{out}"
+    );
+    assert!(out.stderr.contains("hint:"), "{out}");
 }
 
 #[test]
@@ -74,7 +85,8 @@ fn exec_never_starts_the_workload_on_a_bad_clock() {
         !marker.exists(),
         "the workload ran on a clock 20 min ahead\n{out}"
     );
-    assert!(out.stdout.contains("ahead"), "{out}");
+    assert!(out.stdout.is_empty(), "{out}");
+    assert!(out.stderr.contains("ahead"), "{out}");
 }
 
 #[test]
@@ -93,6 +105,178 @@ fn exec_hands_over_pid_and_exit_status() {
     out.assert_exit(0);
     let ppid = format!("ppid={}", std::process::id());
     assert!(out.stdout.contains(&ppid), "{out}");
+    // The workload's stdout is its own: nothing of skewguard's before its first line.
+    let mut json = settings.clone();
+    json.push(("SKEWGUARD_OUTPUT", "json".into()));
+    let out = run(&["exec", "--", "echo", r#"{"app":"log"}"#], &envs(&json));
+    out.assert_exit(0);
+    assert_eq!(out.stdout, "{\"app\":\"log\"}\n", "{out}");
+    assert!(out.stderr.contains(r#""verdict":"ok""#), "{out}");
+}
+
+/// Runs `cmd` (stdout and stderr captured) for at most `bound`; `None` if it had to be killed.
+fn output_within(cmd: &mut Command, bound: Duration) -> Option<std::process::Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + bound;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return child.wait_with_output().ok();
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn exec_hands_the_workload_default_signals_and_an_empty_mask() {
+    let Some(chrony) = Chrony::start(None) else {
+        return;
+    };
+    let settings = quick(&chrony.uri());
+    // skewguard itself starts with SIGHUP ignored and SIGUSR1 blocked (as a
+    // careless parent might leave them); the Rust runtime then ignores SIGPIPE.
+    let mut cmd = support::skewguard(&[
+        "exec",
+        "--",
+        "sh",
+        "-c",
+        "grep -E '^Sig(Ign|Blk)' /proc/$$/status; yes | head -n 1",
+    ]);
+    cmd.envs(envs(&settings));
+    // SAFETY: only async-signal-safe libc calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let out = output_within(&mut cmd, Duration::from_secs(20)).expect("exec finished");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("SigBlk:\t0000000000000000"),
+        "the workload inherited a signal mask\n{stdout}"
+    );
+    assert!(
+        stdout.contains("SigIgn:\t0000000000000000"),
+        "the workload inherited ignored signals (SIGPIPE is bit 0x1000)\n{stdout}"
+    );
+    // With SIGPIPE at its default, `yes` dies quietly when `head` leaves.
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+    assert!(stdout.ends_with("y\n"), "{stdout}");
+}
+
+/// Sends `signal` to `pid`.
+fn kill(pid: u32, signal: libc::c_int) {
+    // SAFETY: kill(2) on a process this test started; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, signal) }, 0, "kill");
+}
+
+/// Waits for `child` for at most `bound`; its exit code, or `None` if it was still running (then killed).
+fn exit_within(child: &mut std::process::Child, bound: Duration) -> Option<Option<i32>> {
+    let deadline = Instant::now() + bound;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status.code());
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// A `wait` on a source that never answers, with a long timeout: only a signal ends it soon.
+fn endless_wait(silent: &Port, prefix: &[&str]) -> std::process::Child {
+    let settings = quick(&silent.ntp_uri());
+    let mut cmd = if prefix.is_empty() {
+        support::skewguard(&["exec", "--", "true"])
+    } else {
+        let mut c = Command::new(prefix[0]);
+        c.args(&prefix[1..])
+            .arg(env!("CARGO_BIN_EXE_skewguard"))
+            .args(["exec", "--", "true"]);
+        support::clear_skewguard_env(&mut c);
+        c
+    };
+    cmd.envs(envs(&settings))
+        .env("SKEWGUARD_WAIT_TIMEOUT", "5m")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn")
+}
+
+#[test]
+fn sigterm_and_sigint_end_the_wait_at_once() {
+    let silent = Port::free();
+    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let mut child = endless_wait(&silent, &[]);
+        thread::sleep(Duration::from_millis(800));
+        kill(child.id(), signal);
+        let got = exit_within(&mut child, Duration::from_secs(5));
+        assert_eq!(got, Some(Some(code)), "signal {signal}");
+    }
+}
+
+#[test]
+fn sigterm_ends_the_wait_of_pid_1_in_a_pid_namespace() {
+    if !support::prerequisite("unshare", "install util-linux") {
+        return;
+    }
+    // Creating a PID namespace needs root (or a user namespace); say so where it is refused.
+    let probe = Command::new("unshare")
+        .args(["--fork", "--pid", "true"])
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run unshare");
+    if !probe.status.success() {
+        let why = String::from_utf8_lossy(&probe.stderr);
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI requires PID namespaces: {why}"
+        );
+        eprintln!(
+            "SKIPPED: {}: unshare --pid refused: {why}",
+            support::current_test()
+        );
+        return;
+    }
+    let silent = Port::free();
+    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let mut unshare = endless_wait(&silent, &["unshare", "--fork", "--pid", "--kill-child"]);
+        // skewguard is unshare's only child, PID 1 of the new namespace.
+        let children = format!("/proc/{0}/task/{0}/children", unshare.id());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let pid1 = loop {
+            let text = std::fs::read_to_string(&children).unwrap_or_default();
+            if let Some(pid) = text.split_whitespace().next().and_then(|p| p.parse().ok()) {
+                break pid;
+            }
+            assert!(Instant::now() < deadline, "no child of unshare");
+            thread::sleep(Duration::from_millis(10));
+        };
+        let status = std::fs::read_to_string(format!("/proc/{pid1}/status")).unwrap_or_default();
+        let nspid = status.lines().find(|l| l.starts_with("NSpid:"));
+        assert!(nspid.is_some_and(|l| l.ends_with("\t1")), "{status}");
+        thread::sleep(Duration::from_millis(800));
+        kill(pid1, signal);
+        let got = exit_within(&mut unshare, Duration::from_secs(5));
+        assert_eq!(got, Some(Some(code)), "PID 1, signal {signal}");
+    }
 }
 
 #[test]

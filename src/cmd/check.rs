@@ -15,9 +15,14 @@ use crate::round::assess;
 
 /// Prints a report in the configured format.
 pub fn print(config: &Config, report: &Report) {
+    print!("{}", render(config, report));
+}
+
+/// A report in the configured format, ending with a newline.
+pub fn render(config: &Config, report: &Report) -> String {
     match config.output {
-        Output::Text => print!("{}", report.to_text()),
-        Output::Json => println!("{}", report.to_json()),
+        Output::Text => report.to_text(),
+        Output::Json => format!("{}\n", report.to_json()),
     }
 }
 

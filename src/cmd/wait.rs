@@ -92,7 +92,63 @@ fn timed_out(config: &Config, last: Option<Report>) -> Report {
     }
 }
 
-/// Runs `wait`: exit 0 once the clock is fine, 1 at the timeout.
+/// Exit code after SIGTERM, as a shell reports a process it ended (128 + 15).
+pub const EXIT_SIGTERM: i32 = 143;
+/// Exit code after SIGINT (128 + 2).
+pub const EXIT_SIGINT: i32 = 130;
+
+/// How the wait ended.
+enum Waited {
+    /// The verdict passed (or the wait timed out); the last report, if any.
+    Done(bool, Option<Report>),
+    /// A signal asked to stop: its name and the exit code it maps to.
+    Signalled(&'static str, i32),
+}
+
+/// Waits until the clock is fine, the wait times out, or SIGTERM/SIGINT arrive.
+///
+/// The handlers are what make the signals work for PID 1 too: the kernel drops
+/// signals to a namespace's init that have no handler.
+async fn wait_or_signal(config: &Config, clock: &dyn Clock) -> Waited {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "cannot handle SIGTERM/SIGINT; they end the wait only by default action");
+            let (passed, last) = wait_until_fine(config, clock).await;
+            return Waited::Done(passed, last);
+        }
+    };
+    let waited = tokio::select! {
+        biased;
+        _ = term.recv() => return Waited::Signalled("SIGTERM", EXIT_SIGTERM),
+        _ = int.recv() => return Waited::Signalled("SIGINT", EXIT_SIGINT),
+        w = wait_until_fine(config, clock) => w,
+    };
+    // A signal that arrived as the wait ended still wins over starting the workload.
+    tokio::select! {
+        biased;
+        _ = term.recv() => Waited::Signalled("SIGTERM", EXIT_SIGTERM),
+        _ = int.recv() => Waited::Signalled("SIGINT", EXIT_SIGINT),
+        () = std::future::ready(()) => Waited::Done(waited.0, waited.1),
+    }
+}
+
+/// Writes the report to stderr in the configured format: stdout belongs to the
+/// workload (`exec`) or to nobody (`wait`), and stderr is what `docker logs`
+/// and `kubectl logs` show.
+fn report_to_stderr(config: &Config, report: &Report) {
+    let text = super::check::render(config, report);
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
+}
+
+/// Runs `wait`: exit 0 once the clock is fine, 1 at the timeout, 143/130 on
+/// SIGTERM/SIGINT. Writes nothing to stdout.
 pub fn run(config: &Config) -> i32 {
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -101,16 +157,23 @@ pub fn run(config: &Config) -> i32 {
             return EXIT_FAIL;
         }
     };
-    let (passed, last) = rt.block_on(wait_until_fine(config, system_clock()));
+    let waited = rt.block_on(wait_or_signal(config, system_clock()));
     // Do not wait for a name lookup stuck in getaddrinfo (dead resolver).
     rt.shutdown_background();
+    let (passed, last) = match waited {
+        Waited::Done(passed, last) => (passed, last),
+        Waited::Signalled(name, code) => {
+            tracing::warn!(signal = name, "stopped waiting");
+            return code;
+        }
+    };
     let report = if passed {
         last
     } else {
         Some(timed_out(config, last))
     };
     if let Some(r) = &report {
-        super::check::print(config, r);
+        report_to_stderr(config, r);
     }
     if passed {
         EXIT_OK
@@ -119,16 +182,21 @@ pub fn run(config: &Config) -> i32 {
     }
 }
 
-/// Runs `exec`: waits, then replaces this process with the workload.
+/// Runs `exec`: waits, then replaces this process with the workload, with
+/// default signal dispositions and an empty signal mask.
 ///
-/// Returns only if the wait failed (1) or the workload could not be executed (126/127).
+/// Returns only if the wait failed (1), was interrupted (143/130) or the
+/// workload could not be executed (126/127).
 pub fn exec(config: &Config, program: &OsString, args: &[OsString]) -> i32 {
     let code = run(config);
     if code != EXIT_OK {
-        tracing::error!(program = ?program, "the clock is not fine: the workload was not started");
+        if code == EXIT_FAIL {
+            tracing::error!(program = ?program, "the clock is not fine: the workload was not started");
+        }
         return code;
     }
     let _ = std::io::stdout().flush();
+    crate::sys::reset_signals();
     let err = crate::sys::exec(program, args);
     let code = match err.kind() {
         std::io::ErrorKind::NotFound => EXIT_NOT_FOUND,
