@@ -159,7 +159,8 @@ struct Raw {
     disabled: Option<String>,
 }
 
-const DURATION_FORM: &str = "a duration such as 90s, 2m30s or 150ms";
+const DURATION_FORM: &str =
+    "a duration: numbers with the units ms, s, m, h or d (lowercase, largest first), e.g. 90s, 2m30s, 150ms or 0";
 
 fn err(name: &str, value: &str, expected: impl Into<String>) -> ConfigError {
     ConfigError {
@@ -169,25 +170,69 @@ fn err(name: &str, value: &str, expected: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Parses a human duration (`90s`, `2m30s`, `150ms`, `0`).
+/// Units a duration may use, largest first, with their length in seconds.
+/// Only these, only in lowercase: `5M` (humantime's months) or `1y` must not
+/// be mistaken for minutes, and `m` is minutes whatever the case elsewhere.
+const UNITS: &[(&str, f64)] = &[
+    ("d", 86_400.0),
+    ("h", 3_600.0),
+    ("m", 60.0),
+    ("s", 1.0),
+    ("ms", 0.001),
+];
+
+/// Parses a duration: `0`, or one or more `NUMBER UNIT` parts without spaces
+/// (`90s`, `2m30s`, `1.5s`, `150ms`, `1d`), units from [`UNITS`] in lowercase,
+/// each at most once and largest first.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     if s == "0" {
         return Some(Duration::ZERO);
     }
-    humantime::parse_duration(s).ok()
+    if s.is_empty() {
+        return None;
+    }
+    let mut rest = s;
+    let mut total = 0.0f64;
+    let mut last_unit = None;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, tail) = rest.split_at(digits);
+        // Digits with at most one inner point: `1.5`, not `.5`, `1.` or `1.2.3`.
+        let well_formed = number.split_once('.').map_or(!number.is_empty(), |(a, b)| {
+            !a.is_empty() && !b.is_empty() && !b.contains('.')
+        });
+        if !well_formed {
+            return None;
+        }
+        let unit_len = tail
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(tail.len());
+        let (unit, after) = tail.split_at(unit_len);
+        let position = UNITS.iter().position(|(u, _)| *u == unit)?;
+        if last_unit.is_some_and(|l| position <= l) {
+            return None;
+        }
+        last_unit = Some(position);
+        total += number.parse::<f64>().ok()? * UNITS[position].1;
+        rest = after;
+    }
+    (total.is_finite() && total <= MAX_DURATION.as_secs_f64())
+        .then(|| Duration::from_secs_f64(total))
 }
 
-/// Longest duration any setting accepts (humantime's `1y`): the I/O layer adds
+/// Longest duration any setting accepts (365 days): the I/O layer adds
 /// durations to `Instant`s and multiplies them, which must not overflow.
-pub const MAX_DURATION: Duration = Duration::from_secs(31_557_600);
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 
 fn duration(name: &str, v: &Option<String>, default: Duration) -> Result<Duration, ConfigError> {
     match v {
         None => Ok(default),
-        Some(s) => parse_duration(s)
-            .filter(|d| *d <= MAX_DURATION)
-            .ok_or_else(|| err(name, s, format!("{DURATION_FORM}, at most 1y"))),
+        Some(s) => {
+            parse_duration(s).ok_or_else(|| err(name, s, format!("{DURATION_FORM}; at most 365d")))
+        }
     }
 }
 
@@ -217,14 +262,21 @@ fn choice<T: Copy>(
         None => Ok(default),
         Some(s) => options
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(s.trim()))
+            .find(|(k, _)| *k == s.trim())
             .map(|(_, t)| *t)
             .ok_or_else(|| {
                 let names: Vec<&str> = options.iter().map(|(k, _)| *k).collect();
-                err(name, s, format!("one of {}", names.join(", ")))
+                err(
+                    name,
+                    s,
+                    format!("one of {} ({ENUM_RULE})", names.join(", ")),
+                )
             }),
     }
 }
+
+/// How every named value (profile, output, log level, …) is matched.
+pub const ENUM_RULE: &str = "exactly as written here, in lowercase";
 
 fn count(name: &str, v: &Option<String>, default: u32, max: u32) -> Result<u32, ConfigError> {
     match v {
@@ -234,6 +286,115 @@ fn count(name: &str, v: &Option<String>, default: u32, max: u32) -> Result<u32, 
             _ => Err(err(name, s, format!("a whole number from 1 to {max}"))),
         },
     }
+}
+
+/// Refuses a threshold at or beyond the profile's window (a guard that can
+/// never fail before the signatures do), naming the profiles it would fit.
+fn within_window(
+    name: &str,
+    v: &Option<String>,
+    value: Duration,
+    profile: Profile,
+) -> Result<(), ConfigError> {
+    let Some(given) = v else { return Ok(()) };
+    let secs = value.as_secs_f64();
+    let window = profile.window_seconds();
+    if secs < window {
+        return Ok(());
+    }
+    let wider = Profile::ALL
+        .iter()
+        .map(|p| p.window_seconds())
+        .filter(|w| *w > secs)
+        .fold(f64::INFINITY, f64::min);
+    let fits: Vec<&str> = Profile::ALL
+        .iter()
+        .filter(|p| p.window_seconds() == wider)
+        .map(|p| p.name())
+        .collect();
+    let human = crate::duration::human_setting;
+    let advice = if fits.is_empty() {
+        format!("no profile has a window wider than {}", human(secs))
+    } else {
+        format!(
+            "{} fits SKEWGUARD_PROFILE={} (window {})",
+            human(secs),
+            fits.join(" or "),
+            human(wider)
+        )
+    };
+    Err(err(
+        name,
+        given,
+        format!(
+            "a duration below the {} window of SKEWGUARD_PROFILE={} ({}), which breaks first; {advice}",
+            human(window),
+            profile.name(),
+            profile.what()
+        ),
+    ))
+}
+
+/// Log levels a filter may name.
+pub const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a log filter: comma-separated `LEVEL` or `TARGET=LEVEL` directives,
+/// a target being a lowercase Rust module path (`skewguard`, `skewguard::ntp`).
+/// `tracing`'s own parser takes any word as a target, so `verbose` would
+/// silence every log line instead of being refused.
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
+    for directive in filter.split(',') {
+        let directive = directive.trim();
+        let (target, level) = match directive.split_once('=') {
+            Some((t, l)) => (Some(t), l),
+            None => (None, directive),
+        };
+        if !LOG_LEVELS.contains(&level) {
+            return Err(format!("`{level}` is not a log level"));
+        }
+        if let Some(t) = target {
+            let module = t.split("::").all(|part| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            });
+            if !module {
+                return Err(format!("`{t}` is not a module path"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Largest CA file read.
+pub const MAX_CA_FILE: u64 = 1024 * 1024;
+
+/// Reads and parses a CA file as the `https://` sources will: PEM, at least one
+/// certificate, each usable as a trust anchor.
+pub fn check_ca_file(path: &std::path::Path) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
+    let mut pem = Vec::new();
+    file.take(MAX_CA_FILE + 1)
+        .read_to_end(&mut pem)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if pem.len() as u64 > MAX_CA_FILE {
+        return Err(format!("it is larger than {} KiB", MAX_CA_FILE / 1024));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("it is not valid PEM: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("it holds a certificate that cannot be a CA: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("it holds no PEM certificate".into());
+    }
+    Ok(())
 }
 
 fn path(v: &Option<String>) -> Option<PathBuf> {
@@ -271,7 +432,11 @@ impl Config {
             None => Profile::Aws,
             Some(s) => Profile::parse(s.trim()).ok_or_else(|| {
                 let names: Vec<&str> = Profile::ALL.iter().map(|p| p.name()).collect();
-                err("PROFILE", s, format!("one of {}", names.join(", ")))
+                err(
+                    "PROFILE",
+                    s,
+                    format!("one of {} ({ENUM_RULE})", names.join(", ")),
+                )
             })?,
         };
         let window = profile.window_seconds();
@@ -280,12 +445,14 @@ impl Config {
             &raw.max_skew,
             Duration::from_secs_f64(window / 2.0),
         )?;
+        within_window("MAX_SKEW", &raw.max_skew, max_skew, profile)?;
         // The default warn threshold never exceeds a small MAX_SKEW; an explicit one may not.
         let warn_skew = duration(
             "WARN_SKEW",
             &raw.warn_skew,
             Duration::from_secs(1).min(max_skew),
         )?;
+        within_window("WARN_SKEW", &raw.warn_skew, warn_skew, profile)?;
         if warn_skew > max_skew {
             return Err(err(
                 "WARN_SKEW",
@@ -333,16 +500,25 @@ impl Config {
             &[("text", LogFormat::Text), ("json", LogFormat::Json)],
         )?;
         if let Some(filter) = &raw.log {
-            if filter
-                .parse::<tracing_subscriber::filter::Targets>()
-                .is_err()
-            {
-                return Err(err(
+            check_log_filter(filter).map_err(|why| {
+                err(
                     "LOG",
                     filter,
-                    "a filter such as `info` or `warn,skewguard=debug`",
-                ));
-            }
+                    format!(
+                        "{why}; expected comma-separated LEVEL or TARGET=LEVEL, LEVEL one of {} ({ENUM_RULE}), e.g. `info` or `warn,skewguard=debug`",
+                        LOG_LEVELS.join(", ")
+                    ),
+                )
+            })?;
+        }
+        if let Some(ca) = &query.ca_file {
+            check_ca_file(ca).map_err(|why| {
+                err(
+                    "CA_FILE",
+                    raw.ca_file.as_deref().unwrap_or_default(),
+                    format!("{why}; expected a readable PEM file of one or more CA certificates (-----BEGIN CERTIFICATE-----), at most {} KiB", MAX_CA_FILE / 1024),
+                )
+            })?;
         }
         let interval = positive_duration("INTERVAL", &raw.interval, Duration::from_secs(60))?;
         let wait_timeout = duration("WAIT_TIMEOUT", &raw.wait_timeout, Duration::from_secs(300))?;
@@ -477,8 +653,8 @@ mod tests {
             c.thresholds.warn_skew, 0.01,
             "the default warn follows a small MAX_SKEW"
         );
-        let c = cfg(&[("PROFILE", "totp"), ("MAX_SKEW", "2m30s")]).unwrap();
-        assert_eq!(c.thresholds.max_skew, 150.0);
+        let c = cfg(&[("PROFILE", "totp"), ("MAX_SKEW", "20s")]).unwrap();
+        assert_eq!(c.thresholds.max_skew, 20.0);
         assert_eq!(c.thresholds.window, 30.0);
     }
 
@@ -509,11 +685,99 @@ mod tests {
     #[test]
     fn huge_durations_and_miscased_names_are_refused() {
         // Found by fuzzing: `interval * 3` and `Instant + d` overflowed.
-        let e = cfg(&[("INTERVAL", "200000000000y")]).expect_err("huge");
-        assert!(e.to_string().contains("at most 1y"), "{e}");
+        let e = cfg(&[("INTERVAL", "200000000000d")]).expect_err("huge");
+        assert!(e.to_string().contains("at most 365d"), "{e}");
         // envy folds case; only exact names count, so this stays the default.
         let c = Config::from_vars([("SKEWGUARD_max_skew".to_string(), "1s".to_string())]).unwrap();
         assert_eq!(c.thresholds.max_skew, 150.0);
+    }
+
+    #[test]
+    fn durations_take_only_unambiguous_units() {
+        let secs = |s: &str| parse_duration(s).map(|d| d.as_secs_f64());
+        for (text, want) in [
+            ("0", 0.0),
+            ("90s", 90.0),
+            ("2m30s", 150.0),
+            ("150ms", 0.15),
+            ("1.5s", 1.5),
+            ("1d2h", 93_600.0),
+            ("1m0.5s", 60.5),
+            ("365d", 31_536_000.0),
+        ] {
+            assert_eq!(secs(text), Some(want), "{text}");
+        }
+        for bad in [
+            "5M", "1y", "1month", "5min", "5S", "2h1d", "1s1s", "s", "1", ".5s", "1.s", "1 s",
+            "1.2.3s", "-1s", "366d", "1us", "",
+        ] {
+            assert_eq!(secs(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn thresholds_at_or_beyond_the_window_name_a_profile_that_fits() {
+        let e = cfg(&[("MAX_SKEW", "25m")]).expect_err("25m on aws");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("SKEWGUARD_MAX_SKEW") && msg.contains("25m"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("no profile has a window wider than 25m"),
+            "{msg}"
+        );
+        let msg = cfg(&[("MAX_SKEW", "5m")])
+            .expect_err("5m on aws")
+            .to_string();
+        assert!(msg.contains("aws-s3 or azure (window 15m)"), "{msg}");
+        let msg = cfg(&[("PROFILE", "totp"), ("WARN_SKEW", "30s")])
+            .expect_err("30s on totp")
+            .to_string();
+        assert!(
+            msg.contains("SKEWGUARD_WARN_SKEW") && msg.contains("vault-jwt"),
+            "{msg}"
+        );
+        assert!(cfg(&[("PROFILE", "aws-s3"), ("MAX_SKEW", "10m")]).is_ok());
+    }
+
+    #[test]
+    fn named_values_match_exactly_in_lowercase_everywhere() {
+        for (k, v) in [
+            ("ON_UNKNOWN", "PASS"),
+            ("PROFILE", "AWS"),
+            ("OUTPUT", "Json"),
+            ("LOG_FORMAT", "JSON"),
+            ("DISABLED", "TRUE"),
+            ("LOG", "INFO"),
+        ] {
+            let msg = cfg(&[(k, v)]).expect_err(v).to_string();
+            assert!(msg.contains(ENUM_RULE), "{msg}");
+        }
+        assert!(cfg(&[("ON_UNKNOWN", "pass"), ("PROFILE", "aws-s3")]).is_ok());
+    }
+
+    #[test]
+    fn log_filters_are_levels_or_target_levels() {
+        for good in [
+            "info",
+            "warn,skewguard=debug",
+            "off",
+            "skewguard::ntp=trace,hyper=warn",
+        ] {
+            assert_eq!(check_log_filter(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "verbose",
+            "",
+            "info,",
+            "skewguard",
+            "=info",
+            "Skew=info",
+            "a=loud",
+        ] {
+            assert!(check_log_filter(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -148,3 +148,95 @@ fn a_non_utf8_environment_is_no_panic() {
         "{out:?}"
     );
 }
+
+/// Settings that used to switch the guard off without a word: each is refused
+/// before anything is measured, naming the variable, the value and the form.
+const DISARMING_SETTINGS: &[(&str, &str, &[&str])] = &[
+    // humantime read `5M` as five months.
+    (
+        "SKEWGUARD_MAX_SKEW",
+        "5M",
+        &["ms, s, m, h or d", "lowercase"],
+    ),
+    ("SKEWGUARD_MAX_SKEW", "1y", &["ms, s, m, h or d"]),
+    ("SKEWGUARD_WAIT_TIMEOUT", "5min", &["ms, s, m, h or d"]),
+    // A threshold the signatures break before.
+    (
+        "SKEWGUARD_MAX_SKEW",
+        "25m",
+        &["below the 5m window", "no profile"],
+    ),
+    (
+        "SKEWGUARD_MAX_SKEW",
+        "5m",
+        &["SKEWGUARD_PROFILE=aws-s3 or azure"],
+    ),
+    ("SKEWGUARD_WARN_SKEW", "10m", &["below the 5m window"]),
+    // `tracing` would take `verbose` as a target name and log nothing.
+    ("SKEWGUARD_LOG", "verbose", &["log level"]),
+    ("SKEWGUARD_LOG", "INFO", &["lowercase"]),
+    // One rule for every named value: exact, lowercase.
+    (
+        "SKEWGUARD_ON_UNKNOWN",
+        "PASS",
+        &["fail, pass (exactly as written here, in lowercase)"],
+    ),
+    ("SKEWGUARD_PROFILE", "AWS", &["aws, aws-s3", "lowercase"]),
+    ("SKEWGUARD_DISABLED", "TRUE", &["lowercase"]),
+    // Read at start whatever the sources (these point at one NTP port).
+    (
+        "SKEWGUARD_CA_FILE",
+        "/nonexistent.pem",
+        &["cannot open it", "PEM file"],
+    ),
+];
+
+#[test]
+fn disarming_settings_are_refused_before_anything_runs() {
+    let silent = Port::free();
+    for (name, value, accepted) in DISARMING_SETTINGS {
+        let out = check_with(&silent, &[], &[(name, value)]);
+        assert_config_error(&out, &[name, &format!("{value:?}")], accepted);
+        assert!(out.stdout.is_empty(), "no report on stdout\n{out}");
+    }
+    // The same as a flag, and from `exec`, whose workload never starts.
+    let dir = support::TempDir::new("config-exec");
+    let marker = dir.path().join("started");
+    let script = format!("touch {}", marker.display());
+    let sources = silent.ntp_uri();
+    let out = run(
+        &["exec", "--max-skew", "25m", "--", "sh", "-c", &script],
+        &[("SKEWGUARD_SOURCES", &sources)],
+    );
+    assert_config_error(&out, &["SKEWGUARD_MAX_SKEW", "25m"], &["window"]);
+    assert!(!marker.exists(), "the workload must not start\n{out}");
+}
+
+#[test]
+fn an_unusable_ca_file_is_a_configuration_error_for_every_command() {
+    let silent = Port::free();
+    let dir = support::TempDir::new("config-ca");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").expect("write");
+    let garbage = garbage.display().to_string();
+    let sources = silent.ntp_uri();
+    for command in ["check", "wait"] {
+        let out = run(
+            &[command],
+            &[
+                ("SKEWGUARD_SOURCES", &sources),
+                ("SKEWGUARD_CA_FILE", &garbage),
+                ("SKEWGUARD_WAIT_TIMEOUT", "20s"),
+            ],
+        );
+        assert_config_error(
+            &out,
+            &["SKEWGUARD_CA_FILE", &garbage],
+            &["no PEM certificate"],
+        );
+        assert!(
+            out.elapsed < std::time::Duration::from_secs(10),
+            "refused at once, not retried\n{out}"
+        );
+    }
+}
