@@ -53,28 +53,118 @@ impl std::fmt::Display for UsageError {
     }
 }
 
-const COMMANDS: &[(&str, &str)] = &[
-    (
-        "check",
-        "measure once; print the verdict; exit 0 (ok/warn) or 1 (fail/unknown)",
-    ),
-    (
-        "wait",
-        "measure until the clock is fine (exit 0) or WAIT_TIMEOUT passes (exit 1)",
-    ),
-    (
-        "exec",
-        "`exec -- CMD [ARGS…]`: wait, then replace this process with CMD",
-    ),
-    (
-        "serve",
-        "sidecar: measure every INTERVAL; serve /healthz /readyz /livez /metrics on LISTEN",
-    ),
-    (
-        "health",
-        "`health [URL]`: GET URL (default http://127.0.0.1:<LISTEN port>/healthz); exit 0 on 2xx",
-    ),
+/// One command: its name, its synopsis, what it does, and its exit codes.
+struct CommandHelp {
+    name: &'static str,
+    synopsis: &'static str,
+    what: &'static str,
+    exits: &'static [(&'static str, &'static str)],
+}
+
+const USAGE_EXIT: (&str, &str) = ("2", "usage or configuration error (the message names the flag or variable, the value and the accepted form)");
+
+const COMMANDS: &[CommandHelp] = &[
+    CommandHelp {
+        name: "check",
+        synopsis: "check [FLAGS]",
+        what: "measure once; print the verdict on stdout (text or JSON)",
+        exits: &[
+            ("0", "ok or warn (or unknown with ON_UNKNOWN=pass)"),
+            ("1", "fail or unknown"),
+            USAGE_EXIT,
+        ],
+    },
+    CommandHelp {
+        name: "wait",
+        synopsis: "wait [FLAGS]",
+        what: "measure until the clock is fine or WAIT_TIMEOUT passes; logs and the final report on stderr",
+        exits: &[
+            ("0", "ok or warn (or unknown with ON_UNKNOWN=pass)"),
+            ("1", "still fail or unknown at WAIT_TIMEOUT"),
+            USAGE_EXIT,
+            ("130, 143", "stopped by SIGINT, SIGTERM"),
+        ],
+    },
+    CommandHelp {
+        name: "exec",
+        synopsis: "exec [FLAGS] -- CMD [ARGS…]",
+        what: "wait, then replace this process with CMD (same PID; signals and status are CMD's)",
+        exits: &[
+            ("CMD's", "CMD's own status once it started"),
+            ("1", "the wait failed: CMD never started"),
+            USAGE_EXIT,
+            ("126", "CMD is not executable"),
+            ("127", "CMD was not found"),
+            ("130, 143", "stopped by SIGINT, SIGTERM before CMD started"),
+        ],
+    },
+    CommandHelp {
+        name: "serve",
+        synopsis: "serve [FLAGS]",
+        what: "sidecar: measure every INTERVAL; serve /healthz /readyz /livez /metrics on LISTEN",
+        exits: &[
+            ("0", "stopped by SIGTERM or SIGINT"),
+            ("1", "cannot start (runtime, signal handlers)"),
+            ("2", "usage or configuration error, or LISTEN cannot be bound"),
+        ],
+    },
+    CommandHelp {
+        name: "health",
+        synopsis: "health [FLAGS] [URL]",
+        what: "GET URL (default http://127.0.0.1:<port serve listens on>/healthz); no measurement",
+        exits: &[
+            ("0", "a 2xx answer"),
+            ("1", "anything else: another status, no answer within TIMEOUT, a bad URL, a usage or configuration error (said on stderr; Docker reserves 2 for health checks)"),
+        ],
+    },
 ];
+
+/// Settings only some commands read; every other setting is read by the four
+/// that measure (check, wait, exec, serve).
+const ONLY: &[(&str, &[&str])] = &[
+    ("OUTPUT", &["check", "wait", "exec"]),
+    ("INTERVAL", &["wait", "exec", "serve"]),
+    ("WAIT_TIMEOUT", &["wait", "exec"]),
+    ("LISTEN", &["serve", "health"]),
+    ("STALE_AFTER", &["serve"]),
+    ("MAX_DRIFT", &["serve", "check"]),
+    ("CACHE_FILE", &["check"]),
+    ("CACHE_MAX_AGE", &["check"]),
+    ("TIMEOUT", &["check", "wait", "exec", "serve", "health"]),
+    ("LOG", &["check", "wait", "exec", "serve", "health"]),
+    ("LOG_FORMAT", &["check", "wait", "exec", "serve", "health"]),
+];
+
+/// Whether `command` reads the setting `name`.
+pub fn reads(command: &str, name: &str) -> bool {
+    match ONLY.iter().find(|(n, _)| *n == name) {
+        Some((_, commands)) => commands.contains(&command),
+        None => command != "health",
+    }
+}
+
+/// The usage error of a bare `skewguard`: main prints the general help after it.
+pub const NO_COMMAND: &str = "no command given";
+
+/// The command word of a command line, if any: the first argument that is not
+/// a flag or a flag's value. For reporting errors the way that command
+/// reports them (`health` exits 1, never 2) even when the line does not parse.
+pub fn command_word(args: &[OsString]) -> Option<String> {
+    let mut args = args.iter().map(|a| a.to_string_lossy());
+    while let Some(a) = args.next() {
+        if a == "--" {
+            return None;
+        }
+        if let Some(long) = a.strip_prefix("--") {
+            if !long.contains('=') && !["help", "version"].contains(&long) {
+                args.next();
+            }
+        } else if !a.starts_with('-') || a == "-" {
+            return Some(a.into_owned());
+        }
+    }
+    None
+}
 
 /// Parses the arguments after the program name.
 pub fn parse<I>(args: I) -> Result<Invocation, UsageError>
@@ -139,15 +229,7 @@ where
             overrides,
         });
     }
-    let name = match command {
-        None => {
-            return Ok(Invocation {
-                command: Command::Help(None),
-                overrides,
-            })
-        }
-        Some(c) => c,
-    };
+    let name = command.ok_or_else(|| UsageError(NO_COMMAND.into()))?;
     let extra = |positional: &[String]| -> Result<(), UsageError> {
         match positional.first() {
             Some(p) => Err(UsageError(format!(
@@ -186,7 +268,7 @@ where
             }
         }
         other => {
-            let names: Vec<&str> = COMMANDS.iter().map(|c| c.0).collect();
+            let names: Vec<&str> = COMMANDS.iter().map(|c| c.name).collect();
             return Err(UsageError(format!(
                 "unknown command `{other}`; commands: {}",
                 names.join(", ")
@@ -196,7 +278,9 @@ where
     Ok(Invocation { command, overrides })
 }
 
-/// The help text: commands, then every setting with its flag and default.
+/// The help text. For a command: its synopsis, what it does, the settings it
+/// reads (with flag and default) and its exit codes. Otherwise: the commands,
+/// every setting and the exit codes in short.
 pub fn help(command: Option<&str>) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -204,31 +288,36 @@ pub fn help(command: Option<&str>) -> String {
         "skewguard {} — keep workloads off a clock that breaks signed requests\n",
         env!("CARGO_PKG_VERSION")
     );
-    match command.and_then(|c| COMMANDS.iter().find(|(n, _)| *n == c)) {
-        Some((name, what)) => {
-            let _ = writeln!(
-                out,
-                "usage: skewguard {name} [FLAGS]{}\n\n  {what}\n",
-                if *name == "exec" {
-                    " -- CMD [ARGS…]"
-                } else {
-                    ""
-                }
-            );
+    let chosen = command.and_then(|c| COMMANDS.iter().find(|h| h.name == c));
+    match chosen {
+        Some(h) => {
+            let _ = writeln!(out, "usage: skewguard {}\n\n  {}\n", h.synopsis, h.what);
+            if h.name == "health" {
+                let _ = writeln!(
+                    out,
+                    "  Without URL it probes the port `serve` listens on: its own --listen, else the\n  --listen of a `skewguard serve` running as PID 1 (an image's HEALTHCHECK), else\n  SKEWGUARD_LISTEN, else 8080; a wildcard address is probed on loopback.\n"
+                );
+            }
         }
         None => {
             let _ = writeln!(out, "usage: skewguard <COMMAND> [FLAGS]\n\ncommands:");
-            for (name, what) in COMMANDS {
-                let _ = writeln!(out, "  {name:<7} {what}");
+            for h in COMMANDS {
+                let _ = writeln!(out, "  {:<7} {}", h.name, h.what);
             }
-            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "\n`skewguard <COMMAND> --help` shows one command's settings and exit codes.\n"
+            );
         }
     }
     let _ = writeln!(
         out,
         "settings (environment variable, or the flag beside it; the flag wins):"
     );
-    for s in SETTINGS {
+    for s in SETTINGS
+        .iter()
+        .filter(|s| chosen.map_or(true, |h| reads(h.name, s.name)))
+    {
         let _ = writeln!(
             out,
             "  SKEWGUARD_{:<16} {:<19} {} [default: {}]",
@@ -238,11 +327,25 @@ pub fn help(command: Option<&str>) -> String {
             s.default
         );
     }
-    let _ = writeln!(out, "\nexit codes: 0 ok/warn (or unknown with ON_UNKNOWN=pass), 1 fail/unknown, 2 usage or configuration error;");
     let _ = writeln!(
         out,
-        "exec: the workload's own status, 126 not executable, 127 not found"
+        "  (durations: 150ms, 90s, 2m30s, 1h, 1d; named values exactly as shown, in lowercase)"
     );
+    match chosen {
+        Some(h) => {
+            let _ = writeln!(out, "\nexit codes:");
+            for (code, why) in h.exits {
+                let _ = writeln!(out, "  {code:<8} {why}");
+            }
+        }
+        None => {
+            let _ = writeln!(out, "\nexit codes: 0 ok/warn (or unknown with ON_UNKNOWN=pass), 1 fail/unknown, 2 usage or configuration error;");
+            let _ = writeln!(
+                out,
+                "exec: the workload's own status, 126 not executable, 127 not found; health: only 0 or 1"
+            );
+        }
+    }
     out
 }
 
@@ -278,7 +381,8 @@ mod tests {
             p(&["check", "--help"]).unwrap().command,
             Command::Help(Some("check".into()))
         );
-        assert_eq!(p(&[]).unwrap().command, Command::Help(None));
+        assert_eq!(p(&[]), Err(UsageError(NO_COMMAND.into())));
+        assert_eq!(p(&["--help"]).unwrap().command, Command::Help(None));
     }
 
     #[test]
@@ -298,10 +402,35 @@ mod tests {
     }
 
     #[test]
-    fn help_lists_every_setting() {
-        let h = help(Some("check"));
+    fn help_is_per_command() {
+        let all = help(None);
         for s in SETTINGS {
-            assert!(h.contains(&format!("SKEWGUARD_{}", s.name)));
+            assert!(all.contains(&format!("SKEWGUARD_{}", s.name)), "{}", s.name);
         }
+        let check = help(Some("check"));
+        assert!(check.contains("SKEWGUARD_CACHE_FILE") && !check.contains("SKEWGUARD_LISTEN"));
+        assert!(check.contains("1        fail or unknown"), "{check}");
+        let health = help(Some("health"));
+        assert!(health.contains("SKEWGUARD_LISTEN") && health.contains("SKEWGUARD_TIMEOUT"));
+        assert!(
+            !health.contains("SKEWGUARD_SOURCES") && !health.contains("\n  2 "),
+            "{health}"
+        );
+        let serve = help(Some("serve"));
+        assert!(serve.contains("SKEWGUARD_STALE_AFTER") && !serve.contains("SKEWGUARD_OUTPUT"));
+        assert!(help(Some("exec")).contains("127"));
+    }
+
+    #[test]
+    fn the_command_word_is_found_past_flags() {
+        let w = |args: &[&str]| command_word(&args.iter().map(OsString::from).collect::<Vec<_>>());
+        assert_eq!(
+            w(&["--listen", "x", "health", "y"]).as_deref(),
+            Some("health")
+        );
+        assert_eq!(w(&["--timeout=1s", "health"]).as_deref(), Some("health"));
+        assert_eq!(w(&["--help", "check"]).as_deref(), Some("check"));
+        assert_eq!(w(&["--", "health"]), None);
+        assert_eq!(w(&[]), None);
     }
 }

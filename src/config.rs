@@ -535,13 +535,17 @@ impl Config {
         let stale_after = positive_duration("STALE_AFTER", &raw.stale_after, interval * 3)?;
         let max_drift = match &raw.max_drift {
             None => crate::holdover::MaxDrift::DEFAULT,
-            Some(s) => crate::holdover::MaxDrift::parse(s).ok_or_else(|| {
-                err(
-                    "MAX_DRIFT",
-                    s,
-                    "a rate in parts per million such as 500ppm or 500, above 0 and at most 100000ppm",
-                )
-            })?,
+            // Units in lowercase, as everywhere: `500PPM` is refused.
+            Some(s) => (!s.contains(|c: char| c.is_ascii_uppercase()))
+                .then(|| crate::holdover::MaxDrift::parse(s))
+                .flatten()
+                .ok_or_else(|| {
+                    err(
+                        "MAX_DRIFT",
+                        s,
+                        "a rate in parts per million such as 500ppm or 500 (lowercase), above 0 and at most 100000ppm",
+                    )
+                })?,
         };
         let cache_max_age = duration("CACHE_MAX_AGE", &raw.cache_max_age, Duration::from_secs(60))?;
         let disabled = choice(
@@ -750,9 +754,10 @@ mod tests {
             ("LOG_FORMAT", "JSON"),
             ("DISABLED", "TRUE"),
             ("LOG", "INFO"),
+            ("MAX_DRIFT", "500PPM"),
         ] {
             let msg = cfg(&[(k, v)]).expect_err(v).to_string();
-            assert!(msg.contains(ENUM_RULE), "{msg}");
+            assert!(msg.contains("lowercase"), "{msg}");
         }
         assert!(cfg(&[("ON_UNKNOWN", "pass"), ("PROFILE", "aws-s3")]).is_ok());
     }

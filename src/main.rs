@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use skewguard::cli::{self, Command};
-use skewguard::cmd::{self, EXIT_USAGE};
+use skewguard::cmd::{self, EXIT_FAIL, EXIT_USAGE};
 use skewguard::config::{self, Config, LogFormat};
 
 fn main() -> ExitCode {
@@ -11,11 +11,22 @@ fn main() -> ExitCode {
 }
 
 fn run() -> i32 {
-    let invocation = match cli::parse(std::env::args_os().skip(1)) {
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    // Docker reads a health check's 2 as "reserved": `health` fails with 1.
+    let usage_exit = if cli::command_word(&args).as_deref() == Some("health") {
+        EXIT_FAIL
+    } else {
+        EXIT_USAGE
+    };
+    let invocation = match cli::parse(args) {
         Ok(i) => i,
+        Err(e) if e.0 == cli::NO_COMMAND => {
+            eprint!("skewguard: {}\n\n{}", e.0, cli::help(None));
+            return EXIT_USAGE;
+        }
         Err(e) => {
             eprintln!("skewguard: {e}");
-            return EXIT_USAGE;
+            return usage_exit;
         }
     };
     match &invocation.command {
@@ -40,7 +51,7 @@ fn run() -> i32 {
             Ok(v) => env.push((name.to_string(), v)),
             Err(v) => {
                 eprintln!("skewguard: {name}={v:?} is not accepted: the value is not valid UTF-8");
-                return EXIT_USAGE;
+                return usage_exit;
             }
         }
     }
@@ -49,7 +60,7 @@ fn run() -> i32 {
         Ok(c) => c,
         Err(e) => {
             eprintln!("skewguard: {e}");
-            return EXIT_USAGE;
+            return usage_exit;
         }
     };
     let default_log = match invocation.command {
@@ -68,7 +79,11 @@ fn run() -> i32 {
         Command::Wait => cmd::wait::run(&config),
         Command::Exec { program, args } => cmd::wait::exec(&config, &program, &args),
         Command::Serve => cmd::serve::run(&config),
-        Command::Health { url } => cmd::health::run(&config, url.as_deref()),
+        Command::Health { url } => cmd::health::run(
+            &config,
+            url.as_deref(),
+            invocation.overrides.contains_key("LISTEN"),
+        ),
         Command::Help(_) | Command::Version => 0,
     }
 }

@@ -240,3 +240,51 @@ fn an_unusable_ca_file_is_a_configuration_error_for_every_command() {
         );
     }
 }
+
+#[test]
+fn a_bare_skewguard_prints_usage_on_stderr_and_exits_2() {
+    let out = run(&[], &[]);
+    out.assert_exit(EX_CONFIG);
+    assert!(out.stdout.is_empty(), "{out}");
+    assert!(out.stderr.contains("no command given"), "{out}");
+    assert!(out.stderr.contains("usage: skewguard <COMMAND>"), "{out}");
+    // Asked for, help goes to stdout and exits 0.
+    let out = run(&["--help"], &[]);
+    out.assert_exit(0);
+    assert!(out.stdout.contains("usage: skewguard <COMMAND>"), "{out}");
+}
+
+#[test]
+fn each_command_help_shows_its_own_settings_and_exit_codes() {
+    let help = |command: &str| {
+        let out = run(&[command, "--help"], &[]);
+        out.assert_exit(0);
+        out.stdout
+    };
+    let check = help("check");
+    assert!(check.contains("usage: skewguard check"), "{check}");
+    for s in ["SKEWGUARD_CACHE_FILE", "SKEWGUARD_MAX_SKEW", "--output"] {
+        assert!(check.contains(s), "check --help shows {s}\n{check}");
+    }
+    assert!(!check.contains("SKEWGUARD_LISTEN"), "{check}");
+    let health = help("health");
+    assert!(
+        health.contains("SKEWGUARD_LISTEN") && health.contains("--timeout"),
+        "{health}"
+    );
+    assert!(!health.contains("SKEWGUARD_SOURCES"), "{health}");
+    assert!(health.contains("Docker reserves 2"), "{health}");
+    assert!(
+        !health.lines().any(|l| l.trim_start().starts_with("2 ")),
+        "health lists no exit code 2\n{health}"
+    );
+    let exec = help("exec");
+    assert!(
+        exec.contains("-- CMD [ARGS…]") && exec.contains("127"),
+        "{exec}"
+    );
+    assert!(exec.contains("SKEWGUARD_WAIT_TIMEOUT"), "{exec}");
+    let serve = help("serve");
+    assert!(serve.contains("SKEWGUARD_STALE_AFTER") && !serve.contains("SKEWGUARD_CACHE_FILE"));
+    assert_ne!(check, serve);
+}

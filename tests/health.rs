@@ -152,12 +152,40 @@ fn health_gives_up_on_a_server_that_never_answers() {
     }
 }
 
+/// Docker reserves exit code 2 for health checks: usage and configuration
+/// errors of `health` exit 1, and say why on stderr.
 #[test]
-fn health_rejects_https_as_a_usage_error() {
+fn health_exits_only_0_or_1_even_on_usage_errors() {
     let out = health(&["https://127.0.0.1:8443/healthz"], &[]);
-    out.assert_exit(2);
+    out.assert_exit(1);
     assert!(out.stderr.contains("https is not supported"), "{out}");
-    health(&["ftp://127.0.0.1/"], &[]).assert_exit(2);
+    for (args, envs, said) in [
+        (&["ftp://127.0.0.1/"][..], &[][..], "not an http:// URL"),
+        (&["http://a/", "http://b/"], &[], "at most one URL"),
+        (&["--bogus", "1"], &[], "--bogus"),
+        (&["--timeout", "5M"], &[], "SKEWGUARD_TIMEOUT"),
+        (&[], &[("SKEWGUARD_LISTEN", "8080")], "SKEWGUARD_LISTEN"),
+    ] {
+        let out = health(args, envs);
+        out.assert_exit(1);
+        assert!(out.stderr.contains(said), "stderr says {said:?}\n{out}");
+    }
+    // Flags before the command word count too.
+    let out = run_bounded(&["--bogus", "1", "health"], &[], HEALTH_BOUND);
+    out.assert_exit(1);
+}
+
+/// `health` probes the port `serve` was given by flag, not only by variable.
+#[test]
+fn health_takes_its_port_from_the_listen_flag() {
+    let serve = Serve::start(&[("SKEWGUARD_DISABLED", "true")]);
+    let out = health_until(
+        0,
+        &["--listen", &serve.listen()],
+        &[("SKEWGUARD_LISTEN", "127.0.0.1:9")],
+        Duration::from_secs(3),
+    );
+    out.assert_exit(0);
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::source::{HttpTarget, Source};
 
-use super::{EXIT_FAIL, EXIT_OK, EXIT_USAGE};
+use super::{EXIT_FAIL, EXIT_OK};
 
 /// Most body bytes read; `/healthz` answers are a few KiB.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -23,15 +23,23 @@ pub const MAX_HEAD: usize = 16 * 1024;
 /// Most characters printed of the headline (Docker keeps 4 KiB of output).
 pub const MAX_HEADLINE: usize = 300;
 
-/// GETs `url` (default: /healthz on the port of `SKEWGUARD_LISTEN`); 0 on 2xx,
-/// 1 otherwise or on timeout (`SKEWGUARD_TIMEOUT`), 2 for a URL it cannot use.
-pub fn run(config: &Config, url: Option<&str>) -> i32 {
-    let url = url.map_or_else(|| default_url(config.listen), str::to_string);
+/// GETs `url` (default: /healthz on the port `serve` listens on, see
+/// [`probed_listen`]); 0 on 2xx, 1 otherwise: on timeout (`SKEWGUARD_TIMEOUT`)
+/// and for a URL it cannot use too, since Docker reserves 2 for health checks.
+/// `listen_flag`: `--listen` was given to this `health` itself.
+pub fn run(config: &Config, url: Option<&str>, listen_flag: bool) -> i32 {
+    let url = url.map_or_else(
+        || {
+            let pid1 = std::fs::read("/proc/1/cmdline").ok();
+            default_url(probed_listen(config.listen, listen_flag, pid1.as_deref()))
+        },
+        str::to_string,
+    );
     let target = match parse_url(&url) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("skewguard health: {e}");
-            return EXIT_USAGE;
+            return EXIT_FAIL;
         }
     };
     match get(&target, config.query.timeout) {
@@ -48,6 +56,46 @@ pub fn run(config: &Config, url: Option<&str>) -> i32 {
             EXIT_FAIL
         }
     }
+}
+
+/// The address `health` probes by default, the one `serve` would listen on:
+/// this command's own `--listen` (`listen_flag`), else the `--listen` flag of
+/// a `skewguard serve` that is PID 1 (an image's `HEALTHCHECK` runs beside
+/// it and sees its environment but not its flags; `pid1_cmdline` is
+/// `/proc/1/cmdline`), else `SKEWGUARD_LISTEN` or its default (`configured`).
+pub fn probed_listen(
+    configured: SocketAddr,
+    listen_flag: bool,
+    pid1_cmdline: Option<&[u8]>,
+) -> SocketAddr {
+    if listen_flag {
+        return configured;
+    }
+    pid1_cmdline
+        .and_then(serve_listen_flag)
+        .unwrap_or(configured)
+}
+
+/// The `--listen` of a `skewguard … serve` command line (NUL-separated, as in
+/// `/proc/PID/cmdline`), if that is what it is.
+pub fn serve_listen_flag(cmdline: &[u8]) -> Option<SocketAddr> {
+    let mut args = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| std::ffi::OsString::from(String::from_utf8_lossy(a).into_owned()));
+    let program = args.next()?;
+    let name = std::path::Path::new(&program)
+        .file_name()?
+        .to_string_lossy()
+        .into_owned();
+    if !name.starts_with("skewguard") {
+        return None;
+    }
+    let invocation = crate::cli::parse(args).ok()?;
+    if invocation.command != crate::cli::Command::Serve {
+        return None;
+    }
+    invocation.overrides.get("LISTEN")?.trim().parse().ok()
 }
 
 /// `http://ADDR:PORT/healthz` for the address `serve` listens on: a wildcard
@@ -326,6 +374,35 @@ mod tests {
         ] {
             assert_eq!(default_url(listen.parse().unwrap()), want);
         }
+    }
+
+    #[test]
+    fn the_port_of_a_serve_running_as_pid_1_is_probed() {
+        let env: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let line = b"/skewguard\0serve\0--listen\0[::]:9090\0";
+        assert_eq!(
+            probed_listen(env, false, Some(line)),
+            "[::]:9090".parse().unwrap()
+        );
+        assert_eq!(
+            probed_listen(env, true, Some(line)),
+            env,
+            "health's own flag wins"
+        );
+        assert_eq!(
+            serve_listen_flag(b"/skewguard\0--listen=127.0.0.1:81\0serve\0"),
+            Some("127.0.0.1:81".parse().unwrap())
+        );
+        for other in [
+            &b"/sbin/init\0serve\0--listen\x00127.0.0.1:81\0"[..],
+            b"/skewguard\0check\0--listen\x00127.0.0.1:81\0",
+            b"/skewguard\0serve\0",
+            b"/skewguard\0serve\0--listen\0nonsense\0",
+            b"",
+        ] {
+            assert_eq!(probed_listen(env, false, Some(other)), env);
+        }
+        assert_eq!(probed_listen(env, false, None), env);
     }
 
     #[test]
