@@ -1,28 +1,147 @@
 //! The Prometheus metrics `serve` exposes on `/metrics`, kept in a
-//! prometheus-client registry and updated after every round.
+//! prometheus-client registry and updated after every round (and, for what
+//! depends on the time of the scrape, on every scrape).
+//!
+//! # Two formats, one set of series
+//!
+//! `/metrics` answers OpenMetrics 1.0 when the `Accept` header asks for
+//! `application/openmetrics-text` at least as strongly as for plain text (as
+//! Prometheus does), and the classic text format 0.0.4 otherwise (curl,
+//! `promtool check metrics`, older agents); see [`negotiate`]. Both come from
+//! prometheus-client's encoder, which writes OpenMetrics only (its issue #51
+//! asks for the classic format; 0.23 has none). The two grammars agree on
+//! gauges without timestamps or exemplars: the classic body is the OpenMetrics
+//! body without its `# EOF` line (its `# UNIT` lines are comments to a classic
+//! parser). They disagree on counters: an OpenMetrics counter family `x` has
+//! samples `x_total`, which a classic parser — promtool 2.42 among them —
+//! rejects ("no help text"). So every metric here is a gauge, including the
+//! running count [`MEASUREMENTS`] (it only rises and resets on restart, so
+//! `increase()` and `rate()` work on it as on a counter), and a unit test
+//! refuses any other type. One name per series means one set of queries and
+//! alert rules whatever the scraper negotiated.
 //!
 //! Names follow the Prometheus conventions: base units (seconds), the unit as a
-//! suffix (prometheus-client appends it from [`Unit`]), and counters named
-//! without `_total`, which the encoder appends itself. The text is OpenMetrics
-//! (see [`CONTENT_TYPE`]), which Prometheus negotiates and parses.
+//! suffix (prometheus-client appends it from [`Unit`]). A series that has no
+//! value yet (the last measurement before the first round, the kernel's state
+//! where it is unreadable) is absent rather than 0 or NaN, so `time() - x` never
+//! reads 56 years.
+//!
+//! # Adding a metric
+//!
+//! Add a field, register it in [`Metrics::new`] with `gauge` (always present),
+//! `optional` (absent until set) or a `Family` of gauges, and set it in
+//! [`Metrics::record`] (per round) or [`Metrics::scrape`] (per scrape).
 
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::encoding::{EncodeGaugeValue, EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::config::Config;
 use crate::report::{Report, SourceStatus};
 use crate::source::Source;
 use crate::verdict::Verdict;
 
-/// `Content-Type` of the encoded text (prometheus-client writes OpenMetrics 1.0).
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// `Content-Type` of the OpenMetrics text.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// `Content-Type` of the classic text format.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Name of the running count of measurements per source and result.
+pub const MEASUREMENTS: &str = "skewguard_measurements";
+
+/// An exposition format `/metrics` can answer in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+    /// The classic Prometheus text format 0.0.4.
+    Text,
+}
+
+impl Format {
+    /// The `Content-Type` header of a body in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+            Format::Text => TEXT_CONTENT_TYPE,
+        }
+    }
+}
+
+/// Picks the format for an `Accept` header: OpenMetrics when some
+/// `application/openmetrics-text` range has a quality above 0 and at least as
+/// high as the best range that covers `text/plain` (`text/plain`, `text/*`,
+/// `*/*`); the classic text otherwise, also without a header or with one that
+/// cannot be read.
+pub fn negotiate(accept: Option<&str>) -> Format {
+    let Some(accept) = accept else {
+        return Format::Text;
+    };
+    let mut openmetrics = 0.0_f64;
+    let mut text = 0.0_f64;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                (k.trim().eq_ignore_ascii_case("q")).then(|| v.trim().parse::<f64>().ok())?
+            })
+            .next_back()
+            .unwrap_or(1.0)
+            .clamp(0.0, 1.0);
+        match media.as_str() {
+            "application/openmetrics-text" => openmetrics = openmetrics.max(q),
+            "text/plain" | "text/*" | "*/*" => text = text.max(q),
+            _ => {}
+        }
+    }
+    if openmetrics > 0.0 && openmetrics >= text {
+        Format::OpenMetrics
+    } else {
+        Format::Text
+    }
+}
 
 /// A gauge holding seconds (or any other fractional quantity).
 type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// A gauge with no sample until it is first set (and again after [`clear`]).
+///
+/// [`clear`]: Optional::clear
+#[derive(Clone, Debug, Default)]
+struct Optional<T = f64>(Arc<Mutex<Option<T>>>);
+
+impl<T> Optional<T> {
+    fn set(&self, value: Option<T>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = value;
+    }
+
+    fn clear(&self) {
+        self.set(None);
+    }
+}
+
+impl<T: EncodeGaugeValue + Copy + std::fmt::Debug> EncodeMetric for Optional<T> {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let value = *self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match value {
+            Some(v) => encoder.encode_gauge(&v),
+            None => Ok(()),
+        }
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
+    }
+}
 
 /// `{source="…"}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -43,6 +162,14 @@ struct MeasurementLabels {
     result: &'static str,
 }
 
+/// `{version="…",arch="…",os="…"}` of `skewguard_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    arch: &'static str,
+    os: &'static str,
+}
+
 /// Every metric `serve` exposes, and the registry that encodes them.
 #[derive(Debug)]
 pub struct Metrics {
@@ -50,12 +177,20 @@ pub struct Metrics {
     offset: FloatGauge,
     uncertainty: FloatGauge,
     max_skew: FloatGauge,
+    warn_skew: FloatGauge,
+    interval: FloatGauge,
+    stale_after: FloatGauge,
+    disabled: Gauge,
     verdict: Family<StateLabels, Gauge>,
     source_offset: Family<SourceLabels, FloatGauge>,
+    source_uncertainty: Family<SourceLabels, FloatGauge>,
     source_rtt: Family<SourceLabels, FloatGauge>,
     source_up: Family<SourceLabels, Gauge>,
-    measurements: Family<MeasurementLabels, Counter>,
-    last_measurement: FloatGauge,
+    measurements: Family<MeasurementLabels, Gauge>,
+    last_measurement: Optional,
+    last_measurement_age: Optional,
+    kernel_synchronised: Optional<i64>,
+    kernel_max_error: Optional,
 }
 
 /// The `result` label of a source's standing.
@@ -67,74 +202,139 @@ fn result_name(status: SourceStatus) -> &'static str {
     }
 }
 
+/// Registers `metric` under `skewguard_<name>[_<unit>]`.
+fn add(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    metric: impl prometheus_client::registry::Metric,
+) {
+    match unit {
+        Some(unit) => registry.register_with_unit(name, help, unit, metric),
+        None => registry.register(name, help, metric),
+    }
+}
+
 impl Metrics {
     /// Registers every metric. Series for each configured source start at zero
     /// (and the verdict at `unknown`), so queries and alerts see them before the
-    /// first round instead of an absent series.
+    /// first round instead of an absent series; the settings other than
+    /// `max_skew_seconds` start at 0 until [`Metrics::configure`] sets them.
     pub fn new(sources: &[Source], max_skew_seconds: f64) -> Metrics {
         let mut registry = Registry::with_prefix("skewguard");
         let m = Metrics {
+            registry: Registry::default(),
             offset: FloatGauge::default(),
             uncertainty: FloatGauge::default(),
             max_skew: FloatGauge::default(),
+            warn_skew: FloatGauge::default(),
+            interval: FloatGauge::default(),
+            stale_after: FloatGauge::default(),
+            disabled: Gauge::default(),
             verdict: Family::default(),
             source_offset: Family::default(),
+            source_uncertainty: Family::default(),
             source_rtt: Family::default(),
             source_up: Family::default(),
             measurements: Family::default(),
-            last_measurement: FloatGauge::default(),
-            registry: Registry::default(),
+            last_measurement: Optional::default(),
+            last_measurement_age: Optional::default(),
+            kernel_synchronised: Optional::default(),
+            kernel_max_error: Optional::default(),
         };
-        registry.register_with_unit(
-            "offset",
-            "Combined clock offset, reference minus local (positive: local clock behind); NaN when unknown",
-            Unit::Seconds,
-            m.offset.clone(),
+        let r = &mut registry;
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                arch: std::env::consts::ARCH,
+                os: std::env::consts::OS,
+            })
+            .set(1);
+        add(
+            r,
+            "build_info",
+            "Always 1; the labels say which build of skewguard this is",
+            None,
+            build,
         );
-        registry.register_with_unit(
+        add(r, "offset", "Combined clock offset, reference minus local (positive: local clock behind); NaN when unknown", Some(Unit::Seconds), m.offset.clone());
+        add(
+            r,
             "uncertainty",
             "Half-width of the interval holding the true offset; NaN when unknown",
-            Unit::Seconds,
+            Some(Unit::Seconds),
             m.uncertainty.clone(),
         );
-        registry.register_with_unit(
+        add(
+            r,
             "max_skew",
-            "Skew bound (|offset| + uncertainty) at which the verdict is fail",
-            Unit::Seconds,
+            "Skew bound (|offset| + uncertainty) at which the verdict is fail (SKEWGUARD_MAX_SKEW)",
+            Some(Unit::Seconds),
             m.max_skew.clone(),
         );
-        registry.register(
+        add(
+            r,
+            "warn_skew",
+            "Skew bound at which the verdict is warn (SKEWGUARD_WARN_SKEW)",
+            Some(Unit::Seconds),
+            m.warn_skew.clone(),
+        );
+        add(r, "interval", "Configured time between two rounds of measurement (SKEWGUARD_INTERVAL, before jitter of 10 percent)", Some(Unit::Seconds), m.interval.clone());
+        add(
+            r,
+            "stale_after",
+            "Age at which a measurement turns the verdict unknown (SKEWGUARD_STALE_AFTER)",
+            Some(Unit::Seconds),
+            m.stale_after.clone(),
+        );
+        add(r, "disabled", "1 when the guard is bypassed (SKEWGUARD_DISABLED=true): the verdict says ok without measuring", None, m.disabled.clone());
+        add(
+            r,
             "verdict",
             "The verdict served on /healthz: 1 for the current state, 0 for the others",
+            None,
             m.verdict.clone(),
         );
-        registry.register_with_unit(
-            "source_offset",
-            "Offset measured against one source, reference minus local",
-            Unit::Seconds,
-            m.source_offset.clone(),
+        add(r, "source_offset", "Offset measured against one source, reference minus local; absent without a measurement", Some(Unit::Seconds), m.source_offset.clone());
+        add(
+            r,
+            "source_uncertainty",
+            "Error bound of the offset measured against one source",
+            Some(Unit::Seconds),
+            m.source_uncertainty.clone(),
         );
-        registry.register_with_unit(
+        add(
+            r,
             "source_rtt",
             "Round trip of the query kept for one source",
-            Unit::Seconds,
+            Some(Unit::Seconds),
             m.source_rtt.clone(),
         );
-        registry.register(
+        add(
+            r,
             "source_up",
             "1 if the source gave a usable measurement in the latest round",
+            None,
             m.source_up.clone(),
         );
-        registry.register(
-            "measurements",
-            "Measurements per source by result (ok, falseticker, error)",
-            m.measurements.clone(),
-        );
-        registry.register_with_unit(
+        add(r, "measurements", "Measurements per source by result (ok, falseticker, error) since start; only rises, so increase() works (a gauge: see the README)", None, m.measurements.clone());
+        add(
+            r,
             "last_measurement_timestamp",
-            "Local Unix time of the latest measurement",
-            Unit::Seconds,
+            "Local Unix time of the latest round; absent before the first",
+            Some(Unit::Seconds),
             m.last_measurement.clone(),
+        );
+        add(r, "last_measurement_age", "Age of the latest round at scrape time, on the boot-time clock (unaffected by the wall clock); absent before the first", Some(Unit::Seconds), m.last_measurement_age.clone());
+        add(r, "kernel_synchronised", "1 if a time daemon has marked the kernel clock synchronised (adjtimex), 0 if not; absent where unreadable", None, m.kernel_synchronised.clone());
+        add(
+            r,
+            "kernel_max_error",
+            "The kernel's own maximum error estimate (adjtimex maxerror); absent where unreadable",
+            Some(Unit::Seconds),
+            m.kernel_max_error.clone(),
         );
         m.offset.set(f64::NAN);
         m.uncertainty.set(f64::NAN);
@@ -157,10 +357,27 @@ impl Metrics {
                         source: name.clone(),
                         result: result_name(result),
                     })
-                    .inc_by(0);
+                    .set(0);
             }
         }
         Metrics { registry, ..m }
+    }
+
+    /// The metrics of `serve` with `config`: [`Metrics::new`] plus
+    /// [`Metrics::configure`].
+    pub fn for_config(config: &Config) -> Metrics {
+        let m = Metrics::new(&config.sources, config.thresholds.max_skew);
+        m.configure(config);
+        m
+    }
+
+    /// Sets the series that state the configuration.
+    pub fn configure(&self, config: &Config) {
+        self.max_skew.set(config.thresholds.max_skew);
+        self.warn_skew.set(config.thresholds.warn_skew);
+        self.interval.set(config.interval.as_secs_f64());
+        self.stale_after.set(config.stale_after.as_secs_f64());
+        self.disabled.set(i64::from(config.disabled));
     }
 
     /// Takes in one round's report.
@@ -169,8 +386,23 @@ impl Metrics {
         self.uncertainty
             .set(report.uncertainty_seconds.unwrap_or(f64::NAN));
         self.max_skew.set(report.max_skew_seconds);
-        self.last_measurement.set(report.measured_at);
+        self.warn_skew.set(report.warn_skew_seconds);
         self.set_verdict(report.verdict);
+        // A bypassed guard measures nothing: no round to date.
+        if self.disabled.get() == 0 {
+            self.last_measurement.set(Some(report.measured_at));
+        }
+        match report.kernel {
+            Some(k) => {
+                self.kernel_synchronised
+                    .set(Some(i64::from(k.synchronised)));
+                self.kernel_max_error.set(Some(k.max_error_seconds));
+            }
+            None => {
+                self.kernel_synchronised.clear();
+                self.kernel_max_error.clear();
+            }
+        }
         for s in &report.sources {
             let labels = SourceLabels {
                 source: s.source.clone(),
@@ -183,32 +415,26 @@ impl Metrics {
                 .inc();
             let up = s.offset_seconds.is_some();
             self.source_up.get_or_create(&labels).set(i64::from(up));
-            // A source without a measurement has no offset: drop the series rather
-            // than keep the previous round's value, which would look current.
-            match (s.offset_seconds, s.rtt_seconds) {
-                (Some(offset), rtt) => {
-                    self.source_offset.get_or_create(&labels).set(offset);
-                    match rtt {
-                        Some(rtt) => {
-                            self.source_rtt.get_or_create(&labels).set(rtt);
-                        }
-                        None => {
-                            self.source_rtt.remove(&labels);
-                        }
+            // A value the round did not measure is dropped rather than kept
+            // from the previous round, which would look current.
+            for (family, value) in [
+                (&self.source_offset, s.offset_seconds),
+                (&self.source_uncertainty, s.uncertainty_seconds),
+                (&self.source_rtt, s.rtt_seconds),
+            ] {
+                match value.filter(|_| up) {
+                    Some(v) => {
+                        family.get_or_create(&labels).set(v);
                     }
-                }
-                (None, _) => {
-                    self.source_offset.remove(&labels);
-                    self.source_rtt.remove(&labels);
+                    None => {
+                        family.remove(&labels);
+                    }
                 }
             }
         }
     }
 
     /// Sets the verdict series: 1 for `verdict`, 0 for the other states.
-    ///
-    /// `serve` calls this on every scrape with the verdict it serves, which turns
-    /// `unknown` when the latest measurement is stale.
     pub fn set_verdict(&self, verdict: Verdict) {
         for v in Verdict::ALL {
             self.verdict
@@ -217,10 +443,24 @@ impl Metrics {
         }
     }
 
-    /// The OpenMetrics text of every metric.
-    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+    /// Sets what depends on the time of the scrape: the verdict served now
+    /// (unknown once the latest measurement is stale) and the age of the latest
+    /// round (`None` before the first).
+    pub fn scrape(&self, verdict: Verdict, age: Option<Duration>) {
+        self.set_verdict(verdict);
+        let measured = self.disabled.get() == 0;
+        self.last_measurement_age
+            .set(age.filter(|_| measured).map(|a| a.as_secs_f64()));
+    }
+
+    /// The text of every metric in `format`.
+    pub fn encode(&self, format: Format) -> Result<String, std::fmt::Error> {
+        use prometheus_client::encoding::text;
         let mut out = String::with_capacity(4096);
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        text::encode_registry(&mut out, &self.registry)?;
+        if format == Format::OpenMetrics {
+            text::encode_eof(&mut out)?;
+        }
         Ok(out)
     }
 }
@@ -230,6 +470,7 @@ mod tests {
     use super::*;
     use crate::report::{HostFacts, Judging};
     use crate::source::{Outcome, Sample, SourceError};
+    use crate::sys::KernelClock;
 
     /// The value of the sample line that starts with `series` followed by a space.
     fn value(text: &str, series: &str) -> Option<String> {
@@ -238,10 +479,79 @@ mod tests {
             .map(str::to_string)
     }
 
+    const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
     #[test]
-    fn before_any_round_the_offset_is_nan_and_the_verdict_unknown() {
+    fn negotiation_follows_the_accept_header() {
+        assert_eq!(negotiate(Some(PROMETHEUS_ACCEPT)), Format::OpenMetrics);
+        assert_eq!(
+            negotiate(Some("application/openmetrics-text; version=1.0.0")),
+            Format::OpenMetrics
+        );
+        assert_eq!(negotiate(None), Format::Text);
+        assert_eq!(negotiate(Some("*/*")), Format::Text);
+        assert_eq!(negotiate(Some("")), Format::Text);
+        assert_eq!(
+            negotiate(Some("text/plain;version=0.0.4")),
+            Format::Text,
+            "promtool's and curl's"
+        );
+        assert_eq!(
+            negotiate(Some(
+                "text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5"
+            )),
+            Format::Text
+        );
+        assert_eq!(
+            negotiate(Some("application/openmetrics-text;q=0")),
+            Format::Text
+        );
+        assert_eq!(
+            negotiate(Some("Application/OpenMetrics-Text ; Q=0.9, */*;q=0.9")),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            negotiate(Some(
+                "application/openmetrics-text;q=bogus,text/plain;q=0.5"
+            )),
+            Format::OpenMetrics,
+            "an unreadable q counts as 1"
+        );
+    }
+
+    #[test]
+    fn the_classic_text_is_the_openmetrics_text_without_eof() {
         let sources = Source::parse_list("ntp://a").unwrap();
-        let text = Metrics::new(&sources, 150.0).encode().unwrap();
+        let m = Metrics::new(&sources, 150.0);
+        let om = m.encode(Format::OpenMetrics).unwrap();
+        let text = m.encode(Format::Text).unwrap();
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        assert_eq!(om.strip_suffix("# EOF\n"), Some(text.as_str()));
+    }
+
+    #[test]
+    fn every_metric_is_a_gauge_so_one_name_fits_both_formats() {
+        let sources = Source::parse_list("ntp://a").unwrap();
+        let text = Metrics::new(&sources, 150.0).encode(Format::Text).unwrap();
+        let types: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .collect();
+        assert!(types.len() >= 18, "{text}");
+        for t in types {
+            assert!(
+                t.ends_with(" gauge"),
+                "{t}: only gauges encode alike in OpenMetrics and the classic text (see the module docs)"
+            );
+        }
+    }
+
+    #[test]
+    fn before_any_round_the_offset_is_nan_the_verdict_unknown_and_no_timestamp() {
+        let sources = Source::parse_list("ntp://a").unwrap();
+        let m = Metrics::new(&sources, 150.0);
+        m.scrape(Verdict::Unknown, None);
+        let text = m.encode(Format::OpenMetrics).unwrap();
         assert_eq!(
             value(&text, "skewguard_offset_seconds").as_deref(),
             Some("NaN")
@@ -261,20 +571,28 @@ mod tests {
         assert_eq!(
             value(
                 &text,
-                "skewguard_measurements_total{source=\"ntp://a\",result=\"error\"}"
+                "skewguard_measurements{source=\"ntp://a\",result=\"error\"}"
             )
             .as_deref(),
             Some("0")
         );
+        let version = env!("CARGO_PKG_VERSION");
         assert!(
-            text.contains("# TYPE skewguard_measurements counter"),
+            text.contains(&format!("skewguard_build_info{{version=\"{version}\",")),
             "{text}"
         );
-        assert!(text.trim_end().ends_with("# EOF"), "{text}");
+        for absent in [
+            "skewguard_last_measurement_timestamp_seconds",
+            "skewguard_last_measurement_age_seconds",
+            "skewguard_kernel_synchronised",
+        ] {
+            assert_eq!(value(&text, absent), None, "{absent} in {text}");
+        }
+        assert_eq!(value(&text, "skewguard_disabled").as_deref(), Some("0"));
     }
 
     #[test]
-    fn a_round_sets_offsets_counts_and_drops_silent_sources() {
+    fn a_round_sets_offsets_counts_kernel_state_and_drops_silent_sources() {
         let sources = Source::parse_list("ntp://a,ntp://b").unwrap();
         let m = Metrics::new(&sources, 150.0);
         let good = Outcome::from_result(Ok(Sample {
@@ -288,27 +606,31 @@ mod tests {
             &Judging::default(),
             &HostFacts {
                 now: 1_700_000_000.5,
+                kernel: Some(KernelClock {
+                    synchronised: false,
+                    max_error_seconds: 16.0,
+                    est_error_seconds: 0.0,
+                }),
                 ..HostFacts::default()
             },
         );
         m.record(&report);
-        let text = m.encode().unwrap();
-        assert_eq!(
-            value(&text, "skewguard_offset_seconds").as_deref(),
-            Some("1200.25")
-        );
-        assert_eq!(
-            value(&text, "skewguard_verdict{state=\"fail\"}").as_deref(),
-            Some("1")
-        );
-        assert_eq!(
-            value(&text, "skewguard_source_rtt_seconds{source=\"ntp://b\"}").as_deref(),
-            Some("0.0005")
-        );
-        assert_eq!(
-            value(&text, "skewguard_last_measurement_timestamp_seconds").as_deref(),
-            Some("1700000000.5")
-        );
+        m.scrape(report.verdict, Some(Duration::from_millis(2500)));
+        let text = m.encode(Format::Text).unwrap();
+        for (series, want) in [
+            ("skewguard_offset_seconds", "1200.25"),
+            ("skewguard_verdict{state=\"fail\"}", "1"),
+            ("skewguard_source_rtt_seconds{source=\"ntp://b\"}", "0.0005"),
+            (
+                "skewguard_last_measurement_timestamp_seconds",
+                "1700000000.5",
+            ),
+            ("skewguard_last_measurement_age_seconds", "2.5"),
+            ("skewguard_kernel_synchronised", "0"),
+            ("skewguard_kernel_max_error_seconds", "16.0"),
+        ] {
+            assert_eq!(value(&text, series).as_deref(), Some(want), "{series}");
+        }
 
         let dead = Outcome::from_result(Err(SourceError::Io("refused".into())));
         let report = Report::assess(
@@ -318,12 +640,17 @@ mod tests {
             &HostFacts::default(),
         );
         m.record(&report);
-        let text = m.encode().unwrap();
+        let text = m.encode(Format::Text).unwrap();
         assert_eq!(
             value(&text, "skewguard_offset_seconds").as_deref(),
             Some("NaN")
         );
         assert!(!text.contains("skewguard_source_offset_seconds{"), "{text}");
+        assert_eq!(
+            value(&text, "skewguard_kernel_synchronised"),
+            None,
+            "{text}"
+        );
         assert_eq!(
             value(&text, "skewguard_source_up{source=\"ntp://a\"}").as_deref(),
             Some("0")
@@ -332,9 +659,7 @@ mod tests {
             assert_eq!(
                 value(
                     &text,
-                    &format!(
-                        "skewguard_measurements_total{{source=\"ntp://a\",result=\"{result}\"}}"
-                    )
+                    &format!("skewguard_measurements{{source=\"ntp://a\",result=\"{result}\"}}")
                 )
                 .as_deref(),
                 Some("1"),

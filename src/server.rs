@@ -115,6 +115,12 @@ impl State {
         )
     }
 
+    /// How old the latest measurement is on the boot-time clock; `None` before the first.
+    pub fn age(&self) -> Option<Duration> {
+        let taken = lock(&self.latest).as_ref()?.taken;
+        Some(self.clock.boottime().saturating_sub(taken))
+    }
+
     /// Whether the measurement loop has finished a round recently enough.
     pub fn alive(&self) -> Liveness {
         liveness(
@@ -256,7 +262,9 @@ fn json_error(status: u16, message: &str) -> Response<Body> {
 }
 
 /// Routes one request. Only the method and path matter; bodies are never read.
-pub fn respond(method: &Method, path: &str, state: &State) -> Response<Body> {
+///
+/// `accept` is the request's `Accept` header, which picks the format of `/metrics`.
+pub fn respond(method: &Method, path: &str, accept: Option<&str>, state: &State) -> Response<Body> {
     const PATHS: [&str; 4] = ["/healthz", "/readyz", "/livez", "/metrics"];
     if !PATHS.contains(&path) {
         return json_error(404, "not found: try /healthz, /readyz, /livez or /metrics");
@@ -287,9 +295,10 @@ pub fn respond(method: &Method, path: &str, state: &State) -> Response<Body> {
             )
         }
         _ => {
-            state.metrics.set_verdict(state.health().verdict);
-            match state.metrics.encode() {
-                Ok(text) => response(200, crate::metrics::CONTENT_TYPE, text),
+            let format = crate::metrics::negotiate(accept);
+            state.metrics.scrape(state.health().verdict, state.age());
+            match state.metrics.encode(format) {
+                Ok(text) => response(200, format.content_type(), text),
                 Err(_) => json_error(500, "cannot encode the metrics"),
             }
         }
@@ -365,7 +374,9 @@ async fn connection(
 ) {
     let born = tokio::time::Instant::now();
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-        let mut r = respond(req.method(), req.uri().path(), &state);
+        let accept = req.headers().get(hyper::header::ACCEPT);
+        let accept = accept.and_then(|v| v.to_str().ok());
+        let mut r = respond(req.method(), req.uri().path(), accept, &state);
         if born.elapsed() >= CONNECTION_LIFETIME {
             // Past its lifetime a busy connection is closed after this answer,
             // cleanly: dropping it between requests would race the client's next one.
@@ -519,7 +530,7 @@ mod tests {
             Duration::from_secs(60),
             &CLOCK,
         );
-        let status = |m: Method, p: &str| respond(&m, p, &state).status().as_u16();
+        let status = |m: Method, p: &str| respond(&m, p, None, &state).status().as_u16();
         assert_eq!(status(Method::GET, "/healthz"), 503);
         assert_eq!(status(Method::GET, "/livez"), 200);
         assert_eq!(status(Method::GET, "/nope"), 404);
@@ -527,9 +538,15 @@ mod tests {
         assert_eq!(status(Method::POST, "/nope"), 404);
         state.publish(report(0.0));
         assert_eq!(status(Method::HEAD, "/readyz"), 200);
-        let r = respond(&Method::GET, "/metrics", &state);
-        assert_eq!(r.headers()[CONTENT_TYPE], crate::metrics::CONTENT_TYPE);
-        let r = respond(&Method::PUT, "/metrics", &state);
+        let r = respond(&Method::GET, "/metrics", None, &state);
+        assert_eq!(r.headers()[CONTENT_TYPE], crate::metrics::TEXT_CONTENT_TYPE);
+        let om = Some("application/openmetrics-text;version=1.0.0,*/*;q=0.1");
+        let r = respond(&Method::GET, "/metrics", om, &state);
+        assert_eq!(
+            r.headers()[CONTENT_TYPE],
+            crate::metrics::OPENMETRICS_CONTENT_TYPE
+        );
+        let r = respond(&Method::PUT, "/metrics", None, &state);
         assert_eq!(r.headers()[ALLOW], "GET, HEAD");
     }
 }

@@ -71,7 +71,7 @@ async fn serve(config: Arc<Config>, clock: &'static dyn Clock) -> i32 {
         }
     };
     let state = Arc::new(State::new(
-        Metrics::new(&config.sources, config.thresholds.max_skew),
+        Metrics::for_config(&config),
         config.stale_after,
         config.unknown_passes,
         live_within(&config),
