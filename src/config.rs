@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::select::AuthSelect;
 use crate::source::{QuerySettings, Source};
 use crate::verdict::{Profile, Thresholds};
 
@@ -38,6 +39,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "SAMPLES", default: "1", help: "NTP queries per source (the least-delay one is kept)" },
     Setting { name: "SAMPLE_INTERVAL", default: "2s", help: "pause between NTP queries of one server" },
     Setting { name: "HTTP_BUDGET", default: "2s", help: "time the HTTP Date refinement may take after the first answer (0 = one request)" },
+    Setting { name: "AUTH_SELECT", default: "mix", help: "mix|require|ignore: whether authenticated sources (https, nts) outrank unauthenticated ones (ntp, http)" },
     Setting { name: "CA_FILE", default: "none", help: "PEM file of extra root certificates for https sources" },
     Setting { name: "OUTPUT", default: "text", help: "text|json (check, wait, exec)" },
     Setting { name: "LOG", default: "warn (check), info (others)", help: "log filter on stderr, e.g. `info` or `warn,skewguard=debug`" },
@@ -79,6 +81,8 @@ pub struct Config {
     pub query: QuerySettings,
     /// Fewest agreeing sources that may give a verdict.
     pub min_sources: usize,
+    /// How authenticated and unauthenticated sources share the vote.
+    pub auth_select: AuthSelect,
     /// The signing window.
     pub profile: Profile,
     /// Window, fail and warn thresholds in seconds.
@@ -145,6 +149,7 @@ struct Raw {
     samples: Option<String>,
     sample_interval: Option<String>,
     http_budget: Option<String>,
+    auth_select: Option<String>,
     ca_file: Option<String>,
     output: Option<String>,
     log: Option<String>,
@@ -476,6 +481,16 @@ impl Config {
             &[("fail", false), ("pass", true)],
         )?;
         let min_sources = count("MIN_SOURCES", &raw.min_sources, 1, 64)? as usize;
+        let auth_select = choice(
+            "AUTH_SELECT",
+            &raw.auth_select,
+            AuthSelect::Mix,
+            &[
+                ("mix", AuthSelect::Mix),
+                ("require", AuthSelect::Require),
+                ("ignore", AuthSelect::Ignore),
+            ],
+        )?;
         let query = QuerySettings {
             timeout: positive_duration("TIMEOUT", &raw.timeout, Duration::from_secs(2))?,
             samples: count("SAMPLES", &raw.samples, 1, 16)?,
@@ -566,6 +581,7 @@ impl Config {
             sources,
             query,
             min_sources,
+            auth_select,
             profile,
             thresholds,
             unknown_passes,

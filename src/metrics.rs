@@ -186,6 +186,8 @@ pub struct Metrics {
     source_uncertainty: Family<SourceLabels, FloatGauge>,
     source_rtt: Family<SourceLabels, FloatGauge>,
     source_up: Family<SourceLabels, Gauge>,
+    source_authenticated: Family<SourceLabels, Gauge>,
+    auth_disagreement: Gauge,
     measurements: Family<MeasurementLabels, Gauge>,
     last_measurement: Optional,
     last_measurement_age: Optional,
@@ -237,6 +239,8 @@ impl Metrics {
             source_uncertainty: Family::default(),
             source_rtt: Family::default(),
             source_up: Family::default(),
+            source_authenticated: Family::default(),
+            auth_disagreement: Gauge::default(),
             measurements: Family::default(),
             last_measurement: Optional::default(),
             last_measurement_age: Optional::default(),
@@ -318,6 +322,20 @@ impl Metrics {
             "1 if the source gave a usable measurement in the latest round",
             None,
             m.source_up.clone(),
+        );
+        add(
+            r,
+            "source_authenticated",
+            "1 if the source's latest measurement came over a verified channel (https with a verified certificate, nts)",
+            None,
+            m.source_authenticated.clone(),
+        );
+        add(
+            r,
+            "auth_disagreement",
+            "1 if authenticated sources and a majority of unauthenticated ones disagreed in the latest round",
+            None,
+            m.auth_disagreement.clone(),
         );
         add(r, "measurements", "Measurements per source by result (ok, falseticker, error) since start; only rises, so increase() works (a gauge: see the README)", None, m.measurements.clone());
         add(
@@ -403,10 +421,15 @@ impl Metrics {
                 self.kernel_max_error.clear();
             }
         }
+        self.auth_disagreement
+            .set(i64::from(report.disagreement.is_some()));
         for s in &report.sources {
             let labels = SourceLabels {
                 source: s.source.clone(),
             };
+            self.source_authenticated
+                .get_or_create(&labels)
+                .set(i64::from(s.authenticated));
             self.measurements
                 .get_or_create(&MeasurementLabels {
                     source: s.source.clone(),
@@ -595,11 +618,7 @@ mod tests {
     fn a_round_sets_offsets_counts_kernel_state_and_drops_silent_sources() {
         let sources = Source::parse_list("ntp://a,ntp://b").unwrap();
         let m = Metrics::new(&sources, 150.0);
-        let good = Outcome::from_result(Ok(Sample {
-            offset: 1200.25,
-            uncertainty: 0.001,
-            rtt: 0.0005,
-        }));
+        let good = Outcome::from_result(Ok(Sample::plain(1200.25, 0.001, 0.0005)));
         let report = Report::assess(
             &sources,
             &[good.clone(), good],

@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use crate::duration::{human_duration, human_setting, signed_seconds};
 
 use crate::hint::{self, Evidence};
-use crate::select::{self, Interval, Selection};
-use crate::source::{Outcome, Source, SourceError};
+use crate::select::{self, AuthSelect, Candidate, Interval, Refusal, Selection};
+use crate::source::{Exemption, Outcome, Source, SourceError};
 use crate::sys::KernelClock;
 use crate::verdict::{judge, Profile, Thresholds, Verdict};
 
@@ -42,6 +42,10 @@ pub struct Report {
     /// Set when the guard is bypassed (`SKEWGUARD_DISABLED`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// One line, set when authenticated sources and a majority of the
+    /// unauthenticated ones disagree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disagreement: Option<String>,
 }
 
 /// One source's part in a report.
@@ -51,6 +55,10 @@ pub struct SourceReport {
     pub source: String,
     /// `ok`, `falseticker` or `error`.
     pub status: SourceStatus,
+    /// The measurement came over a verified channel (https with a verified
+    /// chain and name, nts); `false` for ntp, http and sources without one.
+    #[serde(default)]
+    pub authenticated: bool,
     /// Offset measured, seconds.
     pub offset_seconds: Option<f64>,
     /// Error bound, seconds.
@@ -59,6 +67,10 @@ pub struct SourceReport {
     pub rtt_seconds: Option<f64>,
     /// Why there is no measurement.
     pub error: Option<String>,
+    /// How the measurement counted, where that needs saying (a date-exempted
+    /// handshake, or not counted under the trust rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// A source's standing in the round.
@@ -91,6 +103,8 @@ pub struct Judging {
     pub thresholds: Thresholds,
     /// Fewest agreeing sources.
     pub min_sources: usize,
+    /// How authenticated and unauthenticated sources share the vote.
+    pub auth_select: AuthSelect,
 }
 
 impl Default for Judging {
@@ -106,6 +120,7 @@ impl Default for Judging {
                 warn_skew: 1.0,
             },
             min_sources: 1,
+            auth_select: AuthSelect::Mix,
         }
     }
 }
@@ -133,37 +148,46 @@ impl Report {
         host: &HostFacts,
     ) -> Report {
         let mut entries: Vec<SourceReport> = Vec::with_capacity(sources.len());
-        let mut intervals = Vec::new();
+        let mut candidates = Vec::new();
         let mut index = Vec::new();
         let mut certificate_gap = None;
+        let mut unverified: Vec<usize> = Vec::new();
         for (i, (source, outcome)) in sources.iter().zip(outcomes).enumerate() {
             let mut entry = SourceReport {
                 source: source.to_string(),
                 status: SourceStatus::Error,
+                authenticated: false,
                 offset_seconds: None,
                 uncertainty_seconds: None,
                 rtt_seconds: None,
                 error: None,
+                note: None,
             };
             match &outcome.result {
                 Ok(s) => {
                     entry.status = SourceStatus::Falseticker;
+                    entry.authenticated = s.authenticated;
                     entry.offset_seconds = Some(s.offset);
                     entry.uncertainty_seconds = Some(s.uncertainty);
                     entry.rtt_seconds = Some(s.rtt);
-                    intervals.push(Interval {
-                        offset: s.offset,
-                        uncertainty: s.uncertainty,
+                    entry.note = s.exemption.map(|x| exemption_note(&x));
+                    candidates.push(Candidate {
+                        interval: Interval {
+                            offset: s.offset,
+                            uncertainty: s.uncertainty,
+                        },
+                        authenticated: s.authenticated,
                     });
                     index.push(i);
                 }
                 Err(e) => {
-                    if let SourceError::OutsideCertificate {
-                        at_least,
-                        local_behind,
-                    } = e
-                    {
-                        certificate_gap = Some((*at_least, *local_behind));
+                    match e {
+                        SourceError::OutsideCertificate {
+                            at_least,
+                            local_behind,
+                        } => certificate_gap = Some((*at_least, *local_behind)),
+                        SourceError::Verification(_) => unverified.push(i),
+                        _ => {}
                     }
                     entry.error = Some(truncate(&e.to_string(), MAX_ERROR_CHARS));
                 }
@@ -172,8 +196,14 @@ impl Report {
         }
 
         let t = judging.thresholds;
-        let selection = select::select(&intervals, judging.min_sources);
-        let (verdict, offset, uncertainty, headline) = match &selection {
+        let trusted = select::select_trusted(
+            &candidates,
+            judging.min_sources,
+            judging.auth_select,
+            !unverified.is_empty(),
+        );
+        let selection = &trusted.selection;
+        let (verdict, offset, uncertainty, headline) = match selection {
             Selection::Agreed {
                 members,
                 offset,
@@ -201,6 +231,11 @@ impl Report {
                 (verdict, Some(*offset), Some(*uncertainty), headline)
             }
             Selection::NoMajority { largest, answered } => {
+                let which = if trusted.authenticated_vote {
+                    "authenticated sources"
+                } else {
+                    "sources"
+                };
                 let h = if *largest * 2 > *answered {
                     format!(
                         "UNKNOWN: only {largest} source(s) agree, fewer than SKEWGUARD_MIN_SOURCES={}",
@@ -208,21 +243,55 @@ impl Report {
                     )
                 } else {
                     format!(
-                        "UNKNOWN: the sources disagree: no majority of the {answered} that answered agree on the offset (largest agreeing set: {largest})"
+                        "UNKNOWN: the {which} disagree: no majority of the {answered} that answered agree on the offset (largest agreeing set: {largest})"
                     )
                 };
                 (Verdict::Unknown, None, None, h)
             }
-            Selection::NoSources => (
-                Verdict::Unknown,
-                None,
-                None,
-                format!(
-                    "UNKNOWN: none of the {} source(s) gave a usable answer",
-                    sources.len()
-                ),
-            ),
+            Selection::NoSources => {
+                let h = match trusted.refused {
+                    Some(Refusal::VerificationFailed) => {
+                        let failed: Vec<&str> =
+                            unverified.iter().map(|&i| entries[i].source.as_str()).collect();
+                        format!(
+                            "UNKNOWN: {} failed verification, so unauthenticated sources may not decide alone (SKEWGUARD_AUTH_SELECT=mix): a man-in-the-middle, or a private CA missing from SKEWGUARD_CA_FILE, is the likely cause",
+                            failed.join(", ")
+                        )
+                    }
+                    Some(Refusal::NoAuthenticated) => format!(
+                        "UNKNOWN: no authenticated source (https://, nts://) gave a usable answer, and with SKEWGUARD_AUTH_SELECT=require the {} unauthenticated one(s) may not decide",
+                        candidates.len()
+                    ),
+                    None if !unverified.is_empty() => format!(
+                        "UNKNOWN: none of the {} source(s) gave a usable answer, and {} failed verification: a man-in-the-middle, or a private CA missing from SKEWGUARD_CA_FILE, is the likely cause",
+                        sources.len(),
+                        unverified.iter().map(|&i| entries[i].source.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                    None => format!(
+                        "UNKNOWN: none of the {} source(s) gave a usable answer",
+                        sources.len()
+                    ),
+                };
+                (Verdict::Unknown, None, None, h)
+            }
         };
+        if trusted.refused.is_some() {
+            for &i in &index {
+                entries[i].note = Some(
+                    "not counted: unauthenticated sources may not decide alone in this round"
+                        .into(),
+                );
+            }
+        }
+        let disagreement = trusted.disagreement.then(|| {
+            let decides = match judging.auth_select {
+                AuthSelect::Ignore => "each source has one vote (SKEWGUARD_AUTH_SELECT=ignore)",
+                _ => "the authenticated ones decide",
+            };
+            format!(
+                "the authenticated source(s) and a majority of the unauthenticated ones disagree: a possible attack on the unauthenticated (NTP or HTTP) path, or a broken one; {decides}"
+            )
+        });
 
         let evidence = Evidence {
             verdict: Some(verdict),
@@ -230,7 +299,7 @@ impl Report {
             suspended_seconds: host.suspended_seconds,
             kernel: host.kernel,
             certificate_gap,
-            disagreement: matches!(selection, Selection::NoMajority { largest, answered } if largest * 2 <= answered),
+            disagreement: matches!(selection, Selection::NoMajority { largest, answered } if *largest * 2 <= *answered),
             no_answer: matches!(selection, Selection::NoSources),
         };
         Report {
@@ -250,6 +319,7 @@ impl Report {
             }),
             measured_at: host.now,
             note: None,
+            disagreement,
         }
     }
 
@@ -283,6 +353,7 @@ impl Report {
             kernel: None,
             measured_at: now,
             note: None,
+            disagreement: None,
         }
     }
 
@@ -299,7 +370,7 @@ impl Report {
                     s.error.as_deref().unwrap_or("unknown error")
                 ),
                 status => format!(
-                    "  {}  {}  {} ±{}  rtt {}",
+                    "  {}  {}  {} ±{}  rtt {}  {}",
                     s.source,
                     if status == SourceStatus::Ok {
                         "ok"
@@ -309,7 +380,16 @@ impl Report {
                     signed_seconds(s.offset_seconds.unwrap_or(f64::NAN)),
                     human_duration(s.uncertainty_seconds.unwrap_or(f64::NAN)),
                     human_duration(s.rtt_seconds.unwrap_or(f64::NAN)),
+                    if s.authenticated {
+                        "authenticated"
+                    } else {
+                        "unauthenticated"
+                    },
                 ),
+            };
+            let line = match &s.note {
+                Some(n) => format!("{line}\n    note: {n}"),
+                None => line,
             };
             if out.len() + line.len() > 3000 {
                 let _ = writeln!(out, "  … more sources omitted");
@@ -331,6 +411,9 @@ impl Report {
         }
         if let Some(n) = &self.note {
             let _ = writeln!(out, "note: {n}");
+        }
+        if let Some(d) = &self.disagreement {
+            let _ = writeln!(out, "note: {d}");
         }
         if let Some(h) = &self.hint {
             let _ = writeln!(out, "hint: {h}");
@@ -381,6 +464,19 @@ fn skew_headline(verdict: Verdict, offset: f64, uncertainty: f64, by: &str, j: &
     )
 }
 
+fn exemption_note(x: &Exemption) -> String {
+    let gap = format!(
+        "at least {} {}",
+        human_duration(x.at_least),
+        if x.local_behind { "behind" } else { "ahead" }
+    );
+    if x.server_time_read {
+        format!("measured through a date-exempted handshake: the certificate is valid by the server's clock, not by the local one, which is {gap}")
+    } else {
+        format!("no server time after a date-exempted handshake: the certificate gap alone says the local clock is {gap}")
+    }
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
@@ -398,11 +494,7 @@ mod tests {
     use crate::source::Sample;
 
     fn ok(offset: f64) -> Outcome {
-        Outcome::from_result(Ok(Sample {
-            offset,
-            uncertainty: 0.001,
-            rtt: 0.0002,
-        }))
+        Outcome::from_result(Ok(Sample::plain(offset, 0.001, 0.0002)))
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub fn judging(config: &Config) -> Judging {
         profile: config.profile,
         thresholds: config.thresholds,
         min_sources: config.min_sources,
+        auth_select: config.auth_select,
     }
 }
 

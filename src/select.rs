@@ -1,6 +1,6 @@
 //! Combining sources: the largest set of measurements that share a common
-//! offset (Marzullo's algorithm, the core of NTP's selection), and whether it
-//! is a majority.
+//! offset (Marzullo's algorithm, the core of NTP's selection), whether it
+//! is a majority, and which trust class may decide ([`select_trusted`]).
 
 /// One source's measurement as an interval `[offset − uncertainty, offset + uncertainty]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -103,6 +103,193 @@ pub fn select(intervals: &[Interval], min_sources: usize) -> Selection {
                 .any(|&(a, b)| intervals[i].lo() <= b && intervals[i].hi() >= a)
         })
         .collect();
+    Selection::Agreed {
+        members,
+        offset: (lo + hi) / 2.0,
+        uncertainty: (hi - lo) / 2.0,
+    }
+}
+
+/// How authenticated and unauthenticated sources share the vote
+/// (`SKEWGUARD_AUTH_SELECT`; chrony's `authselectmode` is the model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthSelect {
+    /// When an authenticated source answered, the authenticated ones vote
+    /// alone; unauthenticated ones may only narrow their result.
+    #[default]
+    Mix,
+    /// Unauthenticated sources never decide.
+    Require,
+    /// One source, one vote, whatever its class.
+    Ignore,
+}
+
+impl AuthSelect {
+    /// The name used in configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthSelect::Mix => "mix",
+            AuthSelect::Require => "require",
+            AuthSelect::Ignore => "ignore",
+        }
+    }
+}
+
+/// One answered source as selection sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    /// Its interval.
+    pub interval: Interval,
+    /// It came over a verified channel.
+    pub authenticated: bool,
+}
+
+/// Why the trust rules refused to give a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `require`: no authenticated source answered.
+    NoAuthenticated,
+    /// `mix`: no authenticated source answered, and one failed verification:
+    /// the unauthenticated ones may not decide alone.
+    VerificationFailed,
+}
+
+/// The result of trust-aware selection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrustedSelection {
+    /// The combined result; `members` index the candidates.
+    pub selection: Selection,
+    /// Set when the trust rules, not the intervals, withheld a result
+    /// (`selection` is then [`Selection::NoSources`]).
+    pub refused: Option<Refusal>,
+    /// Only authenticated candidates voted (unauthenticated ones at most narrowed).
+    pub authenticated_vote: bool,
+    /// The authenticated candidates agree on a region that a strict majority
+    /// of the unauthenticated ones, agreeing among themselves, lies outside of:
+    /// a possible attack on the unauthenticated path, or a broken one.
+    pub disagreement: bool,
+}
+
+/// Selects under the trust rules of `mode`.
+///
+/// - `Ignore`: [`select`] over every candidate.
+/// - `Mix`: if any authenticated candidate answered, [`select`] over those
+///   alone; each unauthenticated candidate that overlaps their region joins
+///   (the region shrinks to the intersection with all of them, where that is
+///   not empty), the others are left out as falsetickers. If none answered,
+///   the unauthenticated ones vote as under `Ignore`, unless
+///   `verification_failed` (an authenticated source failed to verify), which
+///   refuses.
+/// - `Require`: as `Mix`, but unauthenticated candidates never narrow, and
+///   without an authenticated answer the result is refused.
+///
+/// Whatever the unauthenticated candidates say, the result lies inside the
+/// region the authenticated ones give alone whenever one answered (`Mix`, `Require`).
+pub fn select_trusted(
+    candidates: &[Candidate],
+    min_sources: usize,
+    mode: AuthSelect,
+    verification_failed: bool,
+) -> TrustedSelection {
+    let all: Vec<Interval> = candidates.iter().map(|c| c.interval).collect();
+    let (auth, plain): (Vec<usize>, Vec<usize>) =
+        (0..candidates.len()).partition(|&i| candidates[i].authenticated);
+    let pick = |idx: &[usize]| -> Vec<Interval> { idx.iter().map(|&i| all[i]).collect() };
+    let auth_sel = remap(select(&pick(&auth), min_sources), &auth);
+    let plain_sel = remap(select(&pick(&plain), min_sources), &plain);
+    let disagreement = match (&auth_sel, &plain_sel) {
+        (
+            Selection::Agreed {
+                offset: a,
+                uncertainty: ua,
+                ..
+            },
+            Selection::Agreed {
+                offset: p,
+                uncertainty: up,
+                ..
+            },
+        ) => (a - p).abs() > ua + up,
+        _ => false,
+    };
+    let done = |selection, refused, authenticated_vote| TrustedSelection {
+        selection,
+        refused,
+        authenticated_vote,
+        disagreement,
+    };
+    let any_auth = auth.iter().any(|&i| finite(&all[i]));
+    match mode {
+        AuthSelect::Ignore => done(select(&all, min_sources), None, false),
+        _ if any_auth => {
+            let narrow = mode == AuthSelect::Mix;
+            done(
+                join_unauthenticated(auth_sel, &all, &plain, narrow),
+                None,
+                true,
+            )
+        }
+        AuthSelect::Require => done(Selection::NoSources, Some(Refusal::NoAuthenticated), false),
+        AuthSelect::Mix if verification_failed && !plain.is_empty() => done(
+            Selection::NoSources,
+            Some(Refusal::VerificationFailed),
+            false,
+        ),
+        AuthSelect::Mix => done(plain_sel, None, false),
+    }
+}
+
+fn finite(i: &Interval) -> bool {
+    i.offset.is_finite() && i.uncertainty.is_finite()
+}
+
+/// Maps member indices of a selection over a subset back to the full list.
+fn remap(sel: Selection, subset: &[usize]) -> Selection {
+    match sel {
+        Selection::Agreed {
+            members,
+            offset,
+            uncertainty,
+        } => Selection::Agreed {
+            members: members.into_iter().map(|m| subset[m]).collect(),
+            offset,
+            uncertainty,
+        },
+        other => other,
+    }
+}
+
+/// Adds the unauthenticated candidates that overlap the authenticated region
+/// as members; with `narrow`, shrinks the region to their common part with it.
+fn join_unauthenticated(
+    auth: Selection,
+    all: &[Interval],
+    plain: &[usize],
+    narrow: bool,
+) -> Selection {
+    let Selection::Agreed {
+        mut members,
+        offset,
+        uncertainty,
+    } = auth
+    else {
+        return auth;
+    };
+    let (mut lo, mut hi) = (offset - uncertainty, offset + uncertainty);
+    let overlapping: Vec<usize> = plain
+        .iter()
+        .copied()
+        .filter(|&i| finite(&all[i]) && all[i].lo() <= hi && all[i].hi() >= lo)
+        .collect();
+    if narrow {
+        let nlo = overlapping.iter().map(|&i| all[i].lo()).fold(lo, f64::max);
+        let nhi = overlapping.iter().map(|&i| all[i].hi()).fold(hi, f64::min);
+        if nlo <= nhi {
+            (lo, hi) = (nlo, nhi);
+        }
+    }
+    members.extend(overlapping);
+    members.sort_unstable();
     Selection::Agreed {
         members,
         offset: (lo + hi) / 2.0,
@@ -248,6 +435,136 @@ mod tests {
                     prop_assert!((offset - truth).abs() <= uncertainty + 1e-6 * (1.0 + truth.abs()));
                 }
                 other => prop_assert!(false, "{:?}", other),
+            }
+        }
+    }
+
+    fn c(offset: f64, uncertainty: f64, authenticated: bool) -> Candidate {
+        Candidate {
+            interval: iv(offset, uncertainty),
+            authenticated,
+        }
+    }
+
+    fn agreed(t: &TrustedSelection) -> (Vec<usize>, f64, f64) {
+        match &t.selection {
+            Selection::Agreed {
+                members,
+                offset,
+                uncertainty,
+            } => (members.clone(), *offset, *uncertainty),
+            other => panic!("{other:?} ({t:?})"),
+        }
+    }
+
+    #[test]
+    fn a_forged_ntp_majority_cannot_outvote_one_authenticated_source() {
+        // Good clock: HTTPS says 0, two forged NTP replies say +600.
+        let good = [
+            c(600.0, 0.01, false),
+            c(600.0, 0.01, false),
+            c(0.0, 0.5, true),
+        ];
+        let t = select_trusted(&good, 1, AuthSelect::Mix, false);
+        let (members, offset, _) = agreed(&t);
+        assert_eq!(members, vec![2]);
+        assert!(offset.abs() <= 0.5);
+        assert!(t.disagreement && t.authenticated_vote);
+        // Bad clock: HTTPS says +600, forged NTP says 0.
+        let bad = [
+            c(0.0, 0.01, false),
+            c(0.0, 0.01, false),
+            c(600.0, 0.5, true),
+        ];
+        let (_, offset, _) = agreed(&select_trusted(&bad, 1, AuthSelect::Mix, false));
+        assert!((offset - 600.0).abs() <= 0.5);
+        // ignore: one source, one vote.
+        let t = select_trusted(&bad, 1, AuthSelect::Ignore, false);
+        assert_eq!(agreed(&t).0, vec![0, 1]);
+        assert!(t.disagreement);
+    }
+
+    #[test]
+    fn unauthenticated_sources_narrow_and_the_rest_are_left_out() {
+        let v = [c(0.3, 0.1, false), c(0.0, 1.0, true), c(50.0, 0.1, false)];
+        let t = select_trusted(&v, 1, AuthSelect::Mix, false);
+        let (members, offset, unc) = agreed(&t);
+        assert_eq!(members, vec![0, 1]);
+        assert!((offset - 0.3).abs() < 1e-9 && (unc - 0.1).abs() < 1e-9);
+        // require: they agree, but do not narrow.
+        let (members, offset, unc) = agreed(&select_trusted(&v, 1, AuthSelect::Require, false));
+        assert_eq!(members, vec![0, 1]);
+        assert!(offset.abs() < 1e-9 && (unc - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn without_an_authenticated_answer_the_modes_differ() {
+        let v = [c(0.0, 0.01, false), c(0.001, 0.01, false)];
+        assert_eq!(
+            agreed(&select_trusted(&v, 1, AuthSelect::Mix, false)).0,
+            vec![0, 1]
+        );
+        let t = select_trusted(&v, 1, AuthSelect::Mix, true);
+        assert_eq!(t.refused, Some(Refusal::VerificationFailed));
+        assert_eq!(t.selection, Selection::NoSources);
+        let t = select_trusted(&v, 1, AuthSelect::Require, false);
+        assert_eq!(t.refused, Some(Refusal::NoAuthenticated));
+        assert_eq!(
+            agreed(&select_trusted(&v, 1, AuthSelect::Ignore, true)).0,
+            vec![0, 1]
+        );
+        assert_eq!(
+            select_trusted(&[], 1, AuthSelect::Mix, true).selection,
+            Selection::NoSources
+        );
+    }
+
+    #[test]
+    fn authenticated_sources_that_disagree_are_not_rescued() {
+        let v = [
+            c(0.0, 0.01, true),
+            c(600.0, 0.01, true),
+            c(0.0, 0.01, false),
+        ];
+        let t = select_trusted(&v, 1, AuthSelect::Mix, false);
+        assert!(matches!(t.selection, Selection::NoMajority { .. }), "{t:?}");
+    }
+
+    proptest! {
+        /// Under mix and require, whatever the unauthenticated candidates say,
+        /// the combined region lies inside the authenticated-only region.
+        #[test]
+        fn unauthenticated_sources_never_move_the_result(
+            auth in proptest::collection::vec((-1e4f64..1e4, 0.0f64..100.0), 1..4),
+            plain in proptest::collection::vec((-1e4f64..1e4, 0.0f64..100.0), 0..6),
+            order in proptest::collection::vec(any::<bool>(), 10),
+            failed in any::<bool>(),
+            require in any::<bool>(),
+        ) {
+            let mode = if require { AuthSelect::Require } else { AuthSelect::Mix };
+            let mut a: Vec<Candidate> = auth.iter().map(|&(o, u)| c(o, u, true)).collect();
+            let mut p: Vec<Candidate> = plain.iter().map(|&(o, u)| c(o, u, false)).collect();
+            // Interleave the classes in an arbitrary order.
+            let mut v = Vec::new();
+            for &first in order.iter().cycle().take(a.len() + p.len()) {
+                let from = if (first && !a.is_empty()) || p.is_empty() { &mut a } else { &mut p };
+                v.push(from.remove(0));
+            }
+            let alone: Vec<Candidate> = v.iter().copied().filter(|c| c.authenticated).collect();
+            let base = select_trusted(&alone, 1, mode, failed);
+            let got = select_trusted(&v, 1, mode, failed);
+            match (&base.selection, &got.selection) {
+                (
+                    Selection::Agreed { offset: bo, uncertainty: bu, .. },
+                    Selection::Agreed { offset: go, uncertainty: gu, .. },
+                ) => {
+                    let eps = 1e-9 * (1.0 + bo.abs());
+                    prop_assert!(go - gu >= bo - bu - eps && go + gu <= bo + bu + eps,
+                        "{:?} vs {:?}", got, base);
+                }
+                (Selection::Agreed { .. }, other) => prop_assert!(false, "{:?}", other),
+                (_, Selection::Agreed { .. }) => prop_assert!(false, "{:?} from {:?}", got, base),
+                _ => {}
             }
         }
     }

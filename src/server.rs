@@ -426,11 +426,9 @@ mod tests {
         let judging = Judging::default();
         Report::assess(
             &sources,
-            &[Outcome::from_result(Ok(Sample {
-                offset,
-                uncertainty: 0.001,
-                rtt: 0.0002,
-            }))],
+            &[Outcome::from_result(Ok(Sample::plain(
+                offset, 0.001, 0.0002,
+            )))],
             &judging,
             &HostFacts::default(),
         )

@@ -187,6 +187,62 @@ pub struct Sample {
     pub uncertainty: f64,
     /// Round-trip time of the query that gave this sample, in seconds (≥ 0).
     pub rtt: f64,
+    /// The answer came over a verified channel (`https://` with a verified
+    /// chain and name, `nts://`); plain `ntp://` and `http://` are not.
+    pub authenticated: bool,
+    /// Set when the certificate was outside its validity by the local clock and
+    /// the handshake was finished on a date-exempted basis (see `http_date`).
+    pub exemption: Option<Exemption>,
+}
+
+impl Sample {
+    /// An unauthenticated sample without exemption.
+    pub fn plain(offset: f64, uncertainty: f64, rtt: f64) -> Sample {
+        Sample {
+            offset,
+            uncertainty,
+            rtt,
+            authenticated: false,
+            exemption: None,
+        }
+    }
+}
+
+/// How a date-exempted handshake came to count: the certificate was outside its
+/// validity period by the local clock, its chain and name verified at the edge
+/// of that period, and the server's own time lies inside it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Exemption {
+    /// The certificate gap: a lower bound on |offset|, seconds.
+    pub at_least: f64,
+    /// The local clock is before `notBefore` (behind) rather than after `notAfter`.
+    pub local_behind: bool,
+    /// `false` when no server time could be read after the handshake: the
+    /// sample is then the one-sided interval the gap alone gives.
+    pub server_time_read: bool,
+}
+
+/// Half-width of the interval standing for "at least the gap" when only the
+/// certificate gap is known (about 300 years: unbounded for any signing window).
+pub const ONE_SIDED_HALF_WIDTH: f64 = 1e10;
+
+impl Exemption {
+    /// The one-sided interval `offset ≥ gap` (local behind) or `offset ≤ −gap`,
+    /// as a finite sample.
+    pub fn gap_only_sample(at_least: f64, local_behind: bool, rtt: f64) -> Sample {
+        let centre = at_least + ONE_SIDED_HALF_WIDTH;
+        Sample {
+            offset: if local_behind { centre } else { -centre },
+            uncertainty: ONE_SIDED_HALF_WIDTH,
+            rtt,
+            authenticated: true,
+            exemption: Some(Exemption {
+                at_least,
+                local_behind,
+                server_time_read: false,
+            }),
+        }
+    }
 }
 
 /// Why a source gave no usable measurement.
@@ -206,6 +262,9 @@ pub enum SourceError {
     Http(String),
     /// A TLS failure other than certificate validity.
     Tls(String),
+    /// An authenticated source's credentials did not verify (unknown issuer,
+    /// wrong name, a bad NTS authenticator): a warning sign, not an absence.
+    Verification(String),
     /// The server's certificate is expired or not yet valid *by the local clock*:
     /// evidence of skew. `at_least` is a lower bound on |offset| in seconds;
     /// `local_behind` says the local clock is before the certificate's validity.
@@ -227,6 +286,7 @@ impl fmt::Display for SourceError {
             SourceError::Invalid(e) => write!(f, "invalid reply: {e}"),
             SourceError::Http(e) => write!(f, "{e}"),
             SourceError::Tls(e) => write!(f, "TLS: {e}"),
+            SourceError::Verification(e) => write!(f, "verification failed: {e}"),
             SourceError::OutsideCertificate { at_least, local_behind } => write!(
                 f,
                 "the local clock is outside this server certificate's validity period: it is at least {} {}",

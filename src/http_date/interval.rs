@@ -281,11 +281,11 @@ impl Refiner {
 
     /// The measurement so far: midpoint, half-width, least round trip.
     pub fn sample(&self) -> Sample {
-        Sample {
-            offset: self.interval.midpoint_secs(),
-            uncertainty: self.interval.half_width_secs(),
-            rtt: nanos_to_secs(self.rtt),
-        }
+        Sample::plain(
+            self.interval.midpoint_secs(),
+            self.interval.half_width_secs(),
+            nanos_to_secs(self.rtt),
+        )
     }
 }
 

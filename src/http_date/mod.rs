@@ -14,7 +14,7 @@
 //! true.
 
 pub mod interval;
-mod tls;
+pub mod tls;
 
 pub use interval::{Answer, Inconsistent, OffsetInterval, Refiner};
 
@@ -36,7 +36,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::clock::{Clock, Stamp, UnixNanos};
-use crate::source::{HttpTarget, Outcome, QuerySettings, Sample, SourceError};
+use crate::source::{Exemption, HttpTarget, Outcome, QuerySettings, Sample, SourceError};
 
 /// Largest response head accepted (status line and headers, bytes). Real `Date`
 /// sources send a few hundred bytes; the bound keeps a hostile server from
@@ -73,8 +73,11 @@ async fn measure(
 ) -> Result<Sample, SourceError> {
     // The one realtime read of this measurement; also the time certificates are checked at.
     let anchor = clock.stamp();
+    let mut exemption_slot = None;
     let tls = if target.tls {
-        let config = tls::client_config(settings.ca_file.as_deref(), anchor.real)?;
+        let (config, slot) =
+            tls::client_config_with_exemption(settings.ca_file.as_deref(), anchor.real)?;
+        exemption_slot = Some(slot);
         Some(TlsConnector::from(Arc::new(config)))
     } else {
         None
@@ -91,7 +94,29 @@ async fn measure(
     let timeout = |_| SourceError::Timeout(settings.timeout);
     let first = tokio::time::timeout(settings.timeout, session.start())
         .await
-        .map_err(timeout)??;
+        .map_err(timeout)
+        .and_then(|r| r);
+    let exemption = exemption_slot.as_ref().and_then(tls::take_exemption);
+    let first = match (first, &exemption) {
+        (Ok(first), None) => first,
+        (Err(e), None) => return Err(e),
+        // Handshake done on the date-exempted basis, but no server time:
+        // the certificate gap alone is the (one-sided) evidence.
+        (Err(e), Some(x)) => {
+            tracing::debug!(host = %target.host, error = %e, "no Date after a date-exempted handshake");
+            return Ok(Exemption::gap_only_sample(x.at_least, x.local_behind, 0.0));
+        }
+        (Ok(first), Some(x)) => {
+            if !x.valid_at(first.date) {
+                return Err(SourceError::Tls(format!(
+                    "the server's certificate is {} by the server's own clock too (its Date is {}): the server serves a bad certificate; this says nothing about the local clock",
+                    if x.local_behind { "not yet valid" } else { "expired" },
+                    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(first.date.max(0) as u64)),
+                )));
+            }
+            first
+        }
+    };
     let mut refiner = Refiner::new(first);
     let deadline = first.received + settings.http_budget.as_nanos() as i128;
 
@@ -125,7 +150,11 @@ async fn measure(
             }
         }
     }
-    let sample = refiner.sample();
+    let mut sample = refiner.sample();
+    sample.authenticated = target.tls;
+    if let Some(x) = exemption {
+        sample = with_certificate_gap(sample, x.at_least, x.local_behind);
+    }
     tracing::debug!(
         host = %target.host,
         offset = sample.offset,
@@ -135,6 +164,32 @@ async fn measure(
         "HTTP Date measurement"
     );
     Ok(sample)
+}
+
+/// A sample from a date-exempted handshake, narrowed by the certificate gap
+/// (`offset ≥ gap` when the local clock is behind, `≤ −gap` when ahead) where
+/// the two agree, and marked as such.
+fn with_certificate_gap(sample: Sample, at_least: f64, local_behind: bool) -> Sample {
+    let (mut lo, mut hi) = (
+        sample.offset - sample.uncertainty,
+        sample.offset + sample.uncertainty,
+    );
+    if local_behind {
+        lo = lo.max(at_least.min(hi));
+    } else {
+        hi = hi.min((-at_least).max(lo));
+    }
+    Sample {
+        offset: (lo + hi) / 2.0,
+        uncertainty: (hi - lo) / 2.0,
+        authenticated: true,
+        exemption: Some(Exemption {
+            at_least,
+            local_behind,
+            server_time_read: true,
+        }),
+        ..sample
+    }
 }
 
 /// One measurement's connection state.

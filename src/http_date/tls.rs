@@ -7,9 +7,17 @@
 //! clock is, provided the certificate is otherwise sound. To be sure of that,
 //! the chain and the name are checked again at the edge of the validity period:
 //! an untrusted or misnamed certificate is reported as such, never as skew.
+//!
+//! When chain and name verify at the edge, the handshake is finished on that
+//! date-exempted basis (NTPsec's `nocerttimecheck` idea) and the verifier leaves
+//! a [`DateExemption`] behind: the caller must then ask the server for its time
+//! and accept it only if the chain is valid at that time ([`DateExemption::valid_at`]).
+//! Residual risk: whoever holds the private key of an expired certificate for
+//! the name can claim a time inside its old validity, i.e. make the local clock
+//! look ahead (or, for a not-yet-valid one, behind).
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -22,26 +30,95 @@ use rustls::{
 use crate::clock::{UnixNanos, NANOS_PER_SEC};
 use crate::source::SourceError;
 
-/// Builds the client configuration for one measurement whose realtime anchor is `now`.
-///
-/// Trusts the compiled-in webpki roots plus every certificate in `ca_file`
-/// (PEM). Offers only HTTP/1.1 by ALPN, the one protocol the source speaks.
-pub fn client_config(ca_file: Option<&Path>, now: UnixNanos) -> Result<ClientConfig, SourceError> {
+/// Where the verifier leaves the date exemption of the latest handshake.
+pub type ExemptionSlot = Arc<Mutex<Option<DateExemption>>>;
+
+/// A handshake finished although the certificate was outside its validity by
+/// the local clock: chain and name verified at the edge of the validity period.
+#[derive(Debug, Clone)]
+pub struct DateExemption {
+    /// How far outside the validity the local clock is, seconds (lower bound on |offset|).
+    pub at_least: f64,
+    /// The local clock is before `notBefore` rather than after `notAfter`.
+    pub local_behind: bool,
+    end_entity: CertificateDer<'static>,
+    intermediates: Vec<CertificateDer<'static>>,
+    server_name: ServerName<'static>,
+    inner: Arc<WebPkiServerVerifier>,
+}
+
+impl DateExemption {
+    /// Whether the whole chain (and name) verifies at `unix_secs`: the server's
+    /// own time vouches for the certificate.
+    pub fn valid_at(&self, unix_secs: i64) -> bool {
+        let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            u64::try_from(unix_secs).unwrap_or(0),
+        ));
+        self.inner
+            .verify_server_cert(
+                &self.end_entity,
+                &self.intermediates,
+                &self.server_name,
+                &[],
+                at,
+            )
+            .is_ok()
+    }
+}
+
+/// Reads (and clears) what the latest handshake left in `slot`.
+pub fn take_exemption(slot: &ExemptionSlot) -> Option<DateExemption> {
+    slot.lock().ok().and_then(|mut g| g.take())
+}
+
+/// The trusted roots: the compiled-in webpki roots plus every certificate in
+/// `ca_file` (PEM).
+pub fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore, SourceError> {
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
     if let Some(path) = ca_file {
         add_pem_roots(&mut roots, path)?;
     }
-    // An explicit provider: the process-wide default may be unset or another one.
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+    Ok(roots)
+}
+
+/// A verifier that checks at `now` and finishes date-exempted handshakes,
+/// leaving their [`DateExemption`] in the returned slot.
+pub fn verifier(
+    ca_file: Option<&Path>,
+    now: UnixNanos,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<(Arc<dyn ServerCertVerifier>, ExemptionSlot), SourceError> {
+    let roots = root_store(ca_file)?;
+    let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
         .build()
         .map_err(|e| SourceError::Tls(format!("cannot build the certificate verifier: {e}")))?;
+    let slot = ExemptionSlot::default();
     let verifier = Arc::new(ValidityAwareVerifier {
         inner,
         now: unix_time(now),
+        exemption: slot.clone(),
     });
+    Ok((verifier, slot))
+}
+
+/// Builds the client configuration for one measurement whose realtime anchor is `now`.
+///
+/// Trusts the compiled-in webpki roots plus every certificate in `ca_file`
+/// (PEM). Offers only HTTP/1.1 by ALPN, the one protocol the source speaks.
+pub fn client_config(ca_file: Option<&Path>, now: UnixNanos) -> Result<ClientConfig, SourceError> {
+    Ok(client_config_with_exemption(ca_file, now)?.0)
+}
+
+/// As [`client_config`], with the slot where a date-exempted handshake leaves its exemption.
+pub fn client_config_with_exemption(
+    ca_file: Option<&Path>,
+    now: UnixNanos,
+) -> Result<(ClientConfig, ExemptionSlot), SourceError> {
+    // An explicit provider: the process-wide default may be unset or another one.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (verifier, slot) = verifier(ca_file, now, provider.clone())?;
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| SourceError::Tls(format!("no usable protocol version: {e}")))?
@@ -49,7 +126,7 @@ pub fn client_config(ca_file: Option<&Path>, now: UnixNanos) -> Result<ClientCon
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    Ok((config, slot))
 }
 
 fn add_pem_roots(roots: &mut RootCertStore, path: &Path) -> Result<(), SourceError> {
@@ -84,11 +161,13 @@ fn unix_time(now: UnixNanos) -> UnixTime {
 }
 
 /// Checks the server certificate with webpki at the measurement's anchor time,
-/// and double-checks validity-period failures at the edge of the period.
+/// and double-checks validity-period failures at the edge of the period: a
+/// certificate sound there passes, with its exemption left in the slot.
 #[derive(Debug)]
 struct ValidityAwareVerifier {
     inner: Arc<WebPkiServerVerifier>,
     now: UnixTime,
+    exemption: ExemptionSlot,
 }
 
 impl ServerCertVerifier for ValidityAwareVerifier {
@@ -105,20 +184,39 @@ impl ServerCertVerifier for ValidityAwareVerifier {
                 .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, at)
         };
         let first = check(self.now);
-        let edge = match &first {
+        let gap = |a: UnixTime, b: UnixTime| a.as_secs().saturating_sub(b.as_secs()) as f64;
+        let (edge, at_least, local_behind) = match &first {
             Err(rustls::Error::InvalidCertificate(CertificateError::ExpiredContext {
                 not_after,
-                ..
-            })) => *not_after,
+                time,
+            })) => (*not_after, gap(*time, *not_after), false),
             Err(rustls::Error::InvalidCertificate(CertificateError::NotValidYetContext {
                 not_before,
-                ..
-            })) => *not_before,
+                time,
+            })) => (*not_before, gap(*not_before, *time), true),
             _ => return first,
         };
         match check(edge) {
-            // Sound apart from the time: keep the failure, its context bounds the skew.
-            Ok(_) => first,
+            // Sound apart from the time: finish the handshake; the caller must
+            // have the server vouch for the certificate with its own time.
+            Ok(verified) => {
+                let exemption = DateExemption {
+                    at_least,
+                    local_behind,
+                    end_entity: end_entity.clone().into_owned(),
+                    intermediates: intermediates
+                        .iter()
+                        .map(|c| c.clone().into_owned())
+                        .collect(),
+                    server_name: server_name.to_owned(),
+                    inner: self.inner.clone(),
+                };
+                match self.exemption.lock() {
+                    Ok(mut slot) => *slot = Some(exemption),
+                    Err(_) => return first,
+                }
+                Ok(verified)
+            }
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::Expired
                 | CertificateError::ExpiredContext { .. }
@@ -192,8 +290,40 @@ pub fn handshake_error(e: &std::io::Error) -> SourceError {
                 local_behind: true,
             }
         }
+        rustls::Error::InvalidCertificate(c) => certificate_error(c),
         other => SourceError::Tls(other.to_string()),
     }
+}
+
+/// A certificate that does not verify, in words, with the likely fix. The
+/// rustls name stays in parentheses for searching.
+pub fn certificate_error(c: &CertificateError) -> SourceError {
+    const MITM: &str = "a man-in-the-middle (or DNS pointing elsewhere)";
+    let text = match c {
+        CertificateError::UnknownIssuer => format!(
+            "the server's certificate is not signed by a trusted authority (UnknownIssuer): {MITM}, or a private CA missing from SKEWGUARD_CA_FILE"
+        ),
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            let presented = match c {
+                CertificateError::NotValidForNameContext { presented, .. } => {
+                    format!(" (it names {})", presented.join(", "))
+                }
+                _ => String::new(),
+            };
+            format!(
+                "the server's certificate is not valid for this host name{presented} (NotValidForName): check the source's host, or {MITM}"
+            )
+        }
+        CertificateError::BadSignature => format!(
+            "the server's certificate has a bad signature (BadSignature): {MITM}"
+        ),
+        CertificateError::Revoked => "the server's certificate is revoked (Revoked)".to_string(),
+        CertificateError::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+            "the server presents a CA certificate as its own (CaUsedAsEndEntity): it needs a leaf (CA:FALSE) signed by a CA, and SKEWGUARD_CA_FILE the CA".to_string()
+        }
+        other => format!("the server's certificate does not verify ({other:?}): {MITM}, or it is misconfigured"),
+    };
+    SourceError::Verification(text)
 }
 
 #[cfg(test)]
@@ -236,14 +366,25 @@ mod tests {
     }
 
     #[test]
-    fn other_failures_stay_tls_errors() {
+    fn untrusted_certificates_are_verification_failures_in_words() {
         let unknown = io(rustls::Error::InvalidCertificate(
             CertificateError::UnknownIssuer,
         ));
         match handshake_error(&unknown) {
-            SourceError::Tls(m) => assert!(m.contains("UnknownIssuer"), "{m}"),
+            SourceError::Verification(m) => {
+                assert!(
+                    m.contains("UnknownIssuer") && m.contains("SKEWGUARD_CA_FILE"),
+                    "{m}"
+                )
+            }
             e => panic!("{e:?}"),
         }
+        let name = io(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName,
+        ));
+        assert!(
+            matches!(handshake_error(&name), SourceError::Verification(m) if m.contains("man-in-the-middle"))
+        );
         let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
         match handshake_error(&reset) {
             SourceError::Tls(m) => assert!(m.contains("reset by peer"), "{m}"),

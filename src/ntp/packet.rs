@@ -383,11 +383,11 @@ impl Exchange {
 /// The sample a validated reply gives, with T1 and T4 read locally.
 pub fn sample(t1: NtpTimestamp, reply: &Packet, t4: NtpTimestamp) -> Sample {
     let x = Exchange::new(t1, reply.receive, reply.transmit, t4);
-    Sample {
-        offset: x.offset,
-        uncertainty: x.error_bound(reply.root_delay, reply.root_dispersion),
-        rtt: x.rtt(),
-    }
+    Sample::plain(
+        x.offset,
+        x.error_bound(reply.root_delay, reply.root_dispersion),
+        x.rtt(),
+    )
 }
 
 /// How long to stay away after a RATE kiss: 2^poll seconds, at least a minute.

@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod relay;
+pub mod tls;
 
 use std::fmt;
 use std::fs::{self, File};
