@@ -3,7 +3,13 @@
 //! A measurement anchors its send time on the realtime clock once and times
 //! everything after that on the monotonic clock, so a step of the wall clock in
 //! the middle of a query cannot produce a negative or absurd round trip.
-
+//!
+//! The anchor itself has a reading error: the realtime read happens at some
+//! monotonic instant between the two monotonic reads around it, and a busy
+//! machine can preempt the reader in between. [`Stamp`] keeps that bracket,
+//! and converts a monotonic instant to the *earliest* or *latest* realtime it
+//! can stand for, so a send time (T1) is never late and a receive time (T4)
+//! never early, however long the preemption was.
 use std::time::Duration;
 
 /// Nanoseconds since the Unix epoch, negative before 1970.
@@ -21,32 +27,78 @@ pub trait Clock: Send + Sync {
     /// CLOCK_BOOTTIME: like monotonic, but keeps counting while suspended.
     fn boottime(&self) -> Duration;
 
-    /// Reads realtime and monotonic together, as the anchor of one query.
+    /// Reads realtime between two monotonic reads, as the anchor of one query.
+    ///
+    /// Tries up to [`STAMP_TRIES`] times and keeps the tightest bracket,
+    /// stopping early at one of [`TIGHT_STAMP`] or less (the usual case).
     fn stamp(&self) -> Stamp {
-        Stamp {
+        let mut best: Option<Stamp> = None;
+        for _ in 0..STAMP_TRIES {
+            let before = self.monotonic();
+            let real = self.realtime();
+            let after = self.monotonic();
+            let s = Stamp {
+                real,
+                mono: before,
+                spread: after.saturating_sub(before),
+            };
+            if best.map_or(true, |b| s.spread < b.spread) {
+                best = Some(s);
+            }
+            if s.spread <= TIGHT_STAMP {
+                break;
+            }
+        }
+        // STAMP_TRIES > 0, so `best` is set; the fallback is unreachable.
+        best.unwrap_or_else(|| Stamp {
             real: self.realtime(),
             mono: self.monotonic(),
-        }
+            spread: Duration::ZERO,
+        })
     }
 }
 
-/// A realtime reading paired with the monotonic reading taken with it.
+/// Bracketed reads [`Clock::stamp`] makes at most.
+pub const STAMP_TRIES: usize = 8;
+
+/// A bracket this narrow ends [`Clock::stamp`]'s retries: a few hundred
+/// nanoseconds is what two vDSO clock reads cost when nothing preempts them.
+pub const TIGHT_STAMP: Duration = Duration::from_micros(2);
+
+/// A realtime reading with the monotonic bracket it was taken in: `real` was
+/// read at some monotonic instant in `[mono, mono + spread]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
     /// Realtime at the anchor.
     pub real: UnixNanos,
-    /// Monotonic time at the anchor.
+    /// Monotonic time just before the realtime read.
     pub mono: Duration,
+    /// Monotonic time from just before to just after the realtime read.
+    pub spread: Duration,
 }
 
 impl Stamp {
-    /// The realtime at monotonic instant `mono`, extrapolated from this anchor.
-    ///
-    /// Used for T4: the receive time is the anchor's realtime plus the elapsed
-    /// monotonic time, never a second realtime read.
+    /// The realtime at monotonic instant `mono`, extrapolated from this anchor
+    /// (from the middle of its bracket): an estimate, for scheduling.
     pub fn real_at(&self, mono: Duration) -> UnixNanos {
-        self.real + (mono.as_nanos() as i128 - self.mono.as_nanos() as i128)
+        self.real + (nanos(mono) - nanos(self.mono) - nanos(self.spread) / 2)
     }
+
+    /// The earliest realtime monotonic instant `mono` can be: for a send time
+    /// (T1), which must not be later than the send.
+    pub fn earliest_real_at(&self, mono: Duration) -> UnixNanos {
+        self.real + (nanos(mono) - nanos(self.mono) - nanos(self.spread))
+    }
+
+    /// The latest realtime monotonic instant `mono` can be: for a receive time
+    /// (T4), which must not be earlier than the arrival.
+    pub fn latest_real_at(&self, mono: Duration) -> UnixNanos {
+        self.real + (nanos(mono) - nanos(self.mono))
+    }
+}
+
+fn nanos(d: Duration) -> i128 {
+    d.as_nanos() as i128
 }
 
 /// The host's clocks, read with `clock_gettime`.
@@ -80,14 +132,67 @@ mod tests {
     use super::*;
 
     #[test]
-    fn real_at_extrapolates_from_the_anchor() {
+    fn real_at_extrapolates_from_the_anchor_within_its_bracket() {
         let s = Stamp {
             real: 1_000 * NANOS_PER_SEC,
             mono: Duration::from_secs(5),
+            spread: Duration::from_millis(2),
         };
+        let later = Duration::from_millis(5_250);
+        let base = 1_000 * NANOS_PER_SEC + 250_000_000;
+        assert_eq!(s.latest_real_at(later), base);
+        assert_eq!(s.earliest_real_at(later), base - 2_000_000);
+        assert_eq!(s.real_at(later), base - 1_000_000);
+    }
+
+    /// A clock whose realtime read is preempted for 5 ms on the first tries.
+    struct Preempted {
+        reads: std::sync::atomic::AtomicU32,
+        slow: u32,
+    }
+
+    impl Clock for Preempted {
+        fn realtime(&self) -> UnixNanos {
+            let n = self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n < self.slow {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            SystemClock.realtime()
+        }
+        fn monotonic(&self) -> Duration {
+            SystemClock.monotonic()
+        }
+        fn boottime(&self) -> Duration {
+            SystemClock.boottime()
+        }
+    }
+
+    #[test]
+    fn a_preempted_read_is_retried_and_its_bracket_kept() {
+        let c = Preempted {
+            reads: Default::default(),
+            slow: 2,
+        };
+        let s = c.stamp();
+        assert!(s.spread < Duration::from_millis(5), "{s:?}");
+        assert!(c.reads.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+
+        // Preempted every time: the widest bracket still covers the truth.
+        let c = Preempted {
+            reads: Default::default(),
+            slow: u32::MAX,
+        };
+        let before = SystemClock.realtime();
+        let s = c.stamp();
+        let after = SystemClock.realtime();
+        assert!(s.spread >= Duration::from_millis(5), "{s:?}");
+        let now = SystemClock.monotonic();
+        let (lo, hi) = (s.earliest_real_at(now), s.latest_real_at(now));
+        assert!(lo <= hi);
+        assert!(lo <= SystemClock.realtime() && after >= before);
         assert_eq!(
-            s.real_at(Duration::from_millis(5_250)),
-            1_000 * NANOS_PER_SEC + 250_000_000
+            c.reads.load(std::sync::atomic::Ordering::SeqCst),
+            STAMP_TRIES as u32
         );
     }
 

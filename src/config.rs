@@ -40,6 +40,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "SAMPLE_INTERVAL", default: "2s", help: "pause between NTP queries of one server" },
     Setting { name: "HTTP_BUDGET", default: "2s", help: "time the HTTP Date refinement may take after the first answer (0 = one request)" },
     Setting { name: "AUTH_SELECT", default: "mix", help: "mix|require|ignore: whether authenticated sources (https, nts) outrank unauthenticated ones (ntp, http)" },
+    Setting { name: "MAX_SOURCE_ERROR", default: "3s", help: "a source whose error bound (±) is wider than this is an error, not a vote (like chrony's maxdistance)" },
     Setting { name: "CA_FILE", default: "none", help: "PEM file of extra root certificates for https sources" },
     Setting { name: "OUTPUT", default: "text", help: "text|json (check, wait, exec)" },
     Setting { name: "LOG", default: "warn (check), info (others)", help: "log filter on stderr, e.g. `info` or `warn,skewguard=debug`" },
@@ -150,6 +151,7 @@ struct Raw {
     sample_interval: Option<String>,
     http_budget: Option<String>,
     auth_select: Option<String>,
+    max_source_error: Option<String>,
     ca_file: Option<String>,
     output: Option<String>,
     log: Option<String>,
@@ -501,6 +503,11 @@ impl Config {
             )?,
             http_budget: duration("HTTP_BUDGET", &raw.http_budget, Duration::from_secs(2))?,
             ca_file: path(&raw.ca_file),
+            max_source_error: positive_duration(
+                "MAX_SOURCE_ERROR",
+                &raw.max_source_error,
+                Duration::from_secs(3),
+            )?,
         };
         let output = choice(
             "OUTPUT",

@@ -43,12 +43,15 @@ pub async fn assess(config: &Config, clock: &dyn Clock) -> Report {
 }
 
 /// Measures round after round, remembering which sources asked (by a RATE
-/// Kiss-o'-Death) not to be queried again before a given time.
+/// Kiss-o'-Death) not to be queried again before a given time, and which
+/// refused service for good (DENY, RSTR: never queried again by this process).
 pub struct Rounds<'a> {
     config: &'a Config,
     clock: &'a dyn Clock,
     /// Per source: monotonic time before which it must not be queried.
     not_before: Vec<Option<std::time::Duration>>,
+    /// Per source: the refusal that stopped it for the life of the process.
+    refused: Vec<Option<SourceError>>,
 }
 
 impl<'a> Rounds<'a> {
@@ -58,17 +61,21 @@ impl<'a> Rounds<'a> {
             config,
             clock,
             not_before: vec![None; config.sources.len()],
+            refused: vec![None; config.sources.len()],
         }
     }
 
     /// How long to hold off before the next round on account of Kiss-o'-Death
     /// pauses: zero while any source may be queried (the paused ones are skipped
     /// in the round), else until the first paused source is free again.
+    /// Sources that refused service for good are left out (zero if no other).
     pub fn backoff(&self) -> std::time::Duration {
         let now = self.clock.monotonic();
         self.not_before
             .iter()
-            .map(|t| t.map(|t| t.saturating_sub(now)).unwrap_or_default())
+            .zip(&self.refused)
+            .filter(|(_, r)| r.is_none())
+            .map(|(t, _)| t.map(|t| t.saturating_sub(now)).unwrap_or_default())
             .min()
             .unwrap_or_default()
     }
@@ -80,28 +87,40 @@ impl<'a> Rounds<'a> {
             return Report::disabled(&judging(config), self.clock.realtime() as f64 / 1e9);
         }
         let now = self.clock.monotonic();
-        let futs = config.sources.iter().zip(&self.not_before).map(|(s, nb)| {
-            let wait = nb.map(|t| t.saturating_sub(now)).unwrap_or_default();
-            let query = &config.query;
-            let clock = self.clock;
-            async move {
-                if !wait.is_zero() {
-                    return Outcome::from_result(Err(SourceError::KissOfDeath(format!(
-                        "RATE (not queried again for {})",
-                        crate::duration::human_duration(wait.as_secs_f64())
-                    ))));
+        let futs = config
+            .sources
+            .iter()
+            .zip(&self.not_before)
+            .zip(&self.refused)
+            .map(|((s, nb), refused)| {
+                let wait = nb.map(|t| t.saturating_sub(now)).unwrap_or_default();
+                let query = &config.query;
+                let clock = self.clock;
+                async move {
+                    if let Some(e) = refused {
+                        return Outcome::from_result(Err(e.clone()));
+                    }
+                    if !wait.is_zero() {
+                        return Outcome::from_result(Err(SourceError::KissOfDeath(format!(
+                            "RATE (not queried again for {})",
+                            crate::duration::human_duration(wait.as_secs_f64())
+                        ))));
+                    }
+                    measure(s, query, clock).await
                 }
-                measure(s, query, clock).await
-            }
-        });
+            });
         let outcomes = join_all(futs).await;
         let after = self.clock.monotonic();
-        for ((s, o), nb) in config
+        for (((s, o), nb), refused) in config
             .sources
             .iter()
             .zip(&outcomes)
             .zip(self.not_before.iter_mut())
+            .zip(self.refused.iter_mut())
         {
+            if let Err(e @ SourceError::Refused(_)) = &o.result {
+                *refused = Some(e.clone());
+            }
             if let Some(pause) = o.retry_after {
                 tracing::warn!(source = %s, pause = ?pause, "server asked to slow down (Kiss-o'-Death RATE)");
                 *nb = Some(after + pause);

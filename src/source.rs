@@ -254,8 +254,12 @@ pub enum SourceError {
     Io(String),
     /// No valid answer within the timeout.
     Timeout(Duration),
-    /// The NTP server sent a Kiss-o'-Death with this code (RATE, DENY, RSTR, …).
+    /// The NTP server sent a Kiss-o'-Death with this code (RATE, or one that
+    /// means "not ready", such as INIT).
     KissOfDeath(String),
+    /// The server refused service for good (NTP DENY or RSTR): it is not
+    /// queried again by this process.
+    Refused(String),
     /// An answer arrived but failed validation (the reason says which check).
     Invalid(String),
     /// An HTTP-level failure (no or bad `Date`, `Age` present, oversized headers, …).
@@ -283,6 +287,7 @@ impl fmt::Display for SourceError {
             SourceError::Io(e) => write!(f, "{e}"),
             SourceError::Timeout(d) => write!(f, "no valid answer within {}", crate::duration::human_duration(d.as_secs_f64())),
             SourceError::KissOfDeath(code) => write!(f, "server sent Kiss-o'-Death {code}"),
+            SourceError::Refused(e) => write!(f, "refused: {e}"),
             SourceError::Invalid(e) => write!(f, "invalid reply: {e}"),
             SourceError::Http(e) => write!(f, "{e}"),
             SourceError::Tls(e) => write!(f, "TLS: {e}"),
@@ -329,6 +334,8 @@ pub struct QuerySettings {
     pub http_budget: Duration,
     /// Extra PEM root certificates trusted for `https://` sources (besides the built-in webpki roots).
     pub ca_file: Option<std::path::PathBuf>,
+    /// A measurement whose error bound is wider than this is an error, not a vote.
+    pub max_source_error: Duration,
 }
 
 impl Default for QuerySettings {
@@ -339,6 +346,7 @@ impl Default for QuerySettings {
             sample_interval: Duration::from_secs(2),
             http_budget: Duration::from_secs(2),
             ca_file: None,
+            max_source_error: Duration::from_secs(3),
         }
     }
 }

@@ -63,6 +63,10 @@ struct Reply {
     origin: Option<u64>,
     /// `None`: now + shift.
     transmit: Option<u64>,
+    /// `None`: now + shift (the same clock as the transmit timestamp).
+    receive: Option<u64>,
+    /// Root dispersion in 16.16 seconds.
+    dispersion: u32,
     shift: f64,
 }
 
@@ -75,6 +79,8 @@ const GOOD: Reply = Reply {
     refid: [127, 0, 0, 1],
     origin: None,
     transmit: None,
+    receive: None,
+    dispersion: 0x80, // ~2 ms
     shift: 0.0,
 };
 
@@ -85,7 +91,7 @@ fn encode(r: Reply, req: &[u8]) -> Vec<u8> {
     b[2] = r.poll as u8;
     b[3] = (-20i8) as u8;
     b[4..8].copy_from_slice(&0x0000_0040u32.to_be_bytes()); // root delay ~1 ms
-    b[8..12].copy_from_slice(&0x0000_0080u32.to_be_bytes()); // root dispersion ~2 ms
+    b[8..12].copy_from_slice(&r.dispersion.to_be_bytes());
     b[12..16].copy_from_slice(&r.refid);
     let now = ntp_now(r.shift);
     b[16..24].copy_from_slice(&(now - (16 << 32)).to_be_bytes());
@@ -94,7 +100,7 @@ fn encode(r: Reply, req: &[u8]) -> Vec<u8> {
         Some(o) => b[24..32].copy_from_slice(&o.to_be_bytes()),
         None => b[24..32].copy_from_slice(echoed),
     }
-    b[32..40].copy_from_slice(&now.to_be_bytes());
+    b[32..40].copy_from_slice(&r.receive.unwrap_or(now).to_be_bytes());
     b[40..48].copy_from_slice(&r.transmit.unwrap_or(now).to_be_bytes());
     b
 }
@@ -287,11 +293,226 @@ fn ntp_a_silent_server_times_out() {
 }
 
 #[test]
-fn ntp_a_reply_from_another_port_is_rejected() {
+fn ntp_a_reply_from_another_port_is_not_taken() {
+    // The connected socket never sees it: the wait runs to the timeout.
     rejected(
         Box::new(|req| vec![(true, encode(GOOD, req))]),
-        "not from the queried 127.0.0.1",
+        "no valid answer",
     );
+}
+
+/// Asserts the rejection came well before the timeout: the server's answer was
+/// definitive, waiting longer could not help.
+fn rejected_at_once(script: Script, want: &str) {
+    let run = rejected(script, want);
+    assert!(
+        run.took < TIMEOUT,
+        "a definitive answer must not wait for the timeout: {:?}",
+        run.took
+    );
+}
+
+#[test]
+fn ntp_zero_receive_timestamp_is_rejected() {
+    rejected_at_once(
+        answer(Reply {
+            receive: Some(0),
+            ..GOOD
+        }),
+        "zero receive timestamp",
+    );
+}
+
+#[test]
+fn ntp_transmit_before_receive_is_rejected() {
+    rejected_at_once(
+        answer(Reply {
+            receive: Some(ntp_now(0.0) + (1 << 32)),
+            ..GOOD
+        }),
+        "transmit timestamp before the receive timestamp",
+    );
+}
+
+#[test]
+fn ntp_stratum_16_ends_the_query_at_once() {
+    rejected_at_once(
+        answer(Reply {
+            stratum: 16,
+            ..GOOD
+        }),
+        "stratum 16",
+    );
+}
+
+#[test]
+fn ntp_an_unsynchronised_server_is_not_a_kiss() {
+    // openntpd before its first sync: LI 3, stratum 0, empty reference id.
+    let run = check(fake(answer(Reply {
+        leap: 3,
+        stratum: 0,
+        refid: [0; 4],
+        ..GOOD
+    })));
+    let err = run.report["sources"][0]["error"].as_str().unwrap_or("");
+    assert!(err.contains("not synchronised"), "{}", run.report);
+    assert!(!err.contains("Kiss"), "{}", run.report);
+    assert!(run.took < TIMEOUT, "{:?}", run.took);
+}
+
+#[test]
+fn ntp_a_too_wide_error_bound_is_an_error_not_a_vote() {
+    // Root dispersion 3.5 s: ±3.5 s would overlap every other source.
+    let wide = Reply {
+        dispersion: 0x0003_8000,
+        ..GOOD
+    };
+    rejected_at_once(answer(wide), "exceeds SKEWGUARD_MAX_SOURCE_ERROR=3.000s");
+    // Allowed when the operator says so.
+    let out = support::run(
+        &["check", "--output", "json"],
+        &[
+            (
+                "SKEWGUARD_SOURCES",
+                &format!("ntp://127.0.0.1:{}", fake(answer(wide))),
+            ),
+            ("SKEWGUARD_TIMEOUT", "1s"),
+            ("SKEWGUARD_MAX_SOURCE_ERROR", "5s"),
+        ],
+    );
+    let u = out.number("uncertainty_seconds").unwrap_or(0.0);
+    assert!(u > 3.5 && u < 3.6, "{out}");
+}
+
+#[test]
+fn ntp_two_different_replies_to_one_request_are_both_refused() {
+    let run = check(fake(Box::new(|req| {
+        vec![
+            (false, encode(GOOD, req)),
+            (
+                false,
+                encode(
+                    Reply {
+                        shift: 600.0,
+                        ..GOOD
+                    },
+                    req,
+                ),
+            ),
+        ]
+    })));
+    let r = &run.report;
+    // Both were sent before the client woke up on an idle machine; on a busy
+    // one it may have taken the first alone, which is then the good one.
+    match r["sources"][0]["error"].as_str() {
+        Some(e) => assert!(e.contains("two different replies"), "{r}"),
+        None => assert!(
+            r["offset_seconds"].as_f64().is_some_and(|o| o.abs() < 0.01),
+            "{r}"
+        ),
+    }
+}
+
+#[test]
+fn ntp_kernel_receive_stamps_keep_the_truth_inside() {
+    // ntpsec, or chrony under libfaketime with a sub-second shift: T2 from the
+    // unshifted kernel clock, T3 from the server's clock, +0.25 s: δ < 0.
+    // (A negative shift makes T3 < T2, which is refused.)
+    for shift in [0.25, 2.25, 0.8] {
+        let run = check(fake(Box::new(move |req| {
+            let r = Reply {
+                shift,
+                receive: Some(ntp_now(0.0)),
+                ..GOOD
+            };
+            vec![(false, encode(r, req))]
+        })));
+        let r = &run.report;
+        let o = r["offset_seconds"].as_f64().unwrap_or(f64::NAN);
+        let u = r["uncertainty_seconds"].as_f64().unwrap_or(f64::NAN);
+        assert!(
+            (o - shift).abs() <= u,
+            "truth {shift} outside {o} ± {u}: {r}"
+        );
+        // The unshifted clock is inside too: either may be the server's.
+        assert!(o.abs() <= u, "{r}");
+    }
+}
+
+#[test]
+fn ntp_init_is_not_ready_and_the_next_sample_is_taken() {
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let n2 = n.clone();
+    let port = fake(Box::new(move |req| {
+        let first = n2.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+        let r = if first {
+            Reply {
+                leap: 3,
+                stratum: 0,
+                refid: *b"INIT",
+                ..GOOD
+            }
+        } else {
+            Reply { shift: 1.5, ..GOOD }
+        };
+        vec![(false, encode(r, req))]
+    }));
+    let out = support::run(
+        &["check", "--output", "json"],
+        &[
+            ("SKEWGUARD_SOURCES", &format!("ntp://127.0.0.1:{port}")),
+            ("SKEWGUARD_TIMEOUT", "1s"),
+            ("SKEWGUARD_SAMPLES", "3"),
+            ("SKEWGUARD_SAMPLE_INTERVAL", "50ms"),
+        ],
+    );
+    let o = out.number("offset_seconds").unwrap_or(f64::NAN);
+    assert!((o - 1.5).abs() < 0.005, "{out}");
+    assert_eq!(n.load(std::sync::atomic::Ordering::SeqCst), 3, "{out}");
+}
+
+#[test]
+fn ntp_deny_stops_the_server_for_the_life_of_the_process() {
+    for code in [*b"DENY", *b"RSTR"] {
+        let n = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let n2 = n.clone();
+        let port = fake(Box::new(move |req| {
+            n2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let r = Reply {
+                stratum: 0,
+                refid: code,
+                ..GOOD
+            };
+            vec![(false, encode(r, req))]
+        }));
+        // `wait` retries after 1 s, 2 s, …: without the stop it would query
+        // the server again within the 2.5 s.
+        let out = support::run(
+            &["wait"],
+            &[
+                ("SKEWGUARD_SOURCES", &format!("ntp://127.0.0.1:{port}")),
+                ("SKEWGUARD_TIMEOUT", "1s"),
+                ("SKEWGUARD_WAIT_TIMEOUT", "2500ms"),
+                ("SKEWGUARD_SAMPLES", "3"),
+                ("SKEWGUARD_SAMPLE_INTERVAL", "50ms"),
+            ],
+        );
+        out.assert_exit(1);
+        assert_eq!(n.load(std::sync::atomic::Ordering::SeqCst), 1, "{out}");
+        assert!(out.to_string().contains("not queried again"), "{out}");
+    }
+}
+
+#[test]
+fn ntp_a_closed_port_is_reported_at_once() {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free port")
+        .port();
+    let run = check(port);
+    let err = run.report["sources"][0]["error"].as_str().unwrap_or("");
+    assert!(err.contains("connection refused"), "{}", run.report);
+    assert!(run.took < TIMEOUT, "{:?}", run.took);
 }
 
 fn measured(shift: f64) -> Run {

@@ -15,8 +15,9 @@
 //! Inputs shorter than 25 bytes are zero-padded.
 
 use skewguard::ntp::packet::{
-    check_reply, rate_backoff, sample, Exchange, KissCode, NtpTimestamp, Packet, Rejection,
-    MAX_ROOT_DISTANCE_SECS, MIN_RATE_BACKOFF, MODE_SERVER, PACKET_LEN, UNSYNCHRONISED_STRATUM,
+    bounded_sample, check_reply, rate_backoff, sample, Exchange, KissCode, NtpTimestamp, Packet,
+    Rejection, MAX_RATE_BACKOFF, MAX_ROOT_DISTANCE_SECS, MIN_RATE_BACKOFF, MODE_SERVER,
+    PACKET_LEN, UNSYNCHRONISED_STRATUM,
 };
 
 use crate::assert_printable;
@@ -64,7 +65,7 @@ pub fn check(data: &[u8]) {
                 assert!(v.is_finite() && v >= 0.0, "{p:?}");
             }
             let backoff = rate_backoff(p.poll);
-            assert!(backoff >= MIN_RATE_BACKOFF && backoff.as_secs() <= 1 << 17);
+            assert!(backoff >= MIN_RATE_BACKOFF && backoff <= MAX_RATE_BACKOFF);
             assert_printable(&KissCode(p.reference_id).to_string());
         }
     }
@@ -91,7 +92,8 @@ pub fn check(data: &[u8]) {
                 "{p:?}"
             );
             assert_ne!(p.leap, 3, "accepted an unsynchronised (LI=3) server");
-            assert!(!p.transmit.is_zero());
+            assert!(!p.transmit.is_zero() && !p.receive.is_zero(), "{p:?}");
+            assert!((p.transmit - p.receive).0 >= 0, "accepted T3 < T2: {p:?}");
             assert!(p.root_distance() <= MAX_ROOT_DISTANCE_SECS);
             check_sample(t1, &p, t4);
         }
@@ -103,6 +105,11 @@ pub fn check(data: &[u8]) {
             );
             assert_eq!(p.stratum, 0);
             assert_eq!(code, KissCode(p.reference_id));
+            assert_ne!(p.reference_id, [0; 4], "an empty code is no kiss");
+        }
+        Err(Rejection::Unsynchronised) => {
+            assert_eq!((p.stratum, p.reference_id), (0, [0; 4]), "{p:?}");
+            assert_eq!(p.origin, nonce);
         }
         Err(e) => {
             if p.origin != nonce {
@@ -140,4 +147,22 @@ fn check_sample(t1: NtpTimestamp, p: &Packet, t4: NtpTimestamp) {
     assert!(s.uncertainty.is_finite() && s.uncertainty >= 0.0, "{s:?}");
     assert!(s.uncertainty >= s.rtt / 2.0, "{s:?}");
     assert!(s.uncertainty >= p.root_distance(), "{s:?} for {p:?}");
+    // Two server clocks (δ < 0): the bound holds what T2 alone and T3 alone allow.
+    let x = Exchange::new(t1, p.receive, p.transmit, t4);
+    if x.delay < 0.0 && (p.transmit - p.receive).0 >= 0 {
+        let secs = |a: NtpTimestamp, b: NtpTimestamp| (a - b).as_secs_f64();
+        let slack = 1e-6 * (1.0 + s.offset.abs());
+        assert!(s.offset - s.uncertainty <= secs(p.receive, t4) + slack, "{s:?} {p:?}");
+        assert!(s.offset + s.uncertainty >= secs(p.transmit, t1) - slack, "{s:?} {p:?}");
+    }
+    // The maximum error refuses exactly the wider samples.
+    for max in [0.0, 0.5, 3.0, 1e9] {
+        match bounded_sample(t1, p, t4, max) {
+            Ok(b) => assert!(b == s && s.uncertainty <= max),
+            Err(Rejection::ErrorBound { bound, max: m }) => {
+                assert!(bound > max && m == max, "{bound} {max}")
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
 }

@@ -69,6 +69,11 @@ pub async fn wait_until_fine(config: &Config, clock: &dyn Clock) -> (bool, Optio
             }
         }
         tokio::time::sleep_until(wake).await;
+        // A round that ends at once (a refused or closed port) must not spin
+        // at the deadline: timeout_at polls the round before the timer.
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
     }
     (false, last)
 }

@@ -1,13 +1,22 @@
 //! Queries one NTP server over UDP.
 //!
 //! Thin I/O around [`crate::ntp::packet`]: resolve, send a request carrying a
-//! random nonce, and wait for the genuine reply. Anything else that arrives on
-//! the socket in the meantime (other senders, stale or spoofed replies, junk) is
-//! logged and ignored, so it cannot cut the wait short or pass for an answer.
+//! random nonce, and wait for the genuine reply. The socket is connected, so
+//! the kernel drops datagrams from any other address (they can neither cut the
+//! wait short nor pass for an answer) and reports an ICMP port unreachable as
+//! `ECONNREFUSED` at once. Anything else that arrives from the server's
+//! address (stale or spoofed replies, junk) is logged and ignored; a genuine
+//! answer that cannot be used (unsynchronised, inconsistent timestamps, a
+//! kiss) ends the exchange at once instead of waiting out the timeout.
 //!
-//! Realtime is read once per exchange (T1); T4 is that reading plus elapsed
-//! monotonic time, so a wall-clock step during a query cannot distort the
-//! round trip.
+//! Timing: realtime is read once per exchange, bracketed by monotonic reads
+//! ([`crate::clock::Stamp`]); T1 is the earliest realtime the monotonic read
+//! just before the send can be, T4 the latest the read just after the receive
+//! can be. A preemption anywhere in between only widens δ, and with it the
+//! bound; a wall-clock step during a query cannot distort the round trip.
+//! Kernel receive timestamps (`SO_TIMESTAMPNS`) would make T4 tighter, not
+//! more honest, and need `recvmsg` with control messages (unsafe code), so
+//! they are not used.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -17,7 +26,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::clock::Clock;
-use crate::ntp::packet::{self, KissCode, NtpTimestamp, Packet, Rejection};
+use crate::ntp::packet::{self, KissAction, KissCode, NtpTimestamp, Packet, Rejection};
 use crate::source::{Outcome, QuerySettings, Sample, SourceError};
 
 /// Receive buffer: the 48-byte header plus room for extension fields; a longer
@@ -28,13 +37,17 @@ const RECV_BUF: usize = 1024;
 ///
 /// Makes `settings.samples` exchanges (at least one), `settings.sample_interval`
 /// apart, rotating through the resolved addresses, and keeps the sample with the
-/// least delay. Each exchange waits at most `settings.timeout`.
+/// least delay. Each exchange waits at most `settings.timeout`. A DENY or RSTR
+/// kiss ends the query with [`SourceError::Refused`] (the caller stops querying
+/// the server), a RATE kiss with a back-off in `retry_after`; any other kiss
+/// (e.g. `INIT`) only voids its own sample.
 pub async fn query(host: &str, port: u16, settings: &QuerySettings, clock: &dyn Clock) -> Outcome {
     let addrs = match resolve(host, port, settings.timeout).await {
         Ok(a) => a,
         Err(e) => return Outcome::from_result(Err(e)),
     };
     let samples = settings.samples.max(1);
+    let max_error = settings.max_source_error.as_secs_f64();
     let mut best: Option<Sample> = None;
     let mut last_err = None;
     for i in 0..samples {
@@ -42,23 +55,36 @@ pub async fn query(host: &str, port: u16, settings: &QuerySettings, clock: &dyn 
             tokio::time::sleep(settings.sample_interval).await;
         }
         let addr = addrs[i as usize % addrs.len()];
-        match exchange(addr, settings.timeout, clock).await {
+        match exchange(addr, settings.timeout, max_error, clock).await {
             Ok(s) => {
-                debug!(%addr, offset = s.offset, rtt = s.rtt, "ntp sample");
+                debug!(%addr, offset = s.offset, uncertainty = s.uncertainty, rtt = s.rtt, "ntp sample");
                 if best.map_or(true, |b| s.rtt < b.rtt) {
                     best = Some(s);
                 }
             }
-            Err(Failure::Kiss { code, poll }) => {
-                // A kiss asks us to stop querying this server now.
-                warn!(%addr, %code, "ntp server sent Kiss-o'-Death");
-                let retry_after = (code == KissCode::RATE).then(|| packet::rate_backoff(poll));
-                let result = best.ok_or_else(|| SourceError::KissOfDeath(code.to_string()));
-                return Outcome {
-                    result,
-                    retry_after,
-                };
-            }
+            Err(Failure::Kiss { code, poll }) => match code.action() {
+                KissAction::Stop => {
+                    warn!(%addr, %code, "ntp server refused service (Kiss-o'-Death); not querying it again");
+                    return Outcome::from_result(Err(SourceError::Refused(format!(
+                        "Kiss-o'-Death {code}: the server refuses to serve this client; \
+                         it is not queried again by this process"
+                    ))));
+                }
+                KissAction::SlowDown => {
+                    let pause = packet::rate_backoff(poll);
+                    warn!(%addr, %code, ?pause, "ntp server asked to slow down (Kiss-o'-Death)");
+                    return Outcome {
+                        result: best.ok_or_else(|| SourceError::KissOfDeath(code.to_string())),
+                        retry_after: Some(pause),
+                    };
+                }
+                KissAction::NotReady => {
+                    debug!(%addr, %code, "ntp server not ready (Kiss-o'-Death)");
+                    last_err = Some(SourceError::KissOfDeath(format!(
+                        "{code} (the server is not ready to give time yet)"
+                    )));
+                }
+            },
             Err(Failure::Other(e)) => {
                 debug!(%addr, error = %e, "ntp exchange failed");
                 last_err = Some(e);
@@ -86,7 +112,7 @@ async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketA
 
 /// Why one exchange gave no sample.
 enum Failure {
-    /// A Kiss-o'-Death answering our request: stop querying this server.
+    /// A Kiss-o'-Death answering our request.
     Kiss {
         /// The kiss code.
         code: KissCode,
@@ -103,16 +129,26 @@ impl From<SourceError> for Failure {
     }
 }
 
+/// A socket error in words; a refused port is said plainly.
+fn io_error(what: &str, addr: SocketAddr, e: &std::io::Error) -> SourceError {
+    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+        SourceError::Io(format!(
+            "{what} {addr}: connection refused (ICMP port unreachable): no NTP server listens there"
+        ))
+    } else {
+        SourceError::Io(format!("{what} {addr}: {e}"))
+    }
+}
+
 /// One request/reply exchange with `addr`, waiting at most `timeout`.
 async fn exchange(
     addr: SocketAddr,
     timeout: Duration,
+    max_error: f64,
     clock: &dyn Clock,
 ) -> Result<Sample, Failure> {
     let deadline = Instant::now() + timeout;
     let nonce = fresh_nonce()?;
-    // Unconnected on purpose: a datagram from another address must be seen
-    // and reported, not silently filtered by the kernel.
     let local: SocketAddr = if addr.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
@@ -121,22 +157,33 @@ async fn exchange(
     let sock = UdpSocket::bind(local)
         .await
         .map_err(|e| SourceError::Io(format!("bind {local}: {e}")))?;
+    sock.connect(addr)
+        .await
+        .map_err(|e| io_error("connect to", addr, &e))?;
     let request = packet::build_request(nonce);
 
     let anchor = clock.stamp();
-    let sent = tokio::time::timeout_at(deadline, sock.send_to(&request, addr)).await;
+    // T1 from the monotonic read just before the send: never later than it.
+    let t1 = NtpTimestamp::from_unix_nanos(anchor.earliest_real_at(clock.monotonic()));
+    let sent = match sock.try_send(&request) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            tokio::time::timeout_at(deadline, sock.send(&request)).await
+        }
+        other => Ok(other),
+    };
     match sent {
         Err(_) => return Err(SourceError::Timeout(timeout).into()),
-        Ok(Err(e)) => return Err(SourceError::Io(format!("send to {addr}: {e}")).into()),
+        Ok(Err(e)) => return Err(io_error("send to", addr, &e).into()),
         Ok(Ok(_)) => {}
     }
-    let t1 = NtpTimestamp::from_unix_nanos(anchor.real);
 
     let mut buf = [0u8; RECV_BUF];
     let mut last_invalid: Option<String> = None;
     loop {
-        let received = tokio::time::timeout_at(deadline, sock.recv_from(&mut buf)).await;
-        let (len, from) = match received {
+        let received = tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await;
+        // T4 first, before any parsing: never earlier than the arrival.
+        let t4 = NtpTimestamp::from_unix_nanos(anchor.latest_real_at(clock.monotonic()));
+        let len = match received {
             Err(_) => {
                 return Err(match last_invalid {
                     Some(reason) => SourceError::Invalid(reason),
@@ -144,24 +191,10 @@ async fn exchange(
                 }
                 .into())
             }
-            Ok(Err(e)) => return Err(SourceError::Io(format!("receive from {addr}: {e}")).into()),
-            Ok(Ok(got)) => got,
+            Ok(Err(e)) => return Err(io_error("receive from", addr, &e).into()),
+            Ok(Ok(len)) => len,
         };
-        // T4 first, before any parsing, so our own work does not count as delay.
-        let t4 = NtpTimestamp::from_unix_nanos(anchor.real_at(clock.monotonic()));
         let data = &buf[..len.min(RECV_BUF)];
-
-        // Compare address and port only: flow info and scope id of a reply may
-        // legitimately differ from the resolved address.
-        if from.ip() != addr.ip() || from.port() != addr.port() {
-            // The stray sender stays in the debug log: reports and /healthz name
-            // only configured sources.
-            let reason =
-                format!("a datagram came from another address, not from the queried {addr}");
-            debug!(%addr, %from, "ignoring ntp datagram from another sender");
-            last_invalid = Some(reason);
-            continue;
-        }
         let reply: Packet = match packet::check_reply(data, nonce) {
             Ok(p) => p,
             Err(Rejection::KissOfDeath(code)) => {
@@ -169,14 +202,50 @@ async fn exchange(
                 let poll = Packet::parse(data).map(|p| p.poll).unwrap_or(0);
                 return Err(Failure::Kiss { code, poll });
             }
+            Err(r) if r.is_answer() => {
+                debug!(%addr, reason = %r, "unusable ntp reply");
+                return Err(SourceError::Invalid(r.to_string()).into());
+            }
             Err(r) => {
-                debug!(%addr, reason = %r, "ignoring invalid ntp reply");
+                debug!(%addr, reason = %r, "ignoring invalid ntp datagram");
                 last_invalid = Some(r.to_string());
                 continue;
             }
         };
-        return Ok(packet::sample(t1, &reply, t4));
+        let accepted = reply.to_bytes();
+        if let Some(other) = conflicting_reply(&sock, &mut buf, nonce, &accepted) {
+            return Err(SourceError::Invalid(other).into());
+        }
+        return packet::bounded_sample(t1, &reply, t4, max_error)
+            .map_err(|r| SourceError::Invalid(r.to_string()).into());
     }
+}
+
+/// Reads what is already queued behind an accepted reply: a second, different
+/// answer to the same nonce means that at least one of the two is forged or
+/// replayed by someone who saw the request, and neither can be trusted.
+/// Identical copies (duplicated on the path) are harmless.
+fn conflicting_reply(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+    nonce: NtpTimestamp,
+    accepted: &[u8; packet::PACKET_LEN],
+) -> Option<String> {
+    while let Ok(len) = sock.try_recv(buf) {
+        let data = &buf[..len.min(buf.len())];
+        let answers = match packet::check_reply(data, nonce) {
+            Ok(_) => true,
+            Err(r) => r.is_answer(),
+        };
+        if answers && data.get(..packet::PACKET_LEN) != Some(&accepted[..]) {
+            warn!("two different NTP replies to one request; keeping neither");
+            return Some(
+                "two different replies to one request (one is forged or replayed): neither is used"
+                    .into(),
+            );
+        }
+    }
+    None
 }
 
 /// A random, non-zero transmit timestamp for one request.
@@ -316,29 +385,176 @@ mod tests {
         }
     }
 
+    fn kiss(code: [u8; 4], poll: i8) -> Script {
+        Box::new(move |req| {
+            let mut p = reply(req, 0.0);
+            p.stratum = 0;
+            p.leap = 3;
+            p.poll = poll;
+            p.reference_id = code;
+            vec![(false, p.to_bytes().to_vec())]
+        })
+    }
+
     #[tokio::test]
     async fn kiss_of_death_ends_the_query_at_once() {
-        for (code, backoff) in [
-            (*b"RATE", Some(Duration::from_secs(1024))),
-            (*b"DENY", None),
-            ([0, 1, 2, 3], None),
-        ] {
-            let script: Script = Box::new(move |req| {
-                let mut p = reply(req, 0.0);
-                p.stratum = 0;
-                p.leap = 3;
-                p.poll = 10;
-                p.reference_id = code;
-                vec![(false, p.to_bytes().to_vec())]
-            });
-            let (out, took) = run(script, &settings(2000)).await;
-            assert_eq!(
-                out.result,
-                Err(SourceError::KissOfDeath(KissCode(code).to_string()))
-            );
-            assert_eq!(out.retry_after, backoff);
-            assert!(took < Duration::from_millis(500), "{took:?}");
+        let (out, took) = run(kiss(*b"RATE", 10), &settings(2000)).await;
+        assert_eq!(out.result, Err(SourceError::KissOfDeath("RATE".into())));
+        assert_eq!(out.retry_after, Some(Duration::from_secs(1024)));
+        assert!(took < Duration::from_millis(500), "{took:?}");
+        // A poll of 2^17 s asks for 36 h: capped at 2^10 s.
+        let (out, _) = run(kiss(*b"RATE", 17), &settings(2000)).await;
+        assert_eq!(out.retry_after, Some(packet::MAX_RATE_BACKOFF));
+
+        for code in [*b"DENY", *b"RSTR"] {
+            let (port, seen) = fake(kiss(code, 10));
+            let s = QuerySettings {
+                samples: 3,
+                sample_interval: Duration::from_millis(10),
+                ..settings(2000)
+            };
+            let start = StdInstant::now();
+            let out = query("127.0.0.1", port, &s, &SystemClock).await;
+            match &out.result {
+                Err(SourceError::Refused(m)) => {
+                    assert!(
+                        m.contains(&format!("Kiss-o'-Death {}", KissCode(code))),
+                        "{m}"
+                    );
+                    assert!(m.contains("not queried again"), "{m}");
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(out.retry_after, None);
+            assert_eq!(seen.load(Ordering::SeqCst), 1, "no query after the refusal");
+            assert!(start.elapsed() < Duration::from_millis(500));
         }
+    }
+
+    #[tokio::test]
+    async fn other_kiss_codes_only_void_their_sample() {
+        // ntpsec answers INIT while it starts: the next sample is still taken.
+        let n = Arc::new(AtomicU32::new(0));
+        let n2 = n.clone();
+        let mut init = kiss(*b"INIT", 6);
+        let script: Script = Box::new(move |req| {
+            if n2.fetch_add(1, Ordering::SeqCst) == 0 {
+                init(req)
+            } else {
+                vec![(false, reply(req, 2.5).to_bytes().to_vec())]
+            }
+        });
+        let (port, seen) = fake(script);
+        let s = QuerySettings {
+            samples: 3,
+            sample_interval: Duration::from_millis(10),
+            ..settings(1000)
+        };
+        let out = query("127.0.0.1", port, &s, &SystemClock).await;
+        assert!((out.result.unwrap().offset - 2.5).abs() < 0.005);
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
+        assert_eq!(out.retry_after, None);
+
+        // Only INIT: an error that says so, quickly.
+        let (out, took) = run(kiss(*b"INIT", 6), &settings(2000)).await;
+        match out.result {
+            Err(SourceError::KissOfDeath(m)) => {
+                assert!(m.contains("INIT (the server is not ready"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(took < Duration::from_millis(500), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn unusable_answers_end_the_exchange_at_once() {
+        type Edit = fn(&mut Packet);
+        let cases: &[(&str, Edit, &str)] = &[
+            ("stratum 16", |p| p.stratum = 16, "stratum 16"),
+            (
+                "zero receive",
+                |p| p.receive = NtpTimestamp::ZERO,
+                "zero receive",
+            ),
+            (
+                "T3 before T2",
+                |p| p.transmit = NtpTimestamp(p.receive.0 - (1 << 30)),
+                "transmit timestamp before",
+            ),
+            (
+                "unsynchronised",
+                |p| {
+                    p.leap = 3;
+                    p.stratum = 0;
+                    p.reference_id = [0; 4];
+                },
+                "not synchronised",
+            ),
+            (
+                "too wide",
+                |p| p.root_dispersion = 3.5,
+                "exceeds SKEWGUARD_MAX_SOURCE_ERROR",
+            ),
+        ];
+        for (name, edit, want) in cases {
+            let (out, took) = run(answer(0.0, *edit), &settings(2000)).await;
+            match out.result {
+                Err(SourceError::Invalid(r)) => assert!(r.contains(want), "{name}: {r}"),
+                other => panic!("{name}: {other:?}"),
+            }
+            assert!(took < Duration::from_millis(500), "{name}: {took:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn two_different_replies_are_both_refused() {
+        let script: Script = Box::new(|req| {
+            let a = reply(req, 0.0);
+            let b = reply(req, 1.0);
+            vec![
+                (false, a.to_bytes().to_vec()),
+                (false, b.to_bytes().to_vec()),
+            ]
+        });
+        let (port, _) = fake(script);
+        // The fake sends both before the client reads: retry until the client
+        // saw both queued (on a loaded machine it may read the first earlier).
+        let mut refused = false;
+        for _ in 0..20 {
+            let out = query("127.0.0.1", port, &settings(1000), &SystemClock).await;
+            match out.result {
+                Err(SourceError::Invalid(r)) if r.contains("two different replies") => {
+                    refused = true;
+                    break;
+                }
+                Ok(s) => assert!(s.offset.abs() < 0.005, "the first one: {s:?}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(refused);
+
+        // Identical copies are harmless.
+        let script: Script = Box::new(|req| {
+            let a = reply(req, 0.5).to_bytes().to_vec();
+            vec![(false, a.clone()), (false, a)]
+        });
+        let (out, _) = run(script, &settings(1000)).await;
+        assert!((out.result.unwrap().offset - 0.5).abs() < 0.005);
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_reported_at_once() {
+        let port = {
+            let s = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+            s.local_addr().unwrap().port()
+        };
+        let start = StdInstant::now();
+        let out = query("127.0.0.1", port, &settings(2000), &SystemClock).await;
+        match out.result {
+            Err(SourceError::Io(m)) => assert!(m.contains("connection refused"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(start.elapsed() < Duration::from_millis(1000));
     }
 
     #[tokio::test]
@@ -400,17 +616,16 @@ mod tests {
             other => panic!("{other:?}"),
         }
 
+        // Another sender's datagram never reaches the connected socket.
         let (out, _) = run(
             Box::new(|req| vec![(true, reply(req, 0.0).to_bytes().to_vec())]),
             &settings(300),
         )
         .await;
-        match out.result {
-            Err(SourceError::Invalid(r)) => {
-                assert!(r.contains("not from the queried 127.0.0.1"), "{r}")
-            }
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            out.result,
+            Err(SourceError::Timeout(Duration::from_millis(300)))
+        );
     }
 
     #[tokio::test]
@@ -491,9 +706,17 @@ mod tests {
         let out = query("127.0.0.1", port, &settings(1000), &clock).await;
         let s = out.result.unwrap();
         let want = YEARS_56 as f64 / 1e9;
-        assert!((s.offset - want).abs() < 0.005, "{s:?} vs {want}");
+        // Whichever of the (rarely several) reads the anchor kept: whole days off.
+        let days = (want - s.offset) / 86_400.0;
+        assert!(
+            (days - days.round()).abs() * 86_400.0 < 0.005,
+            "{s:?} vs {want}"
+        );
+        assert!(days.round() >= 0.0 && days.round() < 8.0, "{s:?} vs {want}");
         assert!(s.rtt < 0.1, "{s:?}");
-        assert_eq!(clock.reads.load(Ordering::SeqCst), 1, "realtime read once");
+        // Realtime is read once, unless a preempted read was retried.
+        let reads = clock.reads.load(Ordering::SeqCst);
+        assert!((1..=crate::clock::STAMP_TRIES as u32).contains(&reads));
     }
 
     #[tokio::test]

@@ -40,11 +40,19 @@ pub const MODE_SERVER: u8 = 4;
 /// Version written into requests.
 pub const VERSION: u8 = 4;
 
-/// Poll exponents a RATE back-off is computed from: 2^4 s .. 2^17 s (~36 h).
-const RATE_POLL_RANGE: (i8, i8) = (4, 17);
+/// Poll exponents a RATE back-off is computed from: 2^4 s .. 2^10 s.
+///
+/// RFC 5905 allows polls up to 2^17 s (36 h), but a guard that obeys a single
+/// packet by going blind for a day and a half is worse than useless; 2^10 s
+/// (17 min) is the default `maxpoll` of both chrony and ntpd, so no server
+/// expects a client to stay away longer.
+const RATE_POLL_RANGE: (i8, i8) = (4, 10);
 
 /// The shortest back-off after a RATE kiss.
 pub const MIN_RATE_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The longest back-off after a RATE kiss: 2^10 s, see `RATE_POLL_RANGE`.
+pub const MAX_RATE_BACKOFF: Duration = Duration::from_secs(1 << 10);
 
 const FRAC_PER_SEC: f64 = 4_294_967_296.0; // 2^32
 
@@ -142,6 +150,28 @@ impl KissCode {
     pub const DENY: KissCode = KissCode(*b"DENY");
     /// RSTR: access restricted; stop querying this server.
     pub const RSTR: KissCode = KissCode(*b"RSTR");
+
+    /// What a client must do on this kiss (RFC 5905 §7.4 names only DENY,
+    /// RSTR and RATE; every other code, such as ntpsec's start-up `INIT`,
+    /// only says this reply carries no time).
+    pub fn action(self) -> KissAction {
+        match self {
+            KissCode::DENY | KissCode::RSTR => KissAction::Stop,
+            KissCode::RATE => KissAction::SlowDown,
+            _ => KissAction::NotReady,
+        }
+    }
+}
+
+/// What a Kiss-o'-Death asks of the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KissAction {
+    /// DENY, RSTR: stop querying this server.
+    Stop,
+    /// RATE: query less often.
+    SlowDown,
+    /// Any other code: no time in this reply; a later one may carry it.
+    NotReady,
 }
 
 impl fmt::Display for KissCode {
@@ -262,10 +292,22 @@ impl Packet {
             return Err(Rejection::WrongOrigin);
         }
         if self.stratum == 0 {
+            // openntpd before its first sync: LI 3, stratum 0, no code at all.
+            // That is a server without time, not a request to back off.
+            if self.reference_id == [0; 4] {
+                return Err(Rejection::Unsynchronised);
+            }
             return Err(Rejection::KissOfDeath(KissCode(self.reference_id)));
         }
         if self.transmit.is_zero() {
             return Err(Rejection::ZeroTransmit);
+        }
+        if self.receive.is_zero() {
+            return Err(Rejection::ZeroReceive);
+        }
+        // Era-safe: T3 − T2 is the server's hold time, never negative.
+        if (self.transmit - self.receive).0 < 0 {
+            return Err(Rejection::TransmitBeforeReceive);
         }
         if self.stratum >= UNSYNCHRONISED_STRATUM {
             return Err(Rejection::UnsynchronisedStratum(self.stratum));
@@ -301,6 +343,13 @@ pub enum Rejection {
     WrongOrigin,
     /// The transmit timestamp is zero: the server did not fill it in.
     ZeroTransmit,
+    /// The receive timestamp (T2) is zero: the server did not fill it in.
+    ZeroReceive,
+    /// The transmit timestamp (T3) is before the receive timestamp (T2).
+    TransmitBeforeReceive,
+    /// Stratum 0 without a kiss code: the server has no time yet (openntpd
+    /// before its first synchronisation).
+    Unsynchronised,
     /// Stratum 0: the server sent a Kiss-o'-Death with this code.
     KissOfDeath(KissCode),
     /// Stratum 16 or more: the server is unsynchronised.
@@ -309,6 +358,30 @@ pub enum Rejection {
     LeapAlarm,
     /// Root distance (seconds) above [`MAX_ROOT_DISTANCE_SECS`].
     RootDistance(f64),
+    /// The whole error bound of the exchange (seconds) is above the allowed
+    /// maximum (seconds): too wide to be a vote.
+    ErrorBound {
+        /// The exchange's error bound.
+        bound: f64,
+        /// The configured maximum.
+        max: f64,
+    },
+}
+
+impl Rejection {
+    /// Whether the datagram is the server's answer to our request (mode,
+    /// version and origin check out) that it cannot be used: waiting longer
+    /// for another answer is pointless, the exchange ends at once. The
+    /// others may be junk, strays or forgeries and are ignored.
+    pub fn is_answer(&self) -> bool {
+        !matches!(
+            self,
+            Rejection::TooShort(_)
+                | Rejection::NotServerMode(_)
+                | Rejection::BadVersion(_)
+                | Rejection::WrongOrigin
+        )
+    }
 }
 
 impl fmt::Display for Rejection {
@@ -324,6 +397,13 @@ impl fmt::Display for Rejection {
                 "origin timestamp does not match the request's nonce (stale, duplicated or spoofed)",
             ),
             Rejection::ZeroTransmit => f.write_str("zero transmit timestamp"),
+            Rejection::ZeroReceive => f.write_str("zero receive timestamp"),
+            Rejection::TransmitBeforeReceive => {
+                f.write_str("transmit timestamp before the receive timestamp")
+            }
+            Rejection::Unsynchronised => f.write_str(
+                "the server is not synchronised (stratum 0 without a kiss code): it has no time to give yet",
+            ),
             Rejection::KissOfDeath(code) => write!(f, "Kiss-o'-Death {code}"),
             Rejection::UnsynchronisedStratum(s) => {
                 write!(f, "stratum {s}: the server is unsynchronised")
@@ -334,6 +414,10 @@ impl fmt::Display for Rejection {
             Rejection::RootDistance(d) => write!(
                 f,
                 "root distance {d:.3}s exceeds {MAX_ROOT_DISTANCE_SECS}s"
+            ),
+            Rejection::ErrorBound { bound, max } => write!(
+                f,
+                "error bound ±{bound:.3}s exceeds SKEWGUARD_MAX_SOURCE_ERROR={max:.3}s"
             ),
         }
     }
@@ -349,16 +433,22 @@ pub struct Exchange {
     /// δ = (T4−T1)−(T3−T2), in seconds; may be negative when the server's
     /// timestamps are inconsistent (seen with chrony under libfaketime).
     pub delay: f64,
+    /// (T4−T1)+(T3−T2), in seconds: the local round trip plus the server's
+    /// hold time, the width of the interval T2 and T3 allow *each on its own*.
+    pub span: f64,
 }
 
 impl Exchange {
-    /// Computes θ and δ from the four timestamps with era-safe differences.
+    /// Computes θ, δ and the span from the four timestamps with era-safe differences.
     pub fn new(t1: NtpTimestamp, t2: NtpTimestamp, t3: NtpTimestamp, t4: NtpTimestamp) -> Self {
         // Sum in i128: each difference may be close to ±2^63.
-        let offset =
-            (i128::from((t2 - t1).0) + i128::from((t3 - t4).0)) as f64 / FRAC_PER_SEC / 2.0;
-        let delay = (i128::from((t4 - t1).0) - i128::from((t3 - t2).0)) as f64 / FRAC_PER_SEC;
-        Exchange { offset, delay }
+        let (out, back) = (i128::from((t2 - t1).0), i128::from((t3 - t4).0));
+        let (local, hold) = (i128::from((t4 - t1).0), i128::from((t3 - t2).0));
+        Exchange {
+            offset: (out + back) as f64 / FRAC_PER_SEC / 2.0,
+            delay: (local - hold) as f64 / FRAC_PER_SEC,
+            span: (local + hold) as f64 / FRAC_PER_SEC,
+        }
     }
 
     /// Round-trip time as reported: δ, never below zero.
@@ -366,21 +456,31 @@ impl Exchange {
         self.delay.max(0.0)
     }
 
-    /// Error bound ε = |δ|/2 + root_delay/2 + root_dispersion: AWS ClockBound's
-    /// bound, with the delay taken as a magnitude.
+    /// Error bound ε around θ: δ/2 + root_delay/2 + root_dispersion (AWS
+    /// ClockBound's bound) for δ ≥ 0.
     ///
-    /// For δ ≥ 0 this is ClockBound's max(δ,0)/2. A negative δ means the server's
-    /// T2 and T3 disagree by at least |δ| (chrony under libfaketime: T2 from the
-    /// kernel, T3 shifted), and θ is then off by up to |δ|/2 — measured here:
-    /// a +0.25 s shift reads as θ = +0.125 s, δ = −0.25 s. Clamping δ to 0 would
-    /// claim ±0 around a value 125 ms wrong; |δ| keeps the truth inside the bound
-    /// and can never make it negative.
+    /// A server whose T2 and T3 come from one clock gives T3 − T4 ≤ θ ≤ T2 − T1,
+    /// an interval of width δ around θ. A negative δ means they come from two
+    /// clocks (chrony and ntpsec take T2 from the kernel; under libfaketime a
+    /// +0.25 s shift reads as θ = +0.125 s, δ = −0.25 s), and that interval is
+    /// empty. Then either clock may be the server's: T2 alone gives
+    /// [T2 − T4, T2 − T1], T3 alone [T3 − T4, T3 − T1], and their hull
+    /// [T2 − T4, T3 − T1] is centred on θ with half-width span/2, which holds
+    /// the truth whichever clock is right (|δ|/2 would miss it by rtt/2).
     pub fn error_bound(&self, root_delay: f64, root_dispersion: f64) -> f64 {
-        self.delay.abs() / 2.0 + root_delay / 2.0 + root_dispersion
+        let own = if self.delay >= 0.0 {
+            self.delay
+        } else {
+            self.span.max(-self.delay)
+        };
+        own / 2.0 + root_delay / 2.0 + root_dispersion
     }
 }
 
 /// The sample a validated reply gives, with T1 and T4 read locally.
+///
+/// T1 must be no later than the request left and T4 no earlier than the
+/// reply arrived (on the local realtime scale), or the bound is not honest.
 pub fn sample(t1: NtpTimestamp, reply: &Packet, t4: NtpTimestamp) -> Sample {
     let x = Exchange::new(t1, reply.receive, reply.transmit, t4);
     Sample::plain(
@@ -390,7 +490,27 @@ pub fn sample(t1: NtpTimestamp, reply: &Packet, t4: NtpTimestamp) -> Sample {
     )
 }
 
-/// How long to stay away after a RATE kiss: 2^poll seconds, at least a minute.
+/// [`sample`], refused when its error bound exceeds `max_error` seconds: an
+/// interval that wide would overlap every other source and join any majority.
+pub fn bounded_sample(
+    t1: NtpTimestamp,
+    reply: &Packet,
+    t4: NtpTimestamp,
+    max_error: f64,
+) -> Result<Sample, Rejection> {
+    let s = sample(t1, reply, t4);
+    // A NaN bound is refused too.
+    if s.uncertainty.is_nan() || s.uncertainty > max_error {
+        return Err(Rejection::ErrorBound {
+            bound: s.uncertainty,
+            max: max_error,
+        });
+    }
+    Ok(s)
+}
+
+/// How long to stay away after a RATE kiss: 2^poll seconds, from a minute to
+/// [`MAX_RATE_BACKOFF`].
 ///
 /// The poll exponent comes from the server, so it is clamped to a sane range.
 pub fn rate_backoff(poll: i8) -> Duration {
@@ -576,6 +696,25 @@ mod tests {
                 Rejection::RootDistance(17.0),
             ),
             (
+                "zero receive",
+                |p| p.receive = NtpTimestamp::ZERO,
+                Rejection::ZeroReceive,
+            ),
+            (
+                "T3 before T2",
+                |p| p.transmit = NtpTimestamp(p.receive.0 - 1),
+                Rejection::TransmitBeforeReceive,
+            ),
+            (
+                "openntpd unsynchronised",
+                |p| {
+                    p.leap = 3;
+                    p.stratum = 0;
+                    p.reference_id = [0; 4];
+                },
+                Rejection::Unsynchronised,
+            ),
+            (
                 "spoofed KoD",
                 |p| {
                     p.stratum = 0;
@@ -633,10 +772,77 @@ mod tests {
                 Rejection::RootDistance(17.0),
                 "root distance 17.000s exceeds 16s",
             ),
+            (Rejection::ZeroReceive, "zero receive timestamp"),
+            (
+                Rejection::TransmitBeforeReceive,
+                "transmit timestamp before",
+            ),
+            (Rejection::Unsynchronised, "not synchronised"),
+            (
+                Rejection::ErrorBound {
+                    bound: 4.5,
+                    max: 3.0,
+                },
+                "±4.500s exceeds SKEWGUARD_MAX_SOURCE_ERROR=3.000s",
+            ),
         ];
         for (r, want) in cases {
             assert!(r.to_string().contains(want), "{r}");
         }
+    }
+
+    #[test]
+    fn only_deny_rstr_and_rate_are_acted_on() {
+        assert_eq!(KissCode::DENY.action(), KissAction::Stop);
+        assert_eq!(KissCode::RSTR.action(), KissAction::Stop);
+        assert_eq!(KissCode::RATE.action(), KissAction::SlowDown);
+        for code in [*b"INIT", *b"STEP", *b"ACST", [0, 1, 2, 3]] {
+            assert_eq!(KissCode(code).action(), KissAction::NotReady);
+        }
+    }
+
+    #[test]
+    fn answers_end_the_exchange_and_strays_do_not() {
+        for r in [
+            Rejection::TooShort(3),
+            Rejection::NotServerMode(3),
+            Rejection::BadVersion(1),
+            Rejection::WrongOrigin,
+        ] {
+            assert!(!r.is_answer(), "{r}");
+        }
+        for r in [
+            Rejection::ZeroTransmit,
+            Rejection::ZeroReceive,
+            Rejection::TransmitBeforeReceive,
+            Rejection::Unsynchronised,
+            Rejection::KissOfDeath(KissCode::RATE),
+            Rejection::UnsynchronisedStratum(16),
+            Rejection::LeapAlarm,
+            Rejection::RootDistance(20.0),
+        ] {
+            assert!(r.is_answer(), "{r}");
+        }
+    }
+
+    #[test]
+    fn a_wide_exchange_is_refused_not_voted() {
+        let t1 = unix_f(1_780_000_000.0);
+        let mut p = good_reply();
+        p.receive = unix_f(1_780_000_001.0);
+        p.transmit = unix_f(1_780_000_001.0);
+        p.root_delay = 2.0;
+        p.root_dispersion = 2.5;
+        let t4 = unix_f(1_780_000_000.5);
+        match bounded_sample(t1, &p, t4, 3.0) {
+            Err(Rejection::ErrorBound { bound, max }) => {
+                assert!((bound - 3.75).abs() < 1e-6, "{bound}");
+                assert_eq!(max, 3.0);
+            }
+            other => panic!("{other:?}"),
+        }
+        let s = bounded_sample(t1, &p, t4, 4.0).unwrap();
+        assert!((s.uncertainty - 3.75).abs() < 1e-6, "{s:?}");
     }
 
     #[test]
@@ -741,8 +947,9 @@ mod tests {
             (4, 60),
             (6, 64),
             (10, 1024),
-            (17, 131_072),
-            (127, 131_072),
+            (10, 1024),
+            (17, 1024),
+            (127, 1024),
         ] {
             assert_eq!(rate_backoff(poll), Duration::from_secs(secs), "poll {poll}");
         }
@@ -782,6 +989,43 @@ mod tests {
             prop_assume!(p.origin.0 != nonce);
             prop_assert!(check_reply(&bytes, NtpTimestamp(nonce)).is_err());
             prop_assert_eq!(p.validate(NtpTimestamp(nonce)), Err(Rejection::WrongOrigin));
+        }
+
+        /// A server whose T2 comes from one clock and T3 from another (kernel
+        /// receive stamps under libfaketime, ntpsec), seen as a negative δ:
+        /// whichever of the two is the server's clock, its offset is inside
+        /// the bound. (Two clocks closer than the round trip give δ ≥ 0 and
+        /// cannot be told from one.)
+        #[test]
+        fn two_server_clocks_stay_inside_the_bound(
+            t1 in 1_600_000_000_000_000_000i128..1_900_000_000_000_000_000,
+            rtt in 0i128..500_000_000,
+            at in 0.0f64..=1.0,
+            hold in 0i128..5_000_000,
+            rx_shift in -3_000_000_000i128..3_000_000_000,
+            tx_shift in -3_000_000_000i128..3_000_000_000,
+        ) {
+            let ns = NtpTimestamp::from_unix_nanos;
+            let arrive = t1 + (rtt as f64 * at) as i128;
+            let leave = (arrive + hold).min(t1 + rtt);
+            let (t2, t3) = (arrive + rx_shift, leave + tx_shift);
+            prop_assume!(t3 >= t2);
+            let mut p = good_reply();
+            p.root_delay = 0.0;
+            p.root_dispersion = 0.0;
+            p.receive = ns(t2);
+            p.transmit = ns(t3);
+            prop_assume!(Exchange::new(ns(t1), p.receive, p.transmit, ns(t1 + rtt)).delay < 0.0);
+            let s = sample(ns(t1), &p, ns(t1 + rtt));
+            // 2 ns of slack: each timestamp rounds to 2^-32 s.
+            for truth in [rx_shift, tx_shift] {
+                let truth = truth as f64 / 1e9;
+                prop_assert!(
+                    (s.offset - truth).abs() <= s.uncertainty + 2e-9,
+                    "{s:?} misses {truth}"
+                );
+            }
+            prop_assert!(s.uncertainty >= 0.0);
         }
 
         #[test]
