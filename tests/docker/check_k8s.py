@@ -26,6 +26,30 @@ def http_path(probe):
     return ((probe or {}).get("httpGet") or {}).get("path")
 
 
+# Series the rules must watch: the verdict, the loop's progress, the target itself.
+RULE_METRICS = ("skewguard_verdict", "skewguard_last_measurement_age_seconds", "up{")
+
+
+def check_rules(where, rules):
+    """Problems of a rules document ({groups: [...]}) that the Operator and
+    Prometheus would accept but that break the examples' promises."""
+    problems = []
+    groups = rules.get("groups") or []
+    alerts = [r for g in groups for r in g.get("rules", []) if "alert" in r]
+    if not alerts:
+        problems.append(f"{where}: no alerting rules")
+    exprs = " ".join(str(r.get("expr", "")) for r in alerts)
+    for metric in RULE_METRICS:
+        if metric not in exprs:
+            problems.append(f"{where}: no rule on {metric}")
+    for r in alerts:
+        if not r["alert"].startswith("Skewguard"):
+            problems.append(f"{where}: alert {r['alert']} lacks the Skewguard prefix")
+        if "runbook_url" not in r.get("annotations", {}):
+            problems.append(f"{where}: alert {r['alert']} has no runbook_url")
+    return problems
+
+
 def main(root):
     root = pathlib.Path(root)
     problems = []
@@ -43,8 +67,16 @@ def main(root):
             if doc:
                 docs.append((name, doc))
 
-    found = {"wait-init": False, "sidecar": False, "daemonset": False, "service": False, "rules": False}
+    found = {
+        "wait-init": False,
+        "sidecar": False,
+        "daemonset": False,
+        "service": False,
+        "rules": False,
+        "PrometheusRule": False,
+    }
     daemonset_labels = None
+    configmap_rules = operator_rules = None
     for name, doc in docs:
         where = f"{name}: {doc['kind']}/{doc['metadata']['name']}"
         spec = pod_spec(doc)
@@ -95,16 +127,20 @@ def main(root):
                 rules = yaml.safe_load(text)
                 if not isinstance(rules, dict) or "groups" not in rules:
                     continue
-                exprs = " ".join(r["expr"] for g in rules["groups"] for r in g["rules"])
-                for metric in ("skewguard_offset_seconds", "skewguard_measurements_total"):
-                    if metric not in exprs:
-                        problems.append(f"{where} {key}: no rule on {metric}")
+                problems += check_rules(f"{where} {key}", rules)
+                configmap_rules = rules
                 found["rules"] = True
+        if doc["kind"] == "PrometheusRule":
+            problems += check_rules(where, doc.get("spec", {}))
+            operator_rules = doc.get("spec")
+            found["PrometheusRule"] = True
     for name, doc in docs:
         if doc["kind"] == "Service" and daemonset_labels:
             selector = doc["spec"].get("selector", {})
             if selector and all(daemonset_labels.get(k) == v for k, v in selector.items()):
                 found["service"] = True
+    if configmap_rules is not None and operator_rules is not None and configmap_rules != operator_rules:
+        problems.append("the PrometheusRule and the rules ConfigMap say different things")
     for what, ok in found.items():
         if not ok:
             problems.append(f"no {what} example found")
