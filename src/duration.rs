@@ -1,5 +1,6 @@
 //! Durations as people read them: configured settings (`5m`, `150ms`), signed
-//! offsets (`+1200.000042s`) and measured sizes (`20m0.000s`, `52µs`).
+//! offsets (`+1200.000042s`), measured sizes (`20m0.000s`, `52µs`) and sizes
+//! as a person says them in a headline (`15m02s`, `1 day 0h00m`, `3.0 years (1095 days)`).
 //!
 //! At the bottom of the import ladder, so the report, the hints and the
 //! sources can all format a duration without importing each other.
@@ -63,6 +64,41 @@ pub fn human_duration(secs: f64) -> String {
     }
 }
 
+/// Seconds in a day.
+const DAY: f64 = 86_400.0;
+/// Seconds in a Julian year, the unit people mean by "years" of drift.
+const YEAR: f64 = 365.25 * DAY;
+
+/// Formats a size as a person says it, rounded to what matters at that scale:
+/// `250.0ms`, `2.5s`, `15m02s`, `5h30m`, `1 day 0h00m`, `3.0 years (1095 days)`.
+/// The exact figure belongs next to it (per-source lines, JSON).
+pub fn spoken_duration(secs: f64) -> String {
+    if !secs.is_finite() {
+        return "?".into();
+    }
+    let a = secs.abs();
+    let sign = if secs < 0.0 { "-" } else { "" };
+    let body = if a < 1.0 {
+        return human_duration(secs);
+    } else if a < 59.95 {
+        format!("{a:.1}s")
+    } else if a < 3599.5 {
+        let s = a.round() as u64;
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else if a < DAY - 30.0 {
+        let m = (a / 60.0).round() as u64;
+        format!("{}h{:02}m", m / 60, m % 60)
+    } else if a < 365.0 * DAY {
+        let m = (a / 60.0).round() as u64;
+        let days = m / 1440;
+        let unit = if days == 1 { "day" } else { "days" };
+        format!("{days} {unit} {}h{:02}m", m % 1440 / 60, m % 60)
+    } else {
+        format!("{:.1} years ({} days)", a / YEAR, (a / DAY).round() as u64)
+    };
+    format!("{sign}{body}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +123,28 @@ mod tests {
             (0.15, "150ms"),
         ] {
             assert_eq!(human_setting(s), want);
+        }
+    }
+
+    #[test]
+    fn spoken_durations() {
+        for (s, want) in [
+            (0.25, "250.0ms"),
+            (2.5, "2.5s"),
+            (59.97, "1m00s"),
+            (902.4, "15m02s"),
+            (1199.9996, "20m00s"),
+            (3599.7, "1h00m"),
+            (19_800.0, "5h30m"),
+            (19_799.0, "5h30m"),
+            (86_399.0, "1 day 0h00m"),
+            (86_400.0, "1 day 0h00m"),
+            (2.0 * 86_400.0 + 3_900.0, "2 days 1h05m"),
+            (3.0 * 365.0 * 86_400.0, "3.0 years (1095 days)"),
+            (-19_800.0, "-5h30m"),
+            (f64::NAN, "?"),
+        ] {
+            assert_eq!(spoken_duration(s), want, "{s}");
         }
     }
 }

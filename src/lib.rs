@@ -22,6 +22,7 @@ pub mod holdover;
 pub mod http_date;
 pub mod metrics;
 pub mod ntp;
+pub mod platform;
 pub mod report;
 pub mod round;
 pub mod select;

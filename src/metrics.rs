@@ -162,12 +162,14 @@ struct MeasurementLabels {
     result: &'static str,
 }
 
-/// `{version="…",arch="…",os="…"}` of `skewguard_build_info`.
+/// `{version="…",arch="…",os="…",platform="…"}` of `skewguard_build_info`;
+/// `platform` is the report's platform code (`docker-desktop`, `eks`, `linux`, …).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
     arch: &'static str,
     os: &'static str,
+    platform: &'static str,
 }
 
 /// Every metric `serve` exposes, and the registry that encodes them.
@@ -254,12 +256,14 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION"),
                 arch: std::env::consts::ARCH,
                 os: std::env::consts::OS,
+                // Where this runs does not change while it runs: read once.
+                platform: crate::platform::Platform::classify(&crate::platform::read()).code(),
             })
             .set(1);
         add(
             r,
             "build_info",
-            "Always 1; the labels say which build of skewguard this is",
+            "Always 1; the labels say which build of skewguard this is and where it runs",
             None,
             build,
         );

@@ -4,9 +4,10 @@
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
-use crate::duration::{human_duration, human_setting, signed_seconds};
+use crate::duration::{human_duration, human_setting, signed_seconds, spoken_duration};
 
 use crate::hint::{self, Evidence};
+use crate::platform::{AwsClock, Observation, Platform};
 use crate::select::{self, AuthSelect, Candidate, Interval, Refusal, Selection};
 use crate::source::{Exemption, Outcome, Source, SourceError};
 use crate::sys::KernelClock;
@@ -33,8 +34,23 @@ pub struct Report {
     pub profile: String,
     /// One entry per configured source, in configured order.
     pub sources: Vec<SourceReport>,
-    /// Likely cause and fix.
+    /// Likely cause: the evidence, in words.
     pub hint: Option<String>,
+    /// The cause as a stable code (`vm-paused`, `time-zone`, …; see `hint::Cause`).
+    #[serde(default)]
+    pub cause: Option<String>,
+    /// What to do about it, on the host or VM that owns the clock.
+    #[serde(default)]
+    pub fix: Option<String>,
+    /// Where the clock is kept, as a stable code (`docker-desktop`, `eks`, `linux`, …).
+    #[serde(default)]
+    pub platform: Option<String>,
+    /// What the platform was told by (`kernel 6.10.14-linuxkit`, `/.dockerenv`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platform_evidence: Vec<String>,
+    /// AWS's own word on the host clock (ECS task metadata, ClockBound), where there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aws_clock: Vec<AwsClock>,
     /// The kernel's view of its own clock, where readable.
     pub kernel: Option<KernelReport>,
     /// Local realtime of the measurement, Unix seconds.
@@ -126,7 +142,7 @@ impl Default for Judging {
 }
 
 /// Host facts gathered at measurement time.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct HostFacts {
     /// Kernel clock state.
     pub kernel: Option<KernelClock>,
@@ -134,6 +150,8 @@ pub struct HostFacts {
     pub suspended_seconds: f64,
     /// Local realtime, Unix seconds.
     pub now: f64,
+    /// Where this runs, and AWS's word on the clock.
+    pub platform: Observation,
 }
 
 /// Most error text kept per source, so a report fits Docker's 4 KiB health log.
@@ -293,7 +311,11 @@ impl Report {
             )
         });
 
+        let platform = Platform::classify(&host.platform.facts);
         let evidence = Evidence {
+            platform,
+            faketime: host.platform.facts.faketime.clone(),
+            aws: host.platform.aws.clone(),
             verdict: Some(verdict),
             offset,
             suspended_seconds: host.suspended_seconds,
@@ -302,6 +324,7 @@ impl Report {
             disagreement: matches!(selection, Selection::NoMajority { largest, answered } if *largest * 2 <= *answered),
             no_answer: matches!(selection, Selection::NoSources),
         };
+        let hint = hint::hint(&evidence);
         Report {
             verdict,
             headline,
@@ -312,7 +335,12 @@ impl Report {
             warn_skew_seconds: t.warn_skew,
             profile: judging.profile.name().to_string(),
             sources: entries,
-            hint: hint::hint(&evidence),
+            cause: hint.as_ref().map(|h| h.cause.code().to_string()),
+            fix: hint.as_ref().map(|h| h.fix.clone()),
+            hint: hint.map(|h| h.text),
+            platform: Some(platform.code().to_string()),
+            platform_evidence: host.platform.facts.evidence(),
+            aws_clock: host.platform.aws.clone(),
             kernel: host.kernel.map(|k| KernelReport {
                 synchronised: k.synchronised,
                 max_error_seconds: k.max_error_seconds,
@@ -350,6 +378,11 @@ impl Report {
             profile: judging.profile.name().to_string(),
             sources: Vec::new(),
             hint: None,
+            cause: None,
+            fix: None,
+            platform: None,
+            platform_evidence: Vec::new(),
+            aws_clock: Vec::new(),
             kernel: None,
             measured_at: now,
             note: None,
@@ -409,6 +442,21 @@ impl Report {
                 human_duration(k.max_error_seconds)
             );
         }
+        if let Some(code) = &self.platform {
+            let name = Platform::from_code(code).map_or(code.as_str(), |p| p.name());
+            if self.platform_evidence.is_empty() {
+                let _ = writeln!(out, "platform: {name}");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "platform: {name} ({})",
+                    self.platform_evidence.join(", ")
+                );
+            }
+        }
+        for a in &self.aws_clock {
+            let _ = writeln!(out, "aws: {}", a.describe());
+        }
         if let Some(n) = &self.note {
             let _ = writeln!(out, "note: {n}");
         }
@@ -416,7 +464,17 @@ impl Report {
             let _ = writeln!(out, "note: {d}");
         }
         if let Some(h) = &self.hint {
-            let _ = writeln!(out, "hint: {h}");
+            match &self.cause {
+                Some(c) => {
+                    let _ = writeln!(out, "hint ({c}): {h}");
+                }
+                None => {
+                    let _ = writeln!(out, "hint: {h}");
+                }
+            }
+        }
+        if let Some(f) = &self.fix {
+            let _ = writeln!(out, "fix: {f}");
         }
         truncate(&out, 4000)
     }
@@ -433,22 +491,24 @@ fn skew_headline(verdict: Verdict, offset: f64, uncertainty: f64, by: &str, j: &
     let t = j.thresholds;
     let what = j.profile.what();
     let window = human_setting(t.window);
+    let behind = offset > 0.0;
     let size = if offset == 0.0 {
         "local clock is on time".to_string()
     } else {
         format!(
             "local clock is {} {}",
-            human_duration(offset.abs()),
-            if offset > 0.0 { "behind" } else { "ahead" }
+            spoken_duration(offset.abs()),
+            if behind { "behind" } else { "ahead" }
         )
     };
+    let errors = j.profile.error_text(behind);
     let tail = match verdict {
         Verdict::Fail => format!(
-            "breaks {what} (window {window}; fail threshold {})",
+            "{what} fail with {errors} (window {window}; fail threshold {})",
             human_setting(t.max_skew)
         ),
         Verdict::Warn => format!(
-            "past the warn threshold {}, within the fail threshold {} for {what} (window {window})",
+            "past the warn threshold {}, within the fail threshold {} for {what} (window {window}; beyond it: {errors})",
             human_setting(t.warn_skew),
             human_setting(t.max_skew)
         ),
@@ -508,12 +568,12 @@ mod tests {
         );
         assert_eq!(r.verdict, Verdict::Fail);
         assert!(
-            r.headline
-                .starts_with("FAIL: local clock is 20m0.000s behind"),
+            r.headline.starts_with("FAIL: local clock is 20m00s behind"),
             "{}",
             r.headline
         );
         assert!(r.headline.contains("2 of 3 sources"), "{}", r.headline);
+        assert!(r.headline.contains("Signature expired"), "{}", r.headline);
         assert_eq!(r.sources[2].status, SourceStatus::Falseticker);
         assert!(r.hint.is_some());
         let text = r.to_text();
@@ -528,6 +588,9 @@ mod tests {
             "warn_skew_seconds",
             "sources",
             "hint",
+            "cause",
+            "fix",
+            "platform",
         ] {
             assert!(v.get(key).is_some(), "{key}");
         }

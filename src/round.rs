@@ -34,6 +34,7 @@ pub fn host_facts(clock: &dyn Clock) -> HostFacts {
         kernel: crate::sys::kernel_clock(),
         suspended_seconds: (boot - mono).max(0.0),
         now: clock.realtime() as f64 / 1e9,
+        platform: Default::default(),
     }
 }
 
@@ -109,7 +110,11 @@ impl<'a> Rounds<'a> {
                     measure(s, query, clock).await
                 }
             });
-        let outcomes = join_all(futs).await;
+        // Where this runs (and AWS's word on the clock) is read while the sources answer.
+        let (outcomes, platform) = tokio::join!(
+            join_all(futs),
+            crate::platform::observe(config.query.timeout, now)
+        );
         let after = self.clock.monotonic();
         for (((s, o), nb), refused) in config
             .sources
@@ -138,7 +143,10 @@ impl<'a> Rounds<'a> {
             &config.sources,
             &outcomes,
             &judging(config),
-            &host_facts(self.clock),
+            &HostFacts {
+                platform,
+                ..host_facts(self.clock)
+            },
         )
     }
 }

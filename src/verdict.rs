@@ -60,6 +60,23 @@ impl Profile {
         }
     }
 
+    /// The error the service answers when the local clock is outside the
+    /// window, as people see it and search for it. The direction matters: a
+    /// clock behind makes requests look expired, one ahead not yet valid.
+    pub fn error_text(self, local_behind: bool) -> &'static str {
+        match (self, local_behind) {
+            (Profile::Aws, true) => "`SignatureDoesNotMatch … Signature expired` / `InvalidSignatureException` (EC2: `AuthFailure`, `RequestExpired`)",
+            (Profile::Aws, false) => "`SignatureDoesNotMatch … Signature not yet current` / `InvalidSignatureException` (EC2: `AuthFailure`, `RequestInTheFuture`)",
+            (Profile::AwsS3, _) => "`RequestTimeTooSkewed` (MaxAllowedSkewMilliseconds 900000)",
+            (Profile::Azure, true) => "`AuthenticationFailed … Request date header too old`",
+            (Profile::Azure, false) => "`AuthenticationFailed` (the request date is in the future)",
+            (Profile::Kerberos, _) => "`KRB_AP_ERR_SKEW` (Clock skew too great)",
+            (Profile::VaultJwt, true) => "`token is expired (exp)`",
+            (Profile::VaultJwt, false) => "`token not valid yet (nbf)` / `token issued in the future (iat)`",
+            (Profile::Totp, _) => "codes rejected as invalid",
+        }
+    }
+
     /// The skew the signature scheme tolerates, in seconds.
     pub fn window_seconds(self) -> f64 {
         match self {
@@ -173,5 +190,17 @@ mod tests {
             assert_eq!(Profile::parse(p.name()), Some(p));
         }
         assert_eq!(Profile::parse("nope"), None);
+    }
+
+    #[test]
+    fn error_texts_follow_the_direction() {
+        assert!(Profile::Aws.error_text(true).contains("Signature expired"));
+        assert!(Profile::Aws.error_text(false).contains("not yet current"));
+        assert!(Profile::AwsS3
+            .error_text(true)
+            .contains("RequestTimeTooSkewed"));
+        for p in Profile::ALL {
+            assert!(!p.error_text(true).is_empty() && !p.error_text(false).is_empty());
+        }
     }
 }

@@ -355,8 +355,12 @@ fn text_report_of_a_failure_names_direction_size_and_source() {
     let headline = out.headline();
     assert!(headline.contains("behind"), "direction\n{out}");
     assert!(
-        headline.contains("20m0.0") || headline.contains("19m59.9"),
+        headline.contains("20m00s") || headline.contains("19m59s"),
         "size (20 minutes)\n{out}"
+    );
+    assert!(
+        headline.contains("Signature expired"),
+        "the error AWS answers\n{out}"
     );
     assert!(out.stdout.contains(&chrony.uri()), "source\n{out}");
 }
