@@ -464,14 +464,7 @@ impl Report {
             let _ = writeln!(out, "note: {d}");
         }
         if let Some(h) = &self.hint {
-            match &self.cause {
-                Some(c) => {
-                    let _ = writeln!(out, "hint ({c}): {h}");
-                }
-                None => {
-                    let _ = writeln!(out, "hint: {h}");
-                }
-            }
+            let _ = writeln!(out, "hint: {h}");
         }
         if let Some(f) = &self.fix {
             let _ = writeln!(out, "fix: {f}");

@@ -117,8 +117,8 @@ fn health_fails_against_a_serve_whose_clock_is_off() {
     };
     out.assert_exit(1);
     assert!(
-        out.stdout.starts_with("FAIL: local clock is 20m0.0")
-            || out.stdout.starts_with("FAIL: local clock is 19m59.9"),
+        out.stdout.starts_with("FAIL: local clock is 20m00s")
+            || out.stdout.starts_with("FAIL: local clock is 19m59s"),
         "{out}"
     );
 }
