@@ -106,7 +106,7 @@ pub const EXIT_SIGINT: i32 = 130;
 #[allow(clippy::large_enum_variant)]
 enum Waited {
     /// The verdict passed (or the wait timed out); the last report, if any.
-    Done(bool, Option<Box<Report>>),
+    Done(bool, Option<Report>),
     /// A signal asked to stop: its name and the exit code it maps to.
     Signalled(&'static str, i32),
 }
@@ -125,7 +125,7 @@ async fn wait_or_signal(config: &Config, clock: &dyn Clock) -> Waited {
         (Err(e), _) | (_, Err(e)) => {
             tracing::warn!(error = %e, "cannot handle SIGTERM/SIGINT; they end the wait only by default action");
             let (passed, last) = wait_until_fine(config, clock).await;
-            return Waited::Done(passed, last.map(Box::new));
+            return Waited::Done(passed, last);
         }
     };
     let waited = tokio::select! {
@@ -139,7 +139,7 @@ async fn wait_or_signal(config: &Config, clock: &dyn Clock) -> Waited {
         biased;
         _ = term.recv() => Waited::Signalled("SIGTERM", EXIT_SIGTERM),
         _ = int.recv() => Waited::Signalled("SIGINT", EXIT_SIGINT),
-        () = std::future::ready(()) => Waited::Done(waited.0, waited.1.map(Box::new)),
+        () = std::future::ready(()) => Waited::Done(waited.0, waited.1),
     }
 }
 
@@ -167,7 +167,7 @@ pub fn run(config: &Config) -> i32 {
     // Do not wait for a name lookup stuck in getaddrinfo (dead resolver).
     rt.shutdown_background();
     let (passed, last) = match waited {
-        Waited::Done(passed, last) => (passed, last.map(|r| *r)),
+        Waited::Done(passed, last) => (passed, last),
         Waited::Signalled(name, code) => {
             tracing::warn!(signal = name, "stopped waiting");
             return code;
