@@ -86,10 +86,12 @@ fn check_both_formats(serve: &Serve, what: &str) -> bool {
 
 #[test]
 fn before_the_first_round_there_is_no_timestamp_and_both_formats_lint_clean() {
-    // A source that never answers, with a timeout longer than the test.
-    let silent = Port::free();
+    // A source that never answers (a bound socket that reads nothing, so no
+    // ICMP refusal ends the query early), with a timeout longer than the test.
+    let port = Port::free();
+    let _silent = std::net::UdpSocket::bind(("127.0.0.1", port.number())).expect("bind");
     let serve = Serve::start(&[
-        ("SKEWGUARD_SOURCES", &silent.ntp_uri()),
+        ("SKEWGUARD_SOURCES", &port.ntp_uri()),
         ("SKEWGUARD_TIMEOUT", "20s"),
     ]);
     let body = scrape(&serve, None).body;
