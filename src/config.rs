@@ -48,9 +48,9 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "INTERVAL", default: "60s", help: "serve: time between measurements; wait: longest pause between attempts" },
     Setting { name: "WAIT_TIMEOUT", default: "5m", help: "wait/exec: give up after this long (0 = never)" },
     Setting { name: "LISTEN", default: "0.0.0.0:8080", help: "serve: address of /healthz, /readyz, /livez, /metrics; health: port to probe" },
-    Setting { name: "MAX_DRIFT", default: "500ppm", help: "serve: how fast the skew bound of the last good measurement grows while no source answers (holdover); `500ppm` or `500`, up to 100000ppm" },
+    Setting { name: "MAX_DRIFT", default: "500ppm", help: "serve, and check's cache: how fast the skew bound of the last good measurement grows while no source answers (holdover); `500ppm` or `500`, up to 100000ppm" },
     Setting { name: "STALE_AFTER", default: "3 intervals", help: "serve: a measurement older than this turns the verdict unknown" },
-    Setting { name: "CACHE_FILE", default: "none", help: "check: reuse a result written by an earlier run within CACHE_MAX_AGE" },
+    Setting { name: "CACHE_FILE", default: "none", help: "check: reuse a result written by an earlier run within CACHE_MAX_AGE (a private regular file of this user only)" },
     Setting { name: "CACHE_MAX_AGE", default: "60s", help: "check: how old a cached result may be" },
     Setting { name: "DISABLED", default: "false", help: "true: bypass the guard (wait/exec proceed, check and /healthz report ok with a note)" },
 ];

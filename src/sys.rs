@@ -162,6 +162,11 @@ pub fn exec(program: &OsString, args: &[OsString]) -> std::io::Error {
     std::io::Error::last_os_error()
 }
 
+/// The effective user id (geteuid(2) cannot fail).
+pub fn effective_uid() -> u32 {
+    unsafe { libc::geteuid() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,8 +6,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cache;
 use crate::clock::Clock;
 use crate::config::{Config, Output};
+use crate::duration::human_duration;
+use crate::holdover::Anchor;
 use crate::report::Report;
 
 use super::{runtime, system_clock, EXIT_FAIL, EXIT_OK};
@@ -60,50 +63,154 @@ fn cache_key(config: &Config) -> String {
     )
 }
 
-/// A cached report, if the file holds one for this configuration younger than the maximum age.
-fn read_cache(path: &Path, config: &Config, boottime: f64) -> Option<Report> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let cached: Cached = match serde_json::from_str(&text) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable cache file");
-            return None;
-        }
-    };
-    let age = boottime - cached.boottime_seconds;
-    let fresh = cached.key == cache_key(config)
-        && (0.0..=config.cache_max_age.as_secs_f64()).contains(&age);
-    tracing::debug!(age, fresh, "cache file found");
-    fresh.then_some(cached.report)
+/// A cached result that may be served: the report as served and its age.
+#[derive(Debug, Clone, PartialEq)]
+struct Hit {
+    report: Report,
+    age_seconds: f64,
 }
 
-/// Writes the cache atomically (temporary file, then rename).
+/// Whether a cached result may stand for a measurement at boottime `now`
+/// (seconds): same configuration, not older than `CACHE_MAX_AGE`, and an ok or
+/// warn result whose skew bound, grown by `MAX_DRIFT` over its age (the
+/// holdover rule, [`crate::holdover`]), still gives the same verdict. The
+/// report served carries the grown uncertainty and a note saying it is cached
+/// and how old. `Err`: why not, for the debug log.
+fn servable(cached: Cached, config: &Config, now: f64) -> Result<Hit, String> {
+    if cached.key != cache_key(config) {
+        return Err("measured with other settings".into());
+    }
+    let age = now - cached.boottime_seconds;
+    if age.is_nan() || age < 0.0 {
+        return Err("written after this boot time (another boot, or forged)".into());
+    }
+    if age > config.cache_max_age.as_secs_f64() {
+        return Err("older than SKEWGUARD_CACHE_MAX_AGE".into());
+    }
+    let r = cached.report;
+    let taken = std::time::Duration::try_from_secs_f64(cached.boottime_seconds)
+        .map_err(|_| "no usable boot time".to_string())?;
+    let anchor = Anchor::from_round(r.verdict, r.offset_seconds, r.uncertainty_seconds, taken)
+        .ok_or_else(|| {
+            format!(
+                "a {} result is measured again, never served",
+                r.verdict.name()
+            )
+        })?;
+    let now = std::time::Duration::try_from_secs_f64(now)
+        .map_err(|_| "no usable boot time".to_string())?;
+    let held = anchor.judge(now, config.max_drift, &config.thresholds);
+    if held.verdict != r.verdict {
+        return Err(format!(
+            "its bound grown by SKEWGUARD_MAX_DRIFT over {} is {}, past the {} threshold",
+            human_duration(held.age_seconds),
+            human_duration(held.bound_seconds),
+            r.verdict.name()
+        ));
+    }
+    let grown = held.bound_seconds - anchor.offset_seconds.abs();
+    let mut report = r;
+    report.uncertainty_seconds = Some(grown);
+    report.note = Some(format!(
+        "cached result from {} ago (SKEWGUARD_CACHE_FILE), not measured now; uncertainty grown by SKEWGUARD_MAX_DRIFT ({}ppm) to ±{}",
+        human_duration(held.age_seconds),
+        config.max_drift.ppm(),
+        human_duration(grown)
+    ));
+    Ok(Hit {
+        report,
+        age_seconds: held.age_seconds,
+    })
+}
+
+/// What reading the cache gave.
+#[derive(Debug, PartialEq)]
+enum Read {
+    /// A result to serve.
+    Hit(Box<Hit>),
+    /// Nothing usable; measure and write the file.
+    Miss,
+    /// The path is not trustworthy: measure, and do not write it either.
+    Refused,
+}
+
+/// Reads the cache file; every refusal is logged at WARN with its reason.
+fn read_cache(path: &Path, config: &Config, boottime: f64, euid: u32) -> Read {
+    let bytes = match cache::read(path, euid) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Read::Miss,
+        Err(why) => {
+            tracing::warn!(path = %path.display(), reason = %why, "not using the cache file: measuring instead, and not writing it");
+            return Read::Refused;
+        }
+    };
+    let cached: Cached = match serde_json::from_slice(&bytes) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), reason = %format!("not a skewguard cache file: {e}"), "not using the cache file: measuring instead");
+            return Read::Miss;
+        }
+    };
+    match servable(cached, config, boottime) {
+        Ok(hit) => {
+            tracing::debug!(age_seconds = hit.age_seconds, "serving the cached result");
+            Read::Hit(Box::new(hit))
+        }
+        Err(why) => {
+            tracing::debug!(reason = %why, "cached result not served");
+            Read::Miss
+        }
+    }
+}
+
+/// Replaces the cache file (see [`cache::write`]).
 fn write_cache(
     path: &Path,
     config: &Config,
     boottime: f64,
     report: &Report,
-) -> std::io::Result<()> {
+    euid: u32,
+) -> Result<(), cache::Refused> {
     let cached = Cached {
         key: cache_key(config),
         boottime_seconds: boottime,
         report: report.clone(),
     };
-    let text = serde_json::to_string(&cached).map_err(std::io::Error::other)?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    let text = serde_json::to_string(&cached)
+        .map_err(|e| cache::Refused(format!("cannot encode the result: {e}")))?;
+    cache::write(path, text.as_bytes(), euid)
+}
+
+/// A cached result in the configured format; JSON adds `"cached": true` and
+/// `age_seconds`.
+fn render_hit(config: &Config, hit: &Hit) -> String {
+    match config.output {
+        Output::Text => hit.report.to_text(),
+        Output::Json => {
+            let mut v = serde_json::to_value(&hit.report).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("cached".into(), true.into());
+                o.insert("age_seconds".into(), hit.age_seconds.into());
+            }
+            format!("{v}\n")
+        }
+    }
 }
 
 /// Runs `check`.
 pub fn run(config: &Config) -> i32 {
     let clock = system_clock();
     let boottime = clock.boottime().as_secs_f64();
+    let euid = crate::sys::effective_uid();
+    let mut writable = true;
     if let Some(path) = &config.cache_file {
-        if let Some(report) = read_cache(path, config, boottime) {
-            print(config, &report);
-            return exit_code(config, &report);
+        match read_cache(path, config, boottime, euid) {
+            Read::Hit(hit) => {
+                print!("{}", render_hit(config, &hit));
+                return exit_code(config, &hit.report);
+            }
+            Read::Miss => {}
+            Read::Refused => writable = false,
         }
     }
     let rt = match runtime() {
@@ -117,9 +224,11 @@ pub fn run(config: &Config) -> i32 {
     // A name lookup stuck in getaddrinfo (dead resolver) must not hold the
     // process past its timeout: do not wait for blocking threads.
     rt.shutdown_background();
-    if let Some(path) = &config.cache_file {
-        if let Err(e) = write_cache(path, config, boottime, &report) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot write the cache file");
+    if let Some(path) = config.cache_file.as_ref().filter(|_| writable) {
+        // The newest result replaces the file whatever its verdict, so an
+        // older ok can never be served after a fail.
+        if let Err(why) = write_cache(path, config, boottime, &report, euid) {
+            tracing::warn!(path = %path.display(), reason = %why, "not writing the cache file");
         }
     }
     print(config, &report);
@@ -141,23 +250,79 @@ mod tests {
         Config::from_vars(vars).unwrap()
     }
 
+    fn measured(c: &Config, offset: f64, uncertainty: f64) -> Report {
+        let mut r = Report::disabled(&crate::round::judging(c), 0.0);
+        r.note = None;
+        r.offset_seconds = Some(offset);
+        r.uncertainty_seconds = Some(uncertainty);
+        r.verdict = crate::verdict::judge(offset, uncertainty, &c.thresholds);
+        r
+    }
+
+    fn entry(c: &Config, boottime: f64, report: &Report) -> Cached {
+        Cached {
+            key: cache_key(c),
+            boottime_seconds: boottime,
+            report: report.clone(),
+        }
+    }
+
     #[test]
-    fn cache_hits_only_when_fresh_and_for_the_same_configuration() {
+    fn a_cached_result_is_served_only_while_fresh_and_its_grown_bound_holds() {
+        let c = config(&[]);
+        let ok = measured(&c, 0.01, 0.001);
+        let hit = servable(entry(&c, 100.0, &ok), &c, 130.0).expect("30 s old");
+        assert_eq!(hit.age_seconds, 30.0);
+        // 500 ppm over 30 s: 15 ms more.
+        let grown = hit.report.uncertainty_seconds.unwrap();
+        assert!((grown - 0.016).abs() < 1e-9, "{grown}");
+        assert!(hit
+            .report
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("cached result from 30.000s ago"));
+        assert!(
+            servable(entry(&c, 100.0, &ok), &c, 161.0).is_err(),
+            "older than 60 s"
+        );
+        assert!(
+            servable(entry(&c, 100.0, &ok), &c, 99.0).is_err(),
+            "from the future"
+        );
+        assert!(servable(
+            entry(&c, 100.0, &ok),
+            &config(&[("MAX_SKEW", "10s")]),
+            130.0
+        )
+        .is_err());
+        // 0.99 s: ok now, but 500 ppm × 30 s pushes the bound past WARN_SKEW (1 s).
+        let near = measured(&c, 0.99, 0.001);
+        let why = servable(entry(&c, 100.0, &near), &c, 130.0).unwrap_err();
+        assert!(why.contains("past the ok threshold"), "{why}");
+        // A fail or unknown is measured again.
+        let fail = measured(&c, 1200.0, 0.001);
+        assert!(servable(entry(&c, 100.0, &fail), &c, 101.0).is_err());
+        let disabled = Report::disabled(&crate::round::judging(&c), 0.0);
+        assert!(servable(entry(&c, 100.0, &disabled), &c, 101.0).is_err());
+    }
+
+    #[test]
+    fn the_cache_file_round_trips_and_garbage_is_a_miss() {
         let dir = std::env::temp_dir().join(format!("skewguard-cache-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("cache.json");
         let c = config(&[]);
-        let report = Report::disabled(&crate::round::judging(&c), 0.0);
-        write_cache(&path, &c, 100.0, &report).unwrap();
-        assert_eq!(read_cache(&path, &c, 130.0), Some(report.clone()));
-        assert_eq!(read_cache(&path, &c, 161.0), None, "older than 60 s");
-        assert_eq!(read_cache(&path, &c, 99.0), None, "from the future");
-        assert_eq!(
-            read_cache(&path, &config(&[("MAX_SKEW", "10s")]), 130.0),
-            None
-        );
+        let euid = crate::sys::effective_uid();
+        let ok = measured(&c, 0.01, 0.001);
+        write_cache(&path, &c, 100.0, &ok, euid).unwrap();
+        match read_cache(&path, &c, 110.0, euid) {
+            Read::Hit(h) => assert_eq!(h.report.offset_seconds, Some(0.01)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(read_cache(&path, &c, 110.0, euid + 1), Read::Refused);
         std::fs::write(&path, "garbage").unwrap();
-        assert_eq!(read_cache(&path, &c, 130.0), None);
+        assert_eq!(read_cache(&path, &c, 110.0, euid), Read::Miss);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
