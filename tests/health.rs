@@ -83,11 +83,11 @@ fn health_passes_against_a_healthy_serve() {
 
 #[test]
 fn health_fails_before_the_first_measurement() {
-    let silent = Port::free();
-    let serve = Serve::start(&[
-        ("SKEWGUARD_SOURCES", &silent.ntp_uri()),
-        ("SKEWGUARD_TIMEOUT", "2s"),
-    ]);
+    // A socket that never answers (a closed port is refused at once, which
+    // would complete the first round before the probe).
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind silent");
+    let uri = format!("ntp://{}", silent.local_addr().expect("addr"));
+    let serve = Serve::start(&[("SKEWGUARD_SOURCES", &uri), ("SKEWGUARD_TIMEOUT", "2s")]);
     let out = health(&[&serve.url("/healthz")], &[]);
     out.assert_exit(1);
     assert!(
