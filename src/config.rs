@@ -49,7 +49,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "WAIT_TIMEOUT", default: "5m", help: "wait/exec: give up after this long (0 = never)" },
     Setting { name: "LISTEN", default: "0.0.0.0:8080", help: "serve: address of /healthz, /readyz, /livez, /metrics; health: port to probe" },
     Setting { name: "MAX_DRIFT", default: "500ppm", help: "serve, and check's cache: how fast the skew bound of the last good measurement grows while no source answers (holdover); `500ppm` or `500`, up to 100000ppm" },
-    Setting { name: "STALE_AFTER", default: "3 intervals", help: "serve: a measurement older than this turns the verdict unknown" },
+    Setting { name: "STALE_AFTER", default: "3 intervals", help: "serve: /livez fails when no round has finished for this long (plus jitter and two round times): a stuck loop; the verdict outlives a failed round by the MAX_DRIFT holdover rule instead" },
     Setting { name: "CACHE_FILE", default: "none", help: "check: reuse a result written by an earlier run within CACHE_MAX_AGE (a private regular file of this user only)" },
     Setting { name: "CACHE_MAX_AGE", default: "60s", help: "check: how old a cached result may be" },
     Setting { name: "DISABLED", default: "false", help: "true: bypass the guard (wait/exec proceed, check and /healthz report ok with a note)" },
@@ -102,7 +102,7 @@ pub struct Config {
     pub wait_timeout: Option<Duration>,
     /// Where `serve` listens.
     pub listen: SocketAddr,
-    /// Age at which a measurement is stale.
+    /// `/livez`: how long the measurement loop may go without finishing a round.
     pub stale_after: Duration,
     /// How fast the bound of a held-over measurement grows.
     pub max_drift: crate::holdover::MaxDrift,

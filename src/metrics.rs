@@ -195,6 +195,9 @@ pub struct Metrics {
     last_measurement_age: Optional,
     kernel_synchronised: Optional<i64>,
     kernel_max_error: Optional,
+    holdover: Gauge,
+    holdover_age: Optional,
+    holdover_bound: Optional,
 }
 
 /// The `result` label of a source's standing.
@@ -248,6 +251,9 @@ impl Metrics {
             last_measurement_age: Optional::default(),
             kernel_synchronised: Optional::default(),
             kernel_max_error: Optional::default(),
+            holdover: Gauge::default(),
+            holdover_age: Optional::default(),
+            holdover_bound: Optional::default(),
         };
         let r = &mut registry;
         let build = Family::<BuildLabels, Gauge>::default();
@@ -293,7 +299,7 @@ impl Metrics {
         add(
             r,
             "stale_after",
-            "Age at which a measurement turns the verdict unknown (SKEWGUARD_STALE_AFTER)",
+            "How long the measurement loop may go without finishing a round before /livez fails (SKEWGUARD_STALE_AFTER)",
             Some(Unit::Seconds),
             m.stale_after.clone(),
         );
@@ -358,6 +364,15 @@ impl Metrics {
             Some(Unit::Seconds),
             m.kernel_max_error.clone(),
         );
+        add(r, "holdover", "1 while the verdict is judged from the last good measurement with a bound growing at SKEWGUARD_MAX_DRIFT (no fresh one), 0 otherwise", None, m.holdover.clone());
+        add(
+            r,
+            "holdover_age",
+            "Age of the measurement held over; absent when not in holdover",
+            Some(Unit::Seconds),
+            m.holdover_age.clone(),
+        );
+        add(r, "holdover_bound", "Grown skew bound |offset| + uncertainty + MAX_DRIFT * age of the measurement held over; absent when not in holdover", Some(Unit::Seconds), m.holdover_bound.clone());
         m.offset.set(f64::NAN);
         m.uncertainty.set(f64::NAN);
         m.max_skew.set(max_skew_seconds);
@@ -478,6 +493,14 @@ impl Metrics {
         let measured = self.disabled.get() == 0;
         self.last_measurement_age
             .set(age.filter(|_| measured).map(|a| a.as_secs_f64()));
+    }
+
+    /// Sets the holdover series from the answer served now: `(age, bound)` in
+    /// seconds while in holdover, `None` otherwise.
+    pub fn set_holdover(&self, holdover: Option<(f64, f64)>) {
+        self.holdover.set(i64::from(holdover.is_some()));
+        self.holdover_age.set(holdover.map(|h| h.0));
+        self.holdover_bound.set(holdover.map(|h| h.1));
     }
 
     /// The text of every metric in `format`.

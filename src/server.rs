@@ -25,9 +25,10 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::clock::Clock;
 use crate::duration::human_duration;
+use crate::holdover::{Anchor, MaxDrift};
 use crate::metrics::Metrics;
 use crate::report::Report;
-use crate::verdict::Verdict;
+use crate::verdict::{Thresholds, Verdict};
 
 /// Most connections open at once; more are closed as soon as they are accepted.
 pub const MAX_CONNECTIONS: usize = 1024;
@@ -53,6 +54,13 @@ pub struct Latest {
 /// What the measurement loop shares with the server.
 pub struct State {
     latest: Mutex<Option<Latest>>,
+    /// The last good measurement, judged with a growing bound while rounds fail.
+    anchor: Mutex<Option<Anchor>>,
+    /// Set when a step or suspend of the wall clock made every earlier
+    /// measurement meaningless; cleared by the next round.
+    jumped: Mutex<Option<String>>,
+    /// How fast a held-over bound grows.
+    pub max_drift: MaxDrift,
     /// CLOCK_MONOTONIC when the loop last finished a round (or started): the
     /// liveness signal. Monotonic, not boottime: a sleeping host is not a hung loop.
     progress: Mutex<Duration>,
@@ -60,8 +68,6 @@ pub struct State {
     rounds: AtomicU64,
     /// The metrics.
     pub metrics: Metrics,
-    /// A measurement older than this is served as unknown.
-    pub stale_after: Duration,
     /// `ON_UNKNOWN=pass`: unknown answers 200.
     pub unknown_passes: bool,
     /// `/livez` fails when no round has finished for this long.
@@ -73,17 +79,19 @@ impl State {
     /// A state with no measurement yet.
     pub fn new(
         metrics: Metrics,
-        stale_after: Duration,
+        max_drift: MaxDrift,
         unknown_passes: bool,
         live_within: Duration,
         clock: &'static dyn Clock,
     ) -> State {
         State {
             latest: Mutex::new(None),
+            anchor: Mutex::new(None),
+            jumped: Mutex::new(None),
+            max_drift,
             progress: Mutex::new(clock.monotonic()),
             rounds: AtomicU64::new(0),
             metrics,
-            stale_after,
             unknown_passes,
             live_within,
             clock,
@@ -91,9 +99,27 @@ impl State {
     }
 
     /// Publishes a round's report: served from now on, and counted in the metrics.
+    ///
+    /// A passing measurement becomes the holdover anchor; a failing one (the
+    /// clock is measured to be off) replaces it with nothing; a round without a
+    /// measurement leaves it in place.
     pub fn publish(&self, report: Report) {
         self.metrics.record(&report);
         let taken = self.clock.boottime();
+        {
+            let mut anchor = lock(&self.anchor);
+            match Anchor::from_round(
+                report.verdict,
+                report.offset_seconds,
+                report.uncertainty_seconds,
+                taken,
+            ) {
+                Some(a) => *anchor = Some(a),
+                None if report.verdict != Verdict::Unknown => *anchor = None,
+                None => {}
+            }
+        }
+        *lock(&self.jumped) = None;
         *lock(&self.latest) = Some(Latest { report, taken });
         *lock(&self.progress) = self.clock.monotonic();
         self.rounds.fetch_add(1, Ordering::Relaxed);
@@ -104,13 +130,26 @@ impl State {
         self.rounds.load(Ordering::Relaxed)
     }
 
+    /// Ends holdover at once: the wall clock was stepped or the host slept
+    /// (`why` says which), so no earlier measurement describes the clock.
+    pub fn clock_jumped(&self, why: String) {
+        *lock(&self.anchor) = None;
+        *lock(&self.jumped) = Some(why);
+    }
+
     /// The answer of `/healthz` and `/readyz` now.
     pub fn health(&self) -> Health {
         let latest = lock(&self.latest).clone();
+        let anchor = *lock(&self.anchor);
+        let jumped = lock(&self.jumped).clone();
         health(
-            latest.as_ref(),
+            &Held {
+                latest: latest.as_ref(),
+                anchor,
+                jumped: jumped.as_deref(),
+                max_drift: self.max_drift,
+            },
             self.clock.boottime(),
-            self.stale_after,
             self.unknown_passes,
         )
     }
@@ -140,25 +179,61 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The answer to a health probe.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Health {
-    /// The verdict served (unknown when stale or not measured yet).
+    /// The verdict served (unknown when not measured yet or past holdover).
     pub verdict: Verdict,
     /// 200 or 503.
     pub status: u16,
     /// The JSON body.
     pub body: String,
+    /// The headline served (in the body too).
+    pub headline: String,
+    /// Holdover in force, if the verdict comes from an earlier measurement.
+    pub holdover: Option<Holdover>,
 }
 
-/// Decides `/healthz`: the latest report plus `age_seconds`; unknown when there is
-/// none yet or it is older than `stale_after`; 200 when the verdict passes.
+/// What the health decision looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct Held<'a> {
+    /// The latest round.
+    pub latest: Option<&'a Latest>,
+    /// The last good measurement.
+    pub anchor: Option<Anchor>,
+    /// Why earlier measurements no longer count (a step or suspend), if they do not.
+    pub jumped: Option<&'a str>,
+    /// How fast the anchor's bound grows.
+    pub max_drift: MaxDrift,
+}
+
+/// Holdover as the body and `/metrics` show it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Holdover {
+    /// Seconds since the good measurement held over.
+    pub age_seconds: f64,
+    /// Its offset, seconds.
+    pub offset_seconds: f64,
+    /// Its uncertainty when measured, seconds.
+    pub measured_uncertainty_seconds: f64,
+    /// The grown skew bound `|offset| + uncertainty + MAX_DRIFT · age`, seconds.
+    pub bound_seconds: f64,
+    /// Seconds until the bound reaches `MAX_SKEW` (0 once it has).
+    pub remaining_seconds: f64,
+    /// `SKEWGUARD_MAX_DRIFT`, parts per million.
+    pub max_drift_ppm: f64,
+}
+
+/// Decides `/healthz`: the latest report plus `age_seconds`, 200 when the
+/// verdict passes.
 ///
-/// `now` and `latest.taken` are readings of the same (boottime) clock.
-pub fn health(
-    latest: Option<&Latest>,
-    now: Duration,
-    stale_after: Duration,
-    unknown_passes: bool,
-) -> Health {
-    let Some(latest) = latest else {
+/// When the latest round measured nothing (no source answered, or they
+/// disagree), the last good measurement is held over: judged with the bound
+/// `|θ| + u + MAX_DRIFT · age`, it keeps the status while that bound stays
+/// under `MAX_SKEW`, and the body says `holdover`. A fresh good round ages the
+/// same way if no round follows it (a stuck loop). A step or suspend of the
+/// wall clock since the last round makes the answer unknown until the next.
+///
+/// `now` and the `taken` times are readings of the same (boottime) clock.
+pub fn health(held: &Held<'_>, now: Duration, unknown_passes: bool) -> Health {
+    let Some(latest) = held.latest else {
         // Not ready before the first round even with ON_UNKNOWN=pass: the first
         // round ends within a timeout, and until then nothing has been judged.
         let body = Pending {
@@ -169,19 +244,48 @@ pub fn health(
             verdict: Verdict::Unknown,
             status: 503,
             body: to_json(&body),
+            headline: body.headline.to_string(),
+            holdover: None,
         };
     };
     let age = now.saturating_sub(latest.taken);
     let mut report = std::borrow::Cow::Borrowed(&latest.report);
-    if age > stale_after {
+    let mut holdover = None;
+    if let Some(why) = held.jumped {
         let r = report.to_mut();
         r.headline = format!(
-            "UNKNOWN: the last measurement is stale: taken {} ago, more than SKEWGUARD_STALE_AFTER={} (it said: {})",
-            human_duration(age.as_secs_f64()),
-            human_duration(stale_after.as_secs_f64()),
+            "UNKNOWN: {why}; the last measurement no longer describes the clock (measuring again; it said: {})",
             latest.report.headline
         );
         r.verdict = Verdict::Unknown;
+        r.offset_seconds = None;
+        r.uncertainty_seconds = None;
+    } else if let Some(anchor) = held.anchor {
+        let t = Thresholds {
+            window: latest.report.window_seconds,
+            max_skew: latest.report.max_skew_seconds,
+            warn_skew: latest.report.warn_skew_seconds,
+        };
+        let judged = anchor.judge(now, held.max_drift, &t);
+        let from_this_round = anchor.taken == latest.taken;
+        if !from_this_round || judged.verdict != latest.report.verdict {
+            let h = Holdover {
+                age_seconds: judged.age_seconds,
+                offset_seconds: anchor.offset_seconds,
+                measured_uncertainty_seconds: anchor.uncertainty_seconds,
+                bound_seconds: judged.bound_seconds,
+                remaining_seconds: judged.remaining_seconds,
+                max_drift_ppm: held.max_drift.ppm(),
+            };
+            let r = report.to_mut();
+            r.headline = holdover_headline(&judged, &h, from_this_round, &latest.report);
+            r.verdict = judged.verdict;
+            if judged.holds() {
+                r.offset_seconds = Some(anchor.offset_seconds);
+                r.uncertainty_seconds = Some(judged.bound_seconds - anchor.offset_seconds.abs());
+            }
+            holdover = Some(h);
+        }
     }
     let verdict = report.verdict;
     Health {
@@ -194,7 +298,40 @@ pub fn health(
         body: to_json(&Served {
             report: &report,
             age_seconds: age.as_secs_f64(),
+            holdover,
         }),
+        headline: report.headline.clone(),
+        holdover,
+    }
+}
+
+/// The headline of a held-over verdict: why, how old, how wide, how long left.
+fn holdover_headline(
+    judged: &crate::holdover::Held,
+    h: &Holdover,
+    from_this_round: bool,
+    latest: &Report,
+) -> String {
+    let why = if from_this_round {
+        "no round has finished since the last measurement".to_string()
+    } else {
+        format!("the latest round measured nothing ({})", latest.headline)
+    };
+    let age = human_duration(h.age_seconds);
+    let bound = human_duration(h.bound_seconds);
+    let drift = format!("SKEWGUARD_MAX_DRIFT={}ppm", h.max_drift_ppm);
+    if judged.holds() {
+        format!(
+            "{} (holdover): {why}; the last good measurement, {age} old, bounds the skew by {bound} at {drift}, within SKEWGUARD_MAX_SKEW={} for {} more",
+            judged.verdict.name().to_ascii_uppercase(),
+            human_duration(latest.max_skew_seconds),
+            human_duration(h.remaining_seconds),
+        )
+    } else {
+        format!(
+            "UNKNOWN: holdover ended: {why}; the last good measurement is {age} old and its bound has grown to {bound} at {drift}, past SKEWGUARD_MAX_SKEW={}",
+            human_duration(latest.max_skew_seconds),
+        )
     }
 }
 
@@ -205,12 +342,15 @@ struct Pending {
     headline: &'static str,
 }
 
-/// The report as `check --output json` prints it, plus its age (fields in the same order).
+/// The report as `check --output json` prints it, plus its age and any
+/// holdover (fields in the same order).
 #[derive(Serialize)]
 struct Served<'a> {
     #[serde(flatten)]
     report: &'a Report,
     age_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    holdover: Option<Holdover>,
 }
 
 /// Serialises a body; the types above cannot fail to serialise, but a probe
@@ -296,7 +436,11 @@ pub fn respond(method: &Method, path: &str, accept: Option<&str>, state: &State)
         }
         _ => {
             let format = crate::metrics::negotiate(accept);
-            state.metrics.scrape(state.health().verdict, state.age());
+            let h = state.health();
+            state.metrics.scrape(h.verdict, state.age());
+            state
+                .metrics
+                .set_holdover(h.holdover.map(|h| (h.age_seconds, h.bound_seconds)));
             match state.metrics.encode(format) {
                 Ok(text) => response(200, format.content_type(), text),
                 Err(_) => json_error(500, "cannot encode the metrics"),
@@ -445,7 +589,23 @@ mod tests {
         serde_json::from_str(&h.body).unwrap()
     }
 
-    const STALE: Duration = Duration::from_secs(180);
+    fn fresh(latest: &Latest) -> Held<'_> {
+        Held {
+            latest: Some(latest),
+            anchor: Anchor::from_round(
+                latest.report.verdict,
+                latest.report.offset_seconds,
+                latest.report.uncertainty_seconds,
+                latest.taken,
+            ),
+            jumped: None,
+            max_drift: MaxDrift::DEFAULT,
+        }
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
 
     #[test]
     fn health_follows_the_verdict_and_reports_age() {
@@ -456,24 +616,28 @@ mod tests {
             (1200.0, 503, "fail"),
             (-1200.0, 503, "fail"),
         ] {
-            let h = health(
-                Some(&at(100, offset)),
-                Duration::from_secs(110),
-                STALE,
-                false,
-            );
+            let latest = at(100, offset);
+            let h = health(&fresh(&latest), secs(110), false);
             assert_eq!(h.status, status, "{offset}");
+            assert!(h.holdover.is_none());
             let v = json(&h);
             assert_eq!(v["verdict"], verdict);
             assert_eq!(v["age_seconds"], 10.0);
             assert_eq!(v["offset_seconds"], offset);
+            assert!(v.get("holdover").is_none(), "{v}");
         }
     }
 
     #[test]
     fn nothing_measured_yet_is_503_even_when_unknown_passes() {
         for passes in [false, true] {
-            let h = health(None, Duration::from_secs(1), STALE, passes);
+            let held = Held {
+                latest: None,
+                anchor: None,
+                jumped: None,
+                max_drift: MaxDrift::DEFAULT,
+            };
+            let h = health(&held, secs(1), passes);
             assert_eq!(h.status, 503);
             let v = json(&h);
             assert_eq!(v["verdict"], "unknown");
@@ -484,28 +648,121 @@ mod tests {
         }
     }
 
+    fn silent() -> Report {
+        let sources = Source::parse_list("ntp://a").unwrap();
+        Report::assess(
+            &sources,
+            &[Outcome::from_result(Err(
+                crate::source::SourceError::Timeout(Duration::from_secs(1)),
+            ))],
+            &Judging::default(),
+            &HostFacts::default(),
+        )
+    }
+
     #[test]
-    fn a_stale_measurement_is_unknown_and_says_how_old() {
-        let latest = at(100, 0.0);
-        let fresh = health(Some(&latest), Duration::from_secs(280), STALE, false);
-        assert_eq!(fresh.status, 200, "exactly stale_after is still fresh");
-        let h = health(Some(&latest), Duration::from_secs(400), STALE, false);
-        assert_eq!((h.status, h.verdict), (503, Verdict::Unknown));
+    fn a_failed_round_holds_the_last_good_one_over_until_the_bound_reaches_max_skew() {
+        // Offset 0.5 ± 0.001 at t=100; MAX_SKEW 150 s; 5000 ppm: the bound
+        // reaches 150 s after (150 − 0.501) / 0.005 = 29 899.8 s.
+        let good = at(100, 0.5);
+        let anchor = fresh(&good).anchor;
+        let failed = Latest {
+            report: silent(),
+            taken: secs(160),
+        };
+        let held = Held {
+            latest: Some(&failed),
+            anchor,
+            jumped: None,
+            max_drift: MaxDrift::from_ppm(5000.0).unwrap(),
+        };
+        let h = health(&held, secs(170), false);
+        assert_eq!((h.status, h.verdict), (200, Verdict::Ok), "{}", h.body);
         let v = json(&h);
-        let headline = v["headline"].as_str().unwrap();
+        let hold = &v["holdover"];
+        assert_eq!(hold["age_seconds"], 70.0);
         assert!(
-            headline.starts_with("UNKNOWN: the last measurement is stale"),
-            "{headline}"
+            (hold["bound_seconds"].as_f64().unwrap() - 0.851).abs() < 1e-9,
+            "{v}"
         );
-        assert!(headline.contains("5m0.000s ago"), "{headline}");
-        assert_eq!(v["age_seconds"], 300.0);
-        let h = health(Some(&latest), Duration::from_secs(400), STALE, true);
-        assert_eq!(h.status, 200, "ON_UNKNOWN=pass");
+        assert!((hold["remaining_seconds"].as_f64().unwrap() - 29_829.8).abs() < 1e-6);
+        assert_eq!(hold["max_drift_ppm"], 5000.0);
+        assert_eq!(v["offset_seconds"], 0.5);
+        assert_eq!(v["age_seconds"], 10.0, "age of the latest round");
+        let headline = v["headline"].as_str().unwrap();
+        assert!(headline.starts_with("OK (holdover)"), "{headline}");
+        assert!(headline.contains("none of the 1 source(s)"), "{headline}");
+        // Past warn (1 s) it warns, still 200.
+        let h = health(&held, secs(300), false);
+        assert_eq!((h.status, h.verdict), (200, Verdict::Warn), "{}", h.body);
+        // At MAX_SKEW: unknown, 503 (200 with ON_UNKNOWN=pass).
+        let h = health(&held, secs(100 + 29_900), false);
+        assert_eq!((h.status, h.verdict), (503, Verdict::Unknown), "{}", h.body);
+        assert!(
+            h.headline.starts_with("UNKNOWN: holdover ended"),
+            "{}",
+            h.headline
+        );
+        assert_eq!(health(&held, secs(100 + 29_900), true).status, 200);
+    }
+
+    #[test]
+    fn a_fresh_round_ages_like_holdover_when_no_round_follows() {
+        let good = at(100, 0.0);
+        let mut held = fresh(&good);
+        held.max_drift = MaxDrift::from_ppm(100_000.0).unwrap();
+        // 0.001 s + 10 % of the age: warn at 10 s, unknown at 1500 s.
+        assert_eq!(health(&held, secs(105), false).verdict, Verdict::Ok);
+        let h = health(&held, secs(120), false);
+        assert_eq!(h.verdict, Verdict::Warn);
+        assert!(
+            h.headline.contains("no round has finished"),
+            "{}",
+            h.headline
+        );
+        assert_eq!(health(&held, secs(1700), false).status, 503);
+    }
+
+    #[test]
+    fn a_clock_jump_ends_holdover_until_the_next_round() {
+        let good = at(100, 0.0);
+        let mut held = fresh(&good);
+        held.jumped = Some("the wall clock was stepped by 10m0.000s");
+        let h = health(&held, secs(101), false);
+        assert_eq!((h.status, h.verdict), (503, Verdict::Unknown));
+        assert!(h.headline.contains("stepped by 10m"), "{}", h.headline);
+        assert!(json(&h)["offset_seconds"].is_null());
+    }
+
+    #[test]
+    fn state_keeps_the_anchor_through_failed_rounds_and_drops_it_on_fail_or_jump() {
+        static CLOCK: crate::clock::SystemClock = crate::clock::SystemClock;
+        let sources = Source::parse_list("ntp://a").unwrap();
+        let state = State::new(
+            Metrics::new(&sources, 150.0),
+            MaxDrift::DEFAULT,
+            false,
+            secs(60),
+            &CLOCK,
+        );
+        state.publish(report(0.0));
+        state.publish(silent());
+        let h = state.health();
+        assert_eq!(h.status, 200, "{}", h.body);
+        assert!(h.holdover.is_some());
+        state.publish(report(1200.0));
+        state.publish(silent());
+        assert_eq!(state.health().status, 503, "a fail is not held over");
+        state.publish(report(0.0));
+        state.clock_jumped("the host slept for 1h".into());
+        state.publish(silent());
+        assert_eq!(state.health().status, 503, "a jump ends holdover");
     }
 
     #[test]
     fn a_clock_reading_from_before_taken_is_age_zero() {
-        let h = health(Some(&at(100, 0.0)), Duration::from_secs(50), STALE, false);
+        let latest = at(100, 0.0);
+        let h = health(&fresh(&latest), secs(50), false);
         assert_eq!(json(&h)["age_seconds"], 0.0);
     }
 
@@ -523,7 +780,7 @@ mod tests {
         let sources = Source::parse_list("ntp://a").unwrap();
         let state = State::new(
             Metrics::new(&sources, 150.0),
-            STALE,
+            MaxDrift::DEFAULT,
             false,
             Duration::from_secs(60),
             &CLOCK,

@@ -259,30 +259,109 @@ fn routes_methods_and_content_types() {
     assert!(!m.body.contains("# EOF"), "{}", m.body);
 }
 
+/// Holdover against a real chronyd: the source stops, `/readyz` stays 200 while
+/// the grown bound `|θ| + u + MAX_DRIFT · age` stays under MAX_SKEW, turns
+/// 503 unknown when it passes it (at the time the body announced), and a
+/// restarted source ends holdover.
 #[test]
-fn a_stale_measurement_is_served_as_unknown() {
+fn holdover_keeps_readiness_until_the_grown_bound_reaches_max_skew() {
+    let Some(mut chrony) = Chrony::start(None) else {
+        return;
+    };
+    // 5000 ppm and a 30 ms MAX_SKEW: from a bound of ~1 ms, unknown after ~6 s.
     let serve = Serve::start(&[
-        ("SKEWGUARD_DISABLED", "true"),
-        ("SKEWGUARD_INTERVAL", "20s"),
-        ("SKEWGUARD_STALE_AFTER", "1s"),
+        ("SKEWGUARD_SOURCES", &chrony.uri()),
+        ("SKEWGUARD_INTERVAL", "1s"),
+        ("SKEWGUARD_TIMEOUT", "500ms"),
+        ("SKEWGUARD_MAX_SKEW", "30ms"),
+        ("SKEWGUARD_WARN_SKEW", "15ms"),
+        ("SKEWGUARD_MAX_DRIFT", "5000ppm"),
     ]);
-    let r = serve.wait_for("/healthz", Duration::from_secs(4), |r| r.status == 503);
-    let v = r.json();
-    assert_eq!(v["verdict"], "unknown", "{r:?}");
+    serve.wait_for("/readyz", Duration::from_secs(5), |r| {
+        r.status == 200 && r.json().get("holdover").is_none()
+    });
+    chrony.stop();
+    let stopped = Instant::now();
+
+    // Holdover begins with the first round that gets no answer.
+    let first = serve.wait_for("/readyz", Duration::from_secs(5), |r| {
+        r.json().get("holdover").is_some()
+    });
+    let seen = Instant::now();
+    let v = first.json();
+    assert_eq!(first.status, 200, "{first:?}");
+    let hold = &v["holdover"];
+    let remaining = hold["remaining_seconds"].as_f64().expect("remaining");
+    let predicted = seen + Duration::from_secs_f64(remaining);
     assert!(
         v["headline"]
             .as_str()
-            .is_some_and(|h| h.contains("stale") && h.contains("SKEWGUARD_STALE_AFTER=1.000s")),
+            .is_some_and(|h| h.contains("(holdover)")),
+        "{v}"
+    );
+    assert_eq!(hold["max_drift_ppm"], 5000.0, "{v}");
+    let m = serve.get("/metrics");
+    assert_eq!(m.sample("skewguard_holdover"), Some(1.0), "{}", m.body);
+
+    // While it holds: 200, and the bound grows at 5000 ppm of the age.
+    let mut last_bound = 0.0;
+    let mut last_200 = seen;
+    let ended = loop {
+        let r = serve.get("/readyz");
+        let v = r.json();
+        if r.status != 200 {
+            break (r, Instant::now());
+        }
+        last_200 = Instant::now();
+        let hold = &v["holdover"];
+        let age = hold["age_seconds"].as_f64().expect("age");
+        let bound = hold["bound_seconds"].as_f64().expect("bound");
+        let measured = hold["offset_seconds"].as_f64().unwrap_or(0.0).abs()
+            + hold["measured_uncertainty_seconds"].as_f64().unwrap_or(0.0);
+        assert!((bound - (measured + 0.005 * age)).abs() < 1e-9, "{v}");
+        assert!(bound >= last_bound && bound < 0.030, "{v}");
+        last_bound = bound;
+        assert!(
+            stopped.elapsed() < Duration::from_secs(15),
+            "still 200 long after the bound should have passed MAX_SKEW: {v}\n{}",
+            serve.log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    let (r, at) = ended;
+    let v = r.json();
+    assert_eq!(
+        (r.status, v["verdict"].as_str()),
+        (503, Some("unknown")),
         "{r:?}"
     );
-    assert!(v["age_seconds"].as_f64().is_some_and(|a| a > 1.0), "{r:?}");
-    let m = serve.get("/metrics");
-    assert_eq!(
-        m.sample("skewguard_verdict{state=\"unknown\"}"),
-        Some(1.0),
-        "{}",
-        m.body
+    assert!(
+        v["headline"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("UNKNOWN: holdover ended")),
+        "{v}"
     );
+    // The switch comes when the body said it would (polled every 100 ms).
+    let early = predicted.saturating_duration_since(at);
+    let late = at.saturating_duration_since(predicted);
+    assert!(
+        early < Duration::from_millis(50) && late < Duration::from_millis(600),
+        "predicted vs seen: early {early:?}, late {late:?}"
+    );
+    let off = at.saturating_duration_since(predicted).as_secs_f64()
+        - predicted.saturating_duration_since(at).as_secs_f64();
+    eprintln!(
+        "holdover: /readyz 200 for {:.2?} after the source stopped ({:.2?} of it in holdover), then 503 unknown {off:+.2}s from the announced time",
+        last_200 - stopped,
+        last_200 - seen,
+    );
+
+    // A source that answers again ends holdover with a fresh measurement.
+    assert!(chrony.restart(None), "{}", chrony.log());
+    let back = serve.wait_for("/readyz", Duration::from_secs(5), |r| r.status == 200);
+    assert!(back.json().get("holdover").is_none(), "{back:?}");
+    let m = serve.get("/metrics");
+    assert_eq!(m.sample("skewguard_holdover"), Some(0.0), "{}", m.body);
 }
 
 #[test]

@@ -30,3 +30,70 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
 }
+
+/// What a verdict log line carries besides the verdict itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogContext {
+    /// `wait`/`exec`: which attempt this was.
+    pub attempt: Option<u64>,
+    /// `wait`/`exec`: seconds until the next attempt, as it will be kept.
+    pub retry_in_seconds: Option<f64>,
+    /// `serve`: age of the measurement held over, seconds.
+    pub holdover_age_seconds: Option<f64>,
+    /// `serve`: its grown skew bound, seconds.
+    pub holdover_bound_seconds: Option<f64>,
+    /// The previous verdict served, to tell a recovery.
+    pub previous: Option<crate::verdict::Verdict>,
+}
+
+/// Logs a verdict the same way in `wait`, `exec` and `serve`: ok and warn at
+/// INFO (a recovery from fail or unknown says so), fail and unknown at WARN
+/// with one more WARN line per source that gave no measurement, saying why.
+/// Numbers are numbers, under the names the JSON report uses.
+pub fn log_verdict(
+    verdict: crate::verdict::Verdict,
+    headline: &str,
+    report: &crate::report::Report,
+    ctx: LogContext,
+) {
+    let v = verdict.name();
+    let offset_seconds = report.offset_seconds;
+    let uncertainty_seconds = report.uncertainty_seconds;
+    let LogContext {
+        attempt,
+        retry_in_seconds,
+        holdover_age_seconds,
+        holdover_bound_seconds,
+        previous,
+    } = ctx;
+    if verdict.passes(false) {
+        let recovered = previous.is_some_and(|p| !p.passes(false)).then_some(true);
+        tracing::info!(
+            verdict = v,
+            offset_seconds,
+            uncertainty_seconds,
+            attempt,
+            retry_in_seconds,
+            holdover_age_seconds,
+            holdover_bound_seconds,
+            recovered,
+            "{headline}"
+        );
+        return;
+    }
+    tracing::warn!(
+        verdict = v,
+        offset_seconds,
+        uncertainty_seconds,
+        attempt,
+        retry_in_seconds,
+        holdover_age_seconds,
+        holdover_bound_seconds,
+        "{headline}"
+    );
+    for s in &report.sources {
+        if let Some(error) = &s.error {
+            tracing::warn!(verdict = v, source = %s.source, error = %error, "no measurement from {}", s.source);
+        }
+    }
+}

@@ -72,7 +72,7 @@ async fn serve(config: Arc<Config>, clock: &'static dyn Clock) -> i32 {
     };
     let state = Arc::new(State::new(
         Metrics::for_config(&config),
-        config.stale_after,
+        config.max_drift,
         config.unknown_passes,
         live_within(&config),
         clock,
@@ -96,36 +96,48 @@ async fn serve(config: Arc<Config>, clock: &'static dyn Clock) -> i32 {
     EXIT_OK
 }
 
-/// How long `/livez` tolerates no finished round: three intervals (with jitter)
-/// plus the longest a round can take, twice over, so a slow round is not death.
+/// How long `/livez` tolerates no finished round: `STALE_AFTER` (three
+/// intervals by default), stretched by the jitter, plus the longest a round
+/// can take, twice over, so a slow round is not death.
+///
+/// `STALE_AFTER` is about a stuck measurement loop only; how long a verdict
+/// outlives its measurement is the holdover rule's (`MAX_DRIFT`).
 pub fn live_within(config: &Config) -> Duration {
     let q = &config.query;
     let round = q.timeout * (q.samples + 1)
         + q.sample_interval * q.samples.saturating_sub(1)
         + q.http_budget;
-    config.interval.mul_f64(3.0 * (1.0 + JITTER)) + round * 2 + Duration::from_secs(5)
+    config.stale_after.mul_f64(1.0 + JITTER) + round * 2 + Duration::from_secs(5)
 }
 
 /// Measures round after round, publishing each report into `state`.
 async fn measure_loop(config: Arc<Config>, clock: &'static dyn Clock, state: Arc<State>) {
     let mut rounds = Rounds::new(&config, clock);
     let mut last = ClockReading::now(clock);
+    let mut previous = None;
     loop {
         let started = clock.monotonic();
         let report = rounds.round().await;
-        tracing::info!(
-            verdict = report.verdict.name(),
-            offset_seconds = report.offset_seconds,
-            uncertainty_seconds = report.uncertainty_seconds,
-            "{}",
-            report.headline
+        state.publish(report.clone());
+        // What is served now, holdover included, is what gets logged.
+        let served = state.health();
+        super::log_verdict(
+            served.verdict,
+            &served.headline,
+            &report,
+            super::LogContext {
+                holdover_age_seconds: served.holdover.map(|h| h.age_seconds),
+                holdover_bound_seconds: served.holdover.map(|h| h.bound_seconds),
+                previous,
+                ..Default::default()
+            },
         );
-        state.publish(report);
+        previous = Some(served.verdict);
 
         // A jump during the round shows up now; measure again (the round's
         // queries may straddle it).
         let reading = ClockReading::now(clock);
-        let mut early = note_jump(detect_jump(&last, &reading));
+        let mut early = note_jump(detect_jump(&last, &reading), &state);
         last = reading;
 
         let mut due = clock.monotonic() + jittered(config.interval, random());
@@ -139,23 +151,24 @@ async fn measure_loop(config: Arc<Config>, clock: &'static dyn Clock, state: Arc
             }
             tokio::time::sleep((due - now).min(JUMP_CHECK_EVERY)).await;
             let reading = ClockReading::now(clock);
-            early |= note_jump(detect_jump(&last, &reading));
+            early |= note_jump(detect_jump(&last, &reading), &state);
             last = reading;
         }
     }
 }
 
-/// Logs a jump; `true` if there was one.
-fn note_jump(jump: Option<ClockJump>) -> bool {
-    match jump {
-        None => false,
+/// Logs a jump and ends holdover (the measurements before it no longer
+/// describe the clock); `true` if there was one.
+fn note_jump(jump: Option<ClockJump>, state: &State) -> bool {
+    let why = match jump {
+        None => return false,
         Some(ClockJump::Stepped { seconds }) => {
             tracing::warn!(
                 jump_seconds = seconds,
                 "the wall clock was stepped by {}; measuring again now",
                 human_duration(seconds)
             );
-            true
+            format!("the wall clock was stepped by {}", human_duration(seconds))
         }
         Some(ClockJump::Slept { seconds, stepped }) => {
             tracing::warn!(
@@ -165,9 +178,11 @@ fn note_jump(jump: Option<ClockJump>) -> bool {
                 human_duration(seconds),
                 human_duration(stepped)
             );
-            true
+            format!("the host slept for {}", human_duration(seconds))
         }
-    }
+    };
+    state.clock_jumped(why);
+    true
 }
 
 /// Eight random bytes for the jitter; without them (no entropy source) the
@@ -337,7 +352,7 @@ mod tests {
             Box::leak(Box::new(SteppedClock(std::sync::atomic::AtomicI64::new(0))));
         let state = Arc::new(State::new(
             Metrics::new(&config.sources, 150.0),
-            config.stale_after,
+            config.max_drift,
             false,
             live_within(&config),
             clock,

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::duration::{human_duration, human_setting};
+use crate::duration::human_setting;
 use crate::report::Report;
 use crate::round::Rounds;
 
@@ -33,6 +33,7 @@ pub async fn wait_until_fine(config: &Config, clock: &dyn Clock) -> (bool, Optio
     let mut rounds = Rounds::new(config, clock);
     let mut pause = FIRST_PAUSE / 2;
     let mut last: Option<Report> = None;
+    let mut previous = None;
     for attempt in 1u64.. {
         let round = rounds.round();
         let report = match deadline {
@@ -43,20 +44,16 @@ pub async fn wait_until_fine(config: &Config, clock: &dyn Clock) -> (bool, Optio
             None => round.await,
         };
         let passed = report.verdict.passes(config.unknown_passes);
-        pause = next_pause(pause, config.interval, rounds.backoff());
+        let mut ctx = super::LogContext {
+            attempt: Some(attempt),
+            previous,
+            ..Default::default()
+        };
         if passed {
-            tracing::info!(attempt, verdict = %report.verdict, offset = ?report.offset_seconds, "{}", report.headline);
+            super::log_verdict(report.verdict, &report.headline, &report, ctx);
             return (true, Some(report));
         }
-        tracing::info!(
-            attempt,
-            verdict = %report.verdict,
-            offset = ?report.offset_seconds,
-            retry_in = %human_duration(pause.as_secs_f64()),
-            "{}",
-            report.headline
-        );
-        last = Some(report);
+        pause = next_pause(pause, config.interval, rounds.backoff());
         let now = Instant::now();
         let mut wake = now + pause;
         if let Some(d) = deadline {
@@ -68,6 +65,11 @@ pub async fn wait_until_fine(config: &Config, clock: &dyn Clock) -> (bool, Optio
                 wake = if now < last_chance { last_chance } else { d };
             }
         }
+        // The pause logged is the one kept (the deadline may shorten it).
+        ctx.retry_in_seconds = Some((wake - now).as_secs_f64());
+        super::log_verdict(report.verdict, &report.headline, &report, ctx);
+        previous = Some(report.verdict);
+        last = Some(report);
         tokio::time::sleep_until(wake).await;
         // A round that ends at once (a refused or closed port) must not spin
         // at the deadline: timeout_at polls the round before the timer.

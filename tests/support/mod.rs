@@ -438,6 +438,13 @@ impl Chrony {
         );
     }
 
+    /// Stops chronyd (the port stays reserved); [`Chrony::restart`] brings it back.
+    pub fn stop(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            d.stop();
+        }
+    }
+
     /// The UDP port.
     pub fn port(&self) -> u16 {
         self.port.number()
