@@ -203,8 +203,10 @@ fn healthz_follows_a_reference_that_jumps_and_livez_stays_up() {
 
 #[test]
 fn before_the_first_measurement_healthz_is_503_and_says_so() {
-    // A source that never answers: the first round takes the whole timeout.
+    // A source that never answers (a bound socket that reads nothing, so no
+    // ICMP refusal ends the query early): the first round takes the whole timeout.
     let silent = Port::free();
+    let _socket = std::net::UdpSocket::bind(("127.0.0.1", silent.number())).expect("bind");
     let serve = Serve::start(&[
         ("SKEWGUARD_SOURCES", &silent.ntp_uri()),
         ("SKEWGUARD_TIMEOUT", "2s"),
