@@ -257,7 +257,7 @@ fn skew_hint(e: &Evidence) -> Option<Hint> {
     } else if let Some(a) = e.aws.iter().find(|a| a.synchronised == Some(false)) {
         Hint {
             cause: Cause::AwsUnsynchronised,
-            text: format!("the clock is {direction} by {spoken}, and AWS says the host clock is not synchronised ({})", a.describe()),
+            text: format!("the clock is {direction} by {spoken}, and AWS says the host clock is not synchronised: {}", a.describe()),
             fix: p.fix().into(),
         }
     } else if e.kernel.is_some_and(|k| k.synchronised) {

@@ -864,8 +864,15 @@ pub fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
 /// [`run`] with another bound.
 pub fn run_bounded(args: &[&str], envs: &[(&str, &str)], bound: Duration) -> Output {
     let mut cmd = skewguard(args);
-    cmd.envs(envs.iter().copied())
-        .stdin(Stdio::null())
+    cmd.envs(envs.iter().copied());
+    run_command(cmd, &format!("skewguard {args:?}"), bound)
+}
+
+/// Runs `cmd` (stdin empty, stdout and stderr collected) like [`run_bounded`]:
+/// for the binary started through a wrapper (`unshare`, `sh -c`); `what` names
+/// it in the panic when it outlives `bound`.
+pub fn run_command(mut cmd: Command, what: &str, bound: Duration) -> Output {
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let started = Instant::now();
@@ -916,7 +923,7 @@ pub fn run_bounded(args: &[&str], envs: &[(&str, &str)], bound: Duration) -> Out
         elapsed,
     };
     if status.is_none() {
-        panic!("skewguard {args:?} did not finish within {bound:?} and was killed\n{output}");
+        panic!("{what} did not finish within {bound:?} and was killed\n{output}");
     }
     output
 }
