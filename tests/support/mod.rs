@@ -1118,3 +1118,86 @@ pub fn promtool(args: &[&str], stdin: &str, bound: Duration) -> Option<(Option<i
     }
     Some((status.code(), out))
 }
+
+/// A real Prometheus server (Debian's `prometheus`) on `127.0.0.1:PORT` with its
+/// storage in a temp dir of its own, scraping `targets` as job `skewguard`
+/// every second and evaluating `rules` (a rules file's text) every second.
+/// Killed on drop.
+pub struct Prometheus {
+    dir: TempDir,
+    port: Port,
+    daemon: Daemon,
+}
+
+/// How long Prometheus may take to answer its readiness endpoint.
+const PROMETHEUS_START_BOUND: Duration = Duration::from_secs(20);
+
+impl Prometheus {
+    /// Starts Prometheus and waits until it is ready. `None`: prometheus is
+    /// missing and the test should return (see [`prerequisite`]).
+    pub fn start(targets: &[SocketAddr], rules: &str) -> Option<Prometheus> {
+        if !prerequisite("prometheus", "install prometheus") {
+            return None;
+        }
+        let dir = TempDir::new("prometheus");
+        let port = Port::free();
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             rule_files:\n  - rules.yml\n\
+             scrape_configs:\n  - job_name: skewguard\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        );
+        fs::write(dir.path().join("prometheus.yml"), config).expect("write prometheus.yml");
+        fs::write(dir.path().join("rules.yml"), rules).expect("write rules.yml");
+        let mut cmd = Command::new(locate("prometheus")?);
+        cmd.current_dir(dir.path())
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", port.number()))
+            .arg("--log.level=warn");
+        let daemon = Daemon::spawn(cmd, dir.path().join("prometheus.log"));
+        let mut p = Prometheus { dir, port, daemon };
+        let deadline = Instant::now() + PROMETHEUS_START_BOUND;
+        loop {
+            p.daemon.assert_alive("prometheus");
+            if TcpStream::connect(p.addr()).is_ok()
+                && http_get(p.addr(), "/-/ready", &[]).status == 200
+            {
+                return Some(p);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "prometheus not ready within {PROMETHEUS_START_BOUND:?}:\n{}",
+                p.log()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Where its HTTP API listens.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port.number()))
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        self.daemon.log_text()
+    }
+
+    /// `GET /api/v1/<path>` (path and query already URL-encoded): the `data`
+    /// of a successful answer. Panics on an error answer.
+    pub fn api(&self, path: &str) -> serde_json::Value {
+        let r = http_get(self.addr(), &format!("/api/v1/{path}"), &[]);
+        let v: serde_json::Value = serde_json::from_str(&r.body)
+            .unwrap_or_else(|e| panic!("/api/v1/{path}: {e}: {}", r.body));
+        assert_eq!(v["status"], "success", "/api/v1/{path}: {v}");
+        v["data"].clone()
+    }
+}
