@@ -7,7 +7,7 @@
 //! [`http_date::query`], [`server`], [`cmd`]) call into them.
 //!
 //! The imports form a ladder: shared types at the bottom ([`source`],
-//! [`duration`], [`clock`]), the protocols above them ([`ntp`], [`http_date`]),
+//! [`duration`], [`clock`]), the protocols above them ([`ntp`], [`nts`], [`http_date`]),
 //! the measurement round above those ([`round`]), the commands on top ([`cmd`]).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -23,6 +23,7 @@ pub mod holdover;
 pub mod http_date;
 pub mod metrics;
 pub mod ntp;
+pub mod nts;
 pub mod platform;
 pub mod report;
 pub mod round;

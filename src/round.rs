@@ -1,18 +1,47 @@
 //! A measurement round: every configured source queried at once, through the
 //! protocol module its scheme names, and the answers judged into a [`Report`].
 //!
-//! Above the protocols (`ntp`, `http_date`) and the report; below the commands.
+//! Above the protocols (`ntp`, `nts`, `http_date`) and the report; below the commands.
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::report::{HostFacts, Judging, Report};
 use crate::source::{Outcome, QuerySettings, Source, SourceError};
 
-/// Queries one source.
+/// Queries one source once, keeping no state.
 pub async fn measure(source: &Source, settings: &QuerySettings, clock: &dyn Clock) -> Outcome {
+    measure_with(source, settings, clock, &mut SourceState::default()).await
+}
+
+/// What a source keeps between rounds: the NTS key exchange's keys and cookies.
+#[derive(Debug, Default)]
+pub struct SourceState {
+    nts: Option<crate::nts::client::NtsState>,
+    /// NTS work counters.
+    pub nts_stats: crate::nts::client::NtsStats,
+}
+
+/// Queries one source, using and updating its state from earlier rounds.
+pub async fn measure_with(
+    source: &Source,
+    settings: &QuerySettings,
+    clock: &dyn Clock,
+    state: &mut SourceState,
+) -> Outcome {
     match source {
         Source::Ntp { host, port } => crate::ntp::client::query(host, *port, settings, clock).await,
         Source::Http(target) => crate::http_date::query(target, settings, clock).await,
+        Source::Nts { host, port } => {
+            crate::nts::client::query(
+                host,
+                *port,
+                settings,
+                clock,
+                &mut state.nts,
+                &mut state.nts_stats,
+            )
+            .await
+        }
     }
 }
 
@@ -53,6 +82,8 @@ pub struct Rounds<'a> {
     not_before: Vec<Option<std::time::Duration>>,
     /// Per source: the refusal that stopped it for the life of the process.
     refused: Vec<Option<SourceError>>,
+    /// Per source: what it keeps between rounds (NTS keys and cookies).
+    states: Vec<SourceState>,
 }
 
 impl<'a> Rounds<'a> {
@@ -63,7 +94,17 @@ impl<'a> Rounds<'a> {
             clock,
             not_before: vec![None; config.sources.len()],
             refused: vec![None; config.sources.len()],
+            states: config
+                .sources
+                .iter()
+                .map(|_| SourceState::default())
+                .collect(),
         }
+    }
+
+    /// Key exchanges made so far, summed over the NTS sources.
+    pub fn nts_key_exchanges(&self) -> u64 {
+        self.states.iter().map(|s| s.nts_stats.key_exchanges).sum()
     }
 
     /// How long to hold off before the next round on account of Kiss-o'-Death
@@ -93,7 +134,8 @@ impl<'a> Rounds<'a> {
             .iter()
             .zip(&self.not_before)
             .zip(&self.refused)
-            .map(|((s, nb), refused)| {
+            .zip(self.states.iter_mut())
+            .map(|(((s, nb), refused), state)| {
                 let wait = nb.map(|t| t.saturating_sub(now)).unwrap_or_default();
                 let query = &config.query;
                 let clock = self.clock;
@@ -107,7 +149,7 @@ impl<'a> Rounds<'a> {
                             crate::duration::human_duration(wait.as_secs_f64())
                         ))));
                     }
-                    measure(s, query, clock).await
+                    measure_with(s, query, clock, state).await
                 }
             });
         // Where this runs (and AWS's word on the clock) is read while the sources answer.

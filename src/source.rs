@@ -17,6 +17,25 @@ pub enum Source {
     },
     /// An HTTP(S) server whose `Date` response header is read.
     Http(HttpTarget),
+    /// An NTS (RFC 8915) server: key exchange on TCP `port`, then NTP.
+    Nts {
+        /// Host name or IP address literal of the NTS-KE server.
+        host: String,
+        /// NTS-KE TCP port, 4460 unless given.
+        port: u16,
+    },
+}
+
+impl Source {
+    /// Whether a measurement of this source can be authenticated
+    /// (`https://` and `nts://`).
+    pub fn can_authenticate(&self) -> bool {
+        match self {
+            Source::Ntp { .. } => false,
+            Source::Http(t) => t.tls,
+            Source::Nts { .. } => true,
+        }
+    }
 }
 
 /// Where an HTTP `Date` source lives.
@@ -39,6 +58,13 @@ pub const AWS_PRESET: &[&str] = &[
     "https://sts.amazonaws.com/",
 ];
 
+/// The sources that the `nts` preset stands for: public NTS servers.
+pub const NTS_PRESET: &[&str] = &[
+    "nts://time.cloudflare.com",
+    "nts://nts.netnod.se",
+    "nts://ptbtime1.ptb.de",
+];
+
 impl Source {
     /// Parses a comma-separated list of source URIs and presets.
     ///
@@ -47,8 +73,13 @@ impl Source {
         let mut out = Vec::new();
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             match item {
-                "aws" => {
-                    for uri in AWS_PRESET {
+                "aws" | "nts" => {
+                    let preset = if item == "aws" {
+                        AWS_PRESET
+                    } else {
+                        NTS_PRESET
+                    };
+                    for uri in preset {
                         out.push(Source::parse(uri)?);
                     }
                 }
@@ -56,7 +87,7 @@ impl Source {
             }
         }
         if out.is_empty() {
-            return Err("no source given; expected e.g. `aws`, `ntp://HOST[:PORT]`, `https://HOST[:PORT][/PATH]`".into());
+            return Err("no source given; expected e.g. `aws`, `nts`, `ntp://HOST[:PORT]`, `nts://HOST[:PORT]`, `https://HOST[:PORT][/PATH]`".into());
         }
         let mut seen = std::collections::HashSet::new();
         out.retain(|s| seen.insert(s.clone()));
@@ -67,7 +98,7 @@ impl Source {
     pub fn parse(uri: &str) -> Result<Source, String> {
         let bad = |why: &str| {
             format!(
-                "`{uri}`: {why}; expected `ntp://HOST[:PORT]`, `https://HOST[:PORT][/PATH]`, `http://HOST[:PORT][/PATH]` or the preset `aws`"
+                "`{uri}`: {why}; expected `ntp://HOST[:PORT]`, `nts://HOST[:PORT]`, `https://HOST[:PORT][/PATH]`, `http://HOST[:PORT][/PATH]` or a preset (`aws`, `nts`)"
             )
         };
         let (scheme, rest) = uri.split_once("://").ok_or_else(|| bad("no scheme"))?;
@@ -77,6 +108,7 @@ impl Source {
         };
         let default_port = match scheme {
             "ntp" => 123,
+            "nts" => 4460,
             "https" => 443,
             "http" => 80,
             _ => return Err(bad("unknown scheme")),
@@ -88,6 +120,12 @@ impl Source {
                     return Err(bad("an ntp source has no path"));
                 }
                 Ok(Source::Ntp { host, port })
+            }
+            "nts" => {
+                if path != "/" {
+                    return Err(bad("an nts source has no path"));
+                }
+                Ok(Source::Nts { host, port })
             }
             _ => {
                 if path.chars().any(|c| c.is_control() || c == ' ') {
@@ -158,6 +196,13 @@ impl fmt::Display for Source {
                 }
                 Ok(())
             }
+            Source::Nts { host, port } => {
+                write!(f, "nts://{}", bracket(host))?;
+                if *port != 4460 {
+                    write!(f, ":{port}")?;
+                }
+                Ok(())
+            }
             Source::Http(t) => {
                 let scheme = if t.tls { "https" } else { "http" };
                 write!(f, "{scheme}://{}", bracket(&t.host))?;
@@ -196,6 +241,33 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// This sample, from a date-exempted handshake whose server time lay inside
+    /// the certificate's validity, narrowed by the certificate gap (`offset ≥
+    /// gap` when the local clock is behind, `≤ −gap` when ahead) where the two
+    /// agree, and marked authenticated and exempted.
+    pub fn with_certificate_gap(self, at_least: f64, local_behind: bool) -> Sample {
+        let (mut lo, mut hi) = (
+            self.offset - self.uncertainty,
+            self.offset + self.uncertainty,
+        );
+        if local_behind {
+            lo = lo.max(at_least.min(hi));
+        } else {
+            hi = hi.min((-at_least).max(lo));
+        }
+        Sample {
+            offset: (lo + hi) / 2.0,
+            uncertainty: (hi - lo) / 2.0,
+            authenticated: true,
+            exemption: Some(Exemption {
+                at_least,
+                local_behind,
+                server_time_read: true,
+            }),
+            ..self
+        }
+    }
+
     /// An unauthenticated sample without exemption.
     pub fn plain(offset: f64, uncertainty: f64, rtt: f64) -> Sample {
         Sample {
@@ -393,6 +465,21 @@ mod tests {
         }
         let aws = Source::parse_list("aws").unwrap();
         assert_eq!(aws.len(), 3);
+        assert_eq!(Source::parse_list("aws,nts").unwrap().len(), 6);
+        assert_eq!(
+            Source::parse("nts://127.0.0.1:11132").unwrap(),
+            Source::Nts {
+                host: "127.0.0.1".into(),
+                port: 11132
+            }
+        );
+        assert_eq!(
+            Source::parse("nts://time.cloudflare.com")
+                .unwrap()
+                .to_string(),
+            "nts://time.cloudflare.com"
+        );
+        assert!(Source::parse("nts://x/p").is_err());
         let mixed = Source::parse_list("aws, ntp://169.254.169.123,ntp://x").unwrap();
         assert_eq!(mixed.len(), 4, "duplicates are dropped");
     }

@@ -153,7 +153,7 @@ async fn measure(
     let mut sample = refiner.sample();
     sample.authenticated = target.tls;
     if let Some(x) = exemption {
-        sample = with_certificate_gap(sample, x.at_least, x.local_behind);
+        sample = sample.with_certificate_gap(x.at_least, x.local_behind);
     }
     tracing::debug!(
         host = %target.host,
@@ -164,32 +164,6 @@ async fn measure(
         "HTTP Date measurement"
     );
     Ok(sample)
-}
-
-/// A sample from a date-exempted handshake, narrowed by the certificate gap
-/// (`offset ≥ gap` when the local clock is behind, `≤ −gap` when ahead) where
-/// the two agree, and marked as such.
-fn with_certificate_gap(sample: Sample, at_least: f64, local_behind: bool) -> Sample {
-    let (mut lo, mut hi) = (
-        sample.offset - sample.uncertainty,
-        sample.offset + sample.uncertainty,
-    );
-    if local_behind {
-        lo = lo.max(at_least.min(hi));
-    } else {
-        hi = hi.min((-at_least).max(lo));
-    }
-    Sample {
-        offset: (lo + hi) / 2.0,
-        uncertainty: (hi - lo) / 2.0,
-        authenticated: true,
-        exemption: Some(Exemption {
-            at_least,
-            local_behind,
-            server_time_read: true,
-        }),
-        ..sample
-    }
 }
 
 /// One measurement's connection state.

@@ -324,6 +324,10 @@ pub struct Chrony {
     port: Port,
     shift: Option<String>,
     daemon: Option<Daemon>,
+    /// Extra configuration lines (the NTS server's).
+    extra: String,
+    /// The NTS-KE port, for an NTS server.
+    ke_port: Option<Port>,
 }
 
 impl Chrony {
@@ -342,8 +346,68 @@ impl Chrony {
             port: Port::free(),
             shift: None,
             daemon: None,
+            extra: String::new(),
+            ke_port: None,
         };
         chrony.restart(shift).then_some(chrony)
+    }
+
+    /// Starts chronyd as an NTS server too: NTS-KE on its own port with the
+    /// leaf certificate and key given (PEM), NTP on the usual port.
+    pub fn start_nts(shift: Option<&str>, cert_pem: &str, key_pem: &str) -> Option<Chrony> {
+        Chrony::start_nts_with(shift, cert_pem, key_pem, "")
+    }
+
+    /// [`Chrony::start_nts`] with more configuration lines.
+    pub fn start_nts_with(
+        shift: Option<&str>,
+        cert_pem: &str,
+        key_pem: &str,
+        more: &str,
+    ) -> Option<Chrony> {
+        if !prerequisite("chronyd", "install chrony") {
+            return None;
+        }
+        let dir = TempDir::new("chrony-nts");
+        let ke_port = Port::free();
+        let (cert, key, dump) = (
+            dir.path().join("cert.pem"),
+            dir.path().join("key.pem"),
+            dir.path().join("dump"),
+        );
+        fs::write(&cert, cert_pem).expect("write certificate");
+        fs::write(&key, key_pem).expect("write key");
+        // chronyd reads the key after dropping to its own user when started as root.
+        let _ = fs::set_permissions(&key, fs::Permissions::from_mode(0o644));
+        let _ = fs::create_dir(&dump);
+        let _ = fs::set_permissions(&dump, fs::Permissions::from_mode(0o777));
+        let extra = format!(
+            "ntsserverkey {}\nntsservercert {}\nntsport {}\nntsdumpdir {}\n{more}",
+            key.display(),
+            cert.display(),
+            ke_port.number(),
+            dump.display()
+        );
+        let mut chrony = Chrony {
+            dir,
+            port: Port::free(),
+            shift: None,
+            daemon: None,
+            extra,
+            ke_port: Some(ke_port),
+        };
+        chrony.restart(shift).then_some(chrony)
+    }
+
+    /// `nts://localhost:KEPORT` for an NTS server (panics otherwise).
+    pub fn nts_uri(&self) -> String {
+        let port = self.ke_port.as_ref().expect("an NTS chronyd").number();
+        format!("nts://localhost:{port}")
+    }
+
+    /// The NTS-KE port of an NTS server (panics otherwise).
+    pub fn ke_port(&self) -> u16 {
+        self.ke_port.as_ref().expect("an NTS chronyd").number()
     }
 
     /// Starts one chronyd per shift.
@@ -368,9 +432,11 @@ impl Chrony {
              cmdport 0\n\
              bindcmdaddress /\n\
              pidfile {dir}/chronyd.pid\n\
-             driftfile {dir}/chrony.drift\n",
+             driftfile {dir}/chrony.drift\n\
+             {extra}",
             port = self.port.number(),
             dir = dir.display(),
+            extra = self.extra,
         );
         fs::write(&conf, text).expect("write chrony.conf");
 
