@@ -87,6 +87,10 @@ pub struct SourceReport {
     /// handshake, or not counted under the trust rules).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Other configured names of the same server (same protocol and address):
+    /// measured once, one vote.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// A source's standing in the round.
@@ -180,6 +184,7 @@ impl Report {
                 rtt_seconds: None,
                 error: None,
                 note: None,
+                aliases: Vec::new(),
             };
             match &outcome.result {
                 Ok(s) => {
@@ -239,16 +244,26 @@ impl Report {
                     names[0].to_string()
                 } else {
                     format!(
-                        "{} of {} sources ({})",
+                        "{} of {} sources ({}){}",
                         names.len(),
                         sources.len(),
-                        names.join(", ")
+                        names.join(", "),
+                        left_out(&entries)
                     )
                 };
                 let headline = skew_headline(verdict, *offset, *uncertainty, &by, judging);
                 (verdict, Some(*offset), Some(*uncertainty), headline)
             }
             Selection::NoMajority { largest, answered } => {
+                // Too few, but agreeing: the largest set is not outvoted.
+                if *largest * 2 > *answered {
+                    let intervals: Vec<Interval> = candidates.iter().map(|c| c.interval).collect();
+                    if let Selection::Agreed { members, .. } = select::select(&intervals, 1) {
+                        for m in members {
+                            entries[index[m]].status = SourceStatus::Ok;
+                        }
+                    }
+                }
                 let which = if trusted.authenticated_vote {
                     "authenticated sources"
                 } else {
@@ -399,14 +414,17 @@ impl Report {
             let line = match s.status {
                 SourceStatus::Error => format!(
                     "  {}  error: {}",
-                    s.source,
+                    s.shown(),
                     s.error.as_deref().unwrap_or("unknown error")
                 ),
                 status => format!(
                     "  {}  {}  {} ±{}  rtt {}  {}",
-                    s.source,
+                    s.shown(),
                     if status == SourceStatus::Ok {
                         "ok"
+                    } else if self.offset_seconds.is_none() {
+                        // Nothing was agreed, so nothing outvoted it.
+                        "measured (no majority agrees)"
                     } else {
                         "FALSETICKER (outvoted)"
                     },
@@ -528,6 +546,39 @@ fn exemption_note(x: &Exemption) -> String {
     } else {
         format!("no server time after a date-exempted handshake: the certificate gap alone says the local clock is {gap}")
     }
+}
+
+impl SourceReport {
+    /// The source with its other names: `ntp://127.0.0.1:123 (= ntp://localhost)`.
+    pub fn shown(&self) -> String {
+        if self.aliases.is_empty() {
+            self.source.clone()
+        } else {
+            format!("{} (= {})", self.source, self.aliases.join(", "))
+        }
+    }
+}
+
+/// For a headline that rests on fewer sources than were configured: which
+/// others failed, and which were outvoted (empty when every one agreed).
+fn left_out(entries: &[SourceReport]) -> String {
+    let names = |status: SourceStatus| -> Vec<&str> {
+        entries
+            .iter()
+            .filter(|e| e.status == status)
+            .map(|e| e.source.as_str())
+            .collect()
+    };
+    let mut out = String::new();
+    let failed = names(SourceStatus::Error);
+    if !failed.is_empty() {
+        let _ = write!(out, "; no usable answer from {}", failed.join(", "));
+    }
+    let outvoted = names(SourceStatus::Falseticker);
+    if !outvoted.is_empty() {
+        let _ = write!(out, "; not counted: {}", outvoted.join(", "));
+    }
+    out
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -128,19 +128,26 @@ impl<'a> Rounds<'a> {
         if config.disabled {
             return Report::disabled(&judging(config), self.clock.realtime() as f64 / 1e9);
         }
+        // One source per protocol and address: names of one server are
+        // measured once and vote once (the first configured name leads).
+        let (groups, unresolved) = identities(&config.sources, config.query.timeout).await;
+        let leaders: Vec<usize> = groups.iter().map(|g| g[0]).collect();
         let now = self.clock.monotonic();
         let futs = config
             .sources
             .iter()
             .zip(&self.not_before)
             .zip(&self.refused)
+            .zip(&unresolved)
             .zip(self.states.iter_mut())
-            .map(|(((s, nb), refused), state)| {
+            .enumerate()
+            .filter(|(i, _)| leaders.contains(i))
+            .map(|(_, ((((s, nb), refused), unresolved), state))| {
                 let wait = nb.map(|t| t.saturating_sub(now)).unwrap_or_default();
                 let query = &config.query;
                 let clock = self.clock;
                 async move {
-                    if let Some(e) = refused {
+                    if let Some(e) = refused.as_ref().or(unresolved.as_ref()) {
                         return Outcome::from_result(Err(e.clone()));
                     }
                     if !wait.is_zero() {
@@ -158,21 +165,21 @@ impl<'a> Rounds<'a> {
             crate::platform::observe(config.query.timeout, now)
         );
         let after = self.clock.monotonic();
-        for (((s, o), nb), refused) in config
-            .sources
-            .iter()
-            .zip(&outcomes)
-            .zip(self.not_before.iter_mut())
-            .zip(self.refused.iter_mut())
-        {
-            if let Err(e @ SourceError::Refused(_)) = &o.result {
-                *refused = Some(e.clone());
+        for (group, o) in groups.iter().zip(&outcomes) {
+            let s = &config.sources[group[0]];
+            for &i in group {
+                let (nb, refused) = (&mut self.not_before[i], &mut self.refused[i]);
+                if let Err(e @ SourceError::Refused(_)) = &o.result {
+                    *refused = Some(e.clone());
+                }
+                if let Some(pause) = o.retry_after {
+                    *nb = Some(after + pause);
+                } else if nb.is_some_and(|t| t <= after) {
+                    *nb = None;
+                }
             }
             if let Some(pause) = o.retry_after {
                 tracing::warn!(source = %s, pause = ?pause, "server asked to slow down (Kiss-o'-Death RATE)");
-                *nb = Some(after + pause);
-            } else if nb.is_some_and(|t| t <= after) {
-                *nb = None;
             }
             match &o.result {
                 Ok(sample) => {
@@ -181,16 +188,112 @@ impl<'a> Rounds<'a> {
                 Err(e) => tracing::debug!(source = %s, error = %e, "no measurement"),
             }
         }
-        Report::assess(
-            &config.sources,
+        let led: Vec<Source> = leaders.iter().map(|&i| config.sources[i].clone()).collect();
+        let mut report = Report::assess(
+            &led,
             &outcomes,
             &judging(config),
             &HostFacts {
                 platform,
                 ..host_facts(self.clock)
             },
-        )
+        );
+        for (entry, group) in report.sources.iter_mut().zip(&groups) {
+            entry.aliases = group[1..]
+                .iter()
+                .map(|&i| config.sources[i].to_string())
+                .collect();
+        }
+        report
     }
+}
+
+/// What identifies a server: the protocol and a socket address it answers on.
+type Endpoint = (&'static str, std::net::SocketAddr);
+
+/// The protocol, host and port a source is reached at. `http://` and
+/// `https://` on one address are different services; paths do not matter
+/// (one server has one clock).
+fn protocol(source: &Source) -> (&'static str, &str, u16) {
+    match source {
+        Source::Ntp { host, port } => ("ntp", host, *port),
+        Source::Nts { host, port } => ("nts", host, *port),
+        Source::Http(t) => (if t.tls { "https" } else { "http" }, &t.host, t.port),
+    }
+}
+
+/// Resolves every source (all at once, each bounded by `timeout`) and groups
+/// those that reach one server: see [`group_by_endpoint`]. A source whose name
+/// does not resolve stands alone, with the error it will be reported with
+/// (second vector, by configured index) instead of being queried.
+pub async fn identities(
+    sources: &[Source],
+    timeout: std::time::Duration,
+) -> (Vec<Vec<usize>>, Vec<Option<SourceError>>) {
+    let lookups = sources.iter().map(|s| async move {
+        let (proto, host, port) = protocol(s);
+        match tokio::time::timeout(timeout, crate::source::resolve(host, port)).await {
+            Ok(Ok(addrs)) => Ok(addrs.into_iter().map(|a| (proto, a)).collect()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(SourceError::Resolve(format!(
+                "{host}: no answer from the resolver within {}",
+                crate::duration::human_duration(timeout.as_secs_f64())
+            ))),
+        }
+    });
+    let resolved: Vec<Result<Vec<Endpoint>, SourceError>> = join_all(lookups).await;
+    let endpoints: Vec<Vec<Endpoint>> = resolved
+        .iter()
+        .map(|r| r.clone().unwrap_or_default())
+        .collect();
+    let errors = resolved.into_iter().map(Result::err).collect();
+    (group_by_endpoint(&endpoints), errors)
+}
+
+/// Groups sources that share an endpoint (protocol and socket address):
+/// `ntp://127.0.0.1:P` and `ntp://localhost:P` are one server and get one
+/// vote. A name with several addresses is one source (its client asks one of
+/// them); two names that share any address are one source, so a vote can
+/// only be lost, never doubled. Groups keep the configured order (by first
+/// member); a source without endpoints stands alone.
+pub fn group_by_endpoint(endpoints: &[Vec<Endpoint>]) -> Vec<Vec<usize>> {
+    // Union-find over the sources, joined through shared endpoints.
+    let mut parent: Vec<usize> = (0..endpoints.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let mut owner: std::collections::HashMap<Endpoint, usize> = std::collections::HashMap::new();
+    for (i, list) in endpoints.iter().enumerate() {
+        for e in list {
+            match owner.get(e) {
+                Some(&j) => {
+                    let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                    // The earlier source stays the root, so it leads the group.
+                    parent[a.max(b)] = a.min(b);
+                }
+                None => {
+                    owner.insert(*e, i);
+                }
+            }
+        }
+    }
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut slot: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    for i in 0..endpoints.len() {
+        let r = root(&mut parent, i);
+        match slot.get(&r) {
+            Some(&g) => groups[g].push(i),
+            None => {
+                slot.insert(r, groups.len());
+                groups.push(vec![i]);
+            }
+        }
+    }
+    groups
 }
 
 /// Polls a set of futures concurrently on the current task (no spawning).
@@ -218,4 +321,39 @@ pub async fn join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> 
     })
     .await;
     out.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(proto: &'static str, addr: &str) -> Endpoint {
+        (proto, addr.parse().unwrap())
+    }
+
+    #[test]
+    fn sources_that_share_an_endpoint_are_one() {
+        let a = ep("ntp", "127.0.0.1:1123");
+        let b = ep("ntp", "127.0.0.1:1124");
+        let groups = group_by_endpoint(&[vec![a], vec![a], vec![b]]);
+        assert_eq!(groups, vec![vec![0, 1], vec![2]]);
+        // Another protocol on the same address is another service.
+        let groups = group_by_endpoint(&[vec![a], vec![ep("http", "127.0.0.1:1123")]]);
+        assert_eq!(groups.len(), 2);
+        // Names with several addresses join through any shared one, transitively.
+        let c = ep("ntp", "[::1]:1123");
+        let groups = group_by_endpoint(&[vec![b], vec![a, c], vec![b, c], vec![], vec![]]);
+        assert_eq!(groups, vec![vec![0, 1, 2], vec![3], vec![4]]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_name_and_its_address_are_one_source() {
+        let sources = Source::parse_list(
+            "ntp://127.0.0.1:1123,ntp://localhost:1123,ntp://127.0.0.1:1124,https://127.0.0.1:1123/,http://127.0.0.1:1123/a,http://127.0.0.1:1123/b",
+        )
+        .unwrap();
+        let (groups, errors) = identities(&sources, std::time::Duration::from_secs(2)).await;
+        assert!(errors.iter().all(Option::is_none), "{errors:?}");
+        assert_eq!(groups, vec![vec![0, 1], vec![2], vec![3], vec![4, 5]]);
+    }
 }
