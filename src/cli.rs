@@ -67,11 +67,12 @@ const COMMANDS: &[CommandHelp] = &[
     CommandHelp {
         name: "check",
         synopsis: "check [FLAGS]",
-        what: "measure once; print the verdict on stdout (text or JSON)",
+        what: "measure once; print the verdict on stdout (text, JSON or node-problem-detector's one line)",
         exits: &[
             ("0", "ok or warn (or unknown with ON_UNKNOWN=pass)"),
-            ("1", "fail or unknown"),
+            ("1", "fail or unknown (OUTPUT=npd: fail only, NPD's NonOK)"),
             USAGE_EXIT,
+            ("2 (npd)", "OUTPUT=npd: unknown, NPD's Unknown (a configuration error is Unknown to NPD too)"),
         ],
     },
     CommandHelp {

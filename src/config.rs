@@ -42,7 +42,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "AUTH_SELECT", default: "mix", help: "mix|require|ignore: whether authenticated sources (https, nts) outrank unauthenticated ones (ntp, http)" },
     Setting { name: "MAX_SOURCE_ERROR", default: "3s", help: "a source whose error bound (±) is wider than this is an error, not a vote (like chrony's maxdistance)" },
     Setting { name: "CA_FILE", default: "none", help: "PEM file of extra root certificates for https sources" },
-    Setting { name: "OUTPUT", default: "text", help: "text|json (check, wait, exec)" },
+    Setting { name: "OUTPUT", default: "text", help: "text|json|npd (check, wait, exec; npd: node-problem-detector's one line, check exits 0 OK, 1 NonOK, 2 Unknown)" },
     Setting { name: "LOG", default: "warn (check), info (others)", help: "log filter on stderr, e.g. `info` or `warn,skewguard=debug`" },
     Setting { name: "LOG_FORMAT", default: "text", help: "text|json" },
     Setting { name: "INTERVAL", default: "60s", help: "serve: time between measurements; wait: longest pause between attempts" },
@@ -62,6 +62,9 @@ pub enum Output {
     Text,
     /// One JSON object.
     Json,
+    /// node-problem-detector's custom plugin protocol: one status line of at
+    /// most 80 characters; `check` exits 0 OK, 1 NonOK, 2 Unknown (see [`crate::npd`]).
+    Npd,
 }
 
 /// Log line format.
@@ -513,7 +516,11 @@ impl Config {
             "OUTPUT",
             &raw.output,
             Output::Text,
-            &[("text", Output::Text), ("json", Output::Json)],
+            &[
+                ("text", Output::Text),
+                ("json", Output::Json),
+                ("npd", Output::Npd),
+            ],
         )?;
         let log_format = choice(
             "LOG_FORMAT",

@@ -22,6 +22,7 @@ pub mod hint;
 pub mod holdover;
 pub mod http_date;
 pub mod metrics;
+pub mod npd;
 pub mod ntp;
 pub mod nts;
 pub mod platform;

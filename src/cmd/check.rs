@@ -26,11 +26,15 @@ pub fn render(config: &Config, report: &Report) -> String {
     match config.output {
         Output::Text => report.to_text(),
         Output::Json => format!("{}\n", report.to_json()),
+        Output::Npd => crate::npd::line(report),
     }
 }
 
 /// The exit code a report maps to.
 pub fn exit_code(config: &Config, report: &Report) -> i32 {
+    if config.output == Output::Npd {
+        return crate::npd::exit_code(report.verdict, config.unknown_passes);
+    }
     if report.verdict.passes(config.unknown_passes) {
         EXIT_OK
     } else {
@@ -186,6 +190,7 @@ fn write_cache(
 fn render_hit(config: &Config, hit: &Hit) -> String {
     match config.output {
         Output::Text => hit.report.to_text(),
+        Output::Npd => crate::npd::line(&hit.report),
         Output::Json => {
             let mut v = serde_json::to_value(&hit.report).unwrap_or_default();
             if let Some(o) = v.as_object_mut() {
