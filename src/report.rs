@@ -528,8 +528,10 @@ fn skew_headline(verdict: Verdict, offset: f64, uncertainty: f64, by: &str, j: &
             human_setting(t.max_skew)
         ),
     };
+    // The sources come last: `health` keeps 300 characters of the headline,
+    // and the error the service answers matters more than the list of sources.
     format!(
-        "{}: {size} (±{}) according to {by}; {tail}",
+        "{}: {size} (±{}); {tail}; according to {by}",
         verdict.name().to_ascii_uppercase(),
         human_duration(uncertainty)
     )
@@ -599,6 +601,24 @@ mod tests {
 
     fn ok(offset: f64) -> Outcome {
         Outcome::from_result(Ok(Sample::plain(offset, 0.001, 0.0002)))
+    }
+
+    #[test]
+    fn the_service_error_fits_in_what_health_prints() {
+        let sources = Source::parse_list("aws").unwrap();
+        let r = Report::assess(
+            &sources,
+            &[ok(86_400.0), ok(86_400.0), ok(86_400.0)],
+            &Judging::default(),
+            &HostFacts::default(),
+        );
+        let shown: String = r.headline.chars().take(300).collect();
+        assert!(shown.contains("Signature expired"), "{shown}");
+        assert!(
+            r.headline.ends_with("sts.amazonaws.com/)"),
+            "{}",
+            r.headline
+        );
     }
 
     #[test]

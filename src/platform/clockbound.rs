@@ -166,5 +166,15 @@ mod tests {
             .unwrap()
             .error
             .is_some());
+        // Version 1 (ClockBound 1.x): the status sits after max drift and a reserved word.
+        let mut v1 = encode_v2(4, later, 7_000, 0);
+        v1[12..14].copy_from_slice(&1u16.to_ne_bytes());
+        v1[64..68].copy_from_slice(&1i32.to_ne_bytes());
+        v1.truncate(72);
+        let c = parse(&v1, now).unwrap();
+        assert_eq!(
+            (c.status.as_deref(), c.synchronised),
+            (Some("Synchronized"), Some(true))
+        );
     }
 }

@@ -163,4 +163,28 @@ mod tests {
             assert!(c.error.is_some() && c.synchronised.is_none(), "{c:?}");
         }
     }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_silent_or_absent_endpoint_is_an_error_within_the_timeout() {
+        // Accepted by the kernel's backlog, never answered.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let uri = format!("http://{}/v4/x", silent.local_addr().unwrap());
+        let started = std::time::Instant::now();
+        let c = fetch(&uri, Duration::from_millis(200)).await;
+        assert!(
+            c.error
+                .as_deref()
+                .is_some_and(|e| e.contains("no answer within")),
+            "{c:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let c = fetch("https://169.254.170.2/v4/x", Duration::from_millis(200)).await;
+        assert!(
+            c.error
+                .as_deref()
+                .is_some_and(|e| e.contains("not an http:// URL")),
+            "{c:?}"
+        );
+        drop(silent);
+    }
 }
