@@ -143,9 +143,12 @@ fn flipping_relay(port: u16, at: usize, flips: Arc<AtomicUsize>) -> std::thread:
 /// A TLS server on 127.0.0.1 that answers each connection with `reply`
 /// (records), offering `alpn`.
 fn fake_ke(leaf: &support::tls::Leaf, alpn: &[&[u8]], reply: Vec<u8>) -> u16 {
+    fake_ke_with(server_config(leaf, alpn), reply)
+}
+
+fn fake_ke_with(config: Arc<rustls::ServerConfig>, reply: Vec<u8>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let config: Arc<rustls::ServerConfig> = server_config(leaf, alpn);
     std::thread::spawn(move || {
         for tcp in listener.incoming().take(4) {
             let Ok(tcp) = tcp else { continue };
@@ -205,4 +208,221 @@ fn nts_key_exchange_failures_are_clear_errors() {
         assert!(e.contains(want), "{want}: {out}");
         assert_eq!(out.verdict(), "unknown", "{out}");
     }
+    // A key exchange server that speaks only TLS 1.2.
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf.key_der.clone().into());
+    let mut tls12 = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .expect("TLS 1.2")
+    .with_no_client_auth()
+    .with_single_cert(leaf.chain.clone(), key)
+    .expect("certificate");
+    tls12.alpn_protocols = vec![b"ntske/1".to_vec()];
+    let port = fake_ke_with(Arc::new(tls12), Vec::new());
+    let uri = format!("nts://localhost:{port}");
+    let out = check(&uri, &ca, &[]);
+    let e = out.source(&uri)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(e.contains("TLS 1.3 only"), "{out}");
+}
+
+// ---- a fake NTS server: real key exchange and AEAD, scripted NTP replies ----
+
+use skewguard::nts::ext::{
+    self as nts_ext, AUTHENTICATOR, COOKIE, COOKIE_PLACEHOLDER, UNIQUE_IDENTIFIER,
+};
+use skewguard::nts::ke as nts_ke;
+
+/// What the fake's NTP side answers.
+#[derive(Clone, Copy, PartialEq)]
+enum Script {
+    /// Authenticated replies with fresh cookies.
+    Genuine,
+    /// An NTS NAK (kiss NTSN echoing the identifier).
+    Nak,
+    /// A plain reply echoing the identifier, without authenticator.
+    Unauthenticated,
+}
+
+struct FakeNts {
+    ke_port: u16,
+    key_exchanges: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+}
+
+fn ntp_now(shift: f64) -> [u8; 8] {
+    support::tls::ntp_time(support::tls::now_secs() + shift).to_be_bytes()
+}
+
+impl FakeNts {
+    fn start(leaf: &support::tls::Leaf, script: Script, shift: f64) -> FakeNts {
+        let ntp = UdpSocket::bind("127.0.0.1:0").expect("bind NTP");
+        ntp.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        let ntp_port = ntp.local_addr().expect("addr").port();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind KE");
+        let ke_port = listener.local_addr().expect("addr").port();
+        let keys: Arc<std::sync::Mutex<Option<nts_ext::Keys>>> = Arc::default();
+        let key_exchanges = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let config = server_config(leaf, &[nts_ke::ALPN]);
+        let (k2, n2) = (keys.clone(), key_exchanges.clone());
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().take(50) {
+                let Ok(tcp) = tcp else { continue };
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(3)));
+                let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+                    continue;
+                };
+                let mut s = rustls::StreamOwned::new(conn, tcp);
+                let mut buf = [0u8; 64];
+                if s.read(&mut buf).is_err() {
+                    continue;
+                }
+                let export = |s2c| {
+                    s.conn
+                        .export_keying_material(
+                            [0u8; 32],
+                            nts_ke::EXPORTER_LABEL,
+                            Some(&nts_ke::key_context(s2c)),
+                        )
+                        .expect("export")
+                };
+                *k2.lock().expect("lock") = Some(nts_ext::Keys {
+                    c2s: export(false),
+                    s2c: export(true),
+                });
+                n2.fetch_add(1, Ordering::SeqCst);
+                let mut reply = Vec::new();
+                record(&mut reply, true, 1, &[0, 0]);
+                record(&mut reply, true, 4, &[0, 15]);
+                record(&mut reply, true, 7, &ntp_port.to_be_bytes());
+                for i in 0..8u8 {
+                    record(&mut reply, false, 5, &[i; 64]);
+                }
+                record(&mut reply, true, 0, &[]);
+                let _ = s.write_all(&reply);
+                let _ = s.flush();
+            }
+        });
+        let r2 = requests.clone();
+        std::thread::spawn(move || {
+            let until = std::time::Instant::now() + Duration::from_secs(20);
+            let mut buf = [0u8; 4096];
+            while std::time::Instant::now() < until {
+                let Ok((n, from)) = ntp.recv_from(&mut buf) else {
+                    continue;
+                };
+                r2.fetch_add(1, Ordering::SeqCst);
+                let req = &buf[..n];
+                let Ok(fields) = nts_ext::fields(req, 48) else {
+                    continue;
+                };
+                let Some(uid) = fields.iter().find(|f| f.kind == UNIQUE_IDENTIFIER) else {
+                    continue;
+                };
+                let wanted = fields
+                    .iter()
+                    .filter(|f| f.kind == COOKIE || f.kind == COOKIE_PLACEHOLDER)
+                    .count();
+                let mut out = vec![0u8; 48];
+                out[0] = 4 << 3 | 4;
+                out[1] = 2;
+                out[24..32].copy_from_slice(&req[40..48]);
+                out[16..24].copy_from_slice(&ntp_now(shift - 10.0));
+                out[32..40].copy_from_slice(&ntp_now(shift));
+                out[40..48].copy_from_slice(&ntp_now(shift));
+                if script == Script::Nak {
+                    out[0] = 3 << 6 | 4 << 3 | 4;
+                    out[1] = 0;
+                    out[12..16].copy_from_slice(b"NTSN");
+                }
+                nts_ext::push_field(&mut out, UNIQUE_IDENTIFIER, uid.body).expect("uid");
+                if script == Script::Genuine {
+                    let Some(keys) = keys.lock().expect("lock").clone() else {
+                        continue;
+                    };
+                    let mut plain = Vec::new();
+                    for i in 0..wanted {
+                        nts_ext::push_field(&mut plain, COOKIE, &[0x40 + i as u8; 64])
+                            .expect("cookie");
+                    }
+                    let nonce = [0x11u8; 16];
+                    let ct = nts_ext::seal_reply(&keys.s2c, &out, &nonce, &plain).expect("seal");
+                    let mut body = Vec::new();
+                    body.extend_from_slice(&16u16.to_be_bytes());
+                    body.extend_from_slice(&(ct.len() as u16).to_be_bytes());
+                    body.extend_from_slice(&nonce);
+                    body.extend_from_slice(&ct);
+                    nts_ext::push_field(&mut out, AUTHENTICATOR, &body).expect("auth");
+                }
+                let _ = ntp.send_to(&out, from);
+            }
+        });
+        FakeNts {
+            ke_port,
+            key_exchanges,
+            requests,
+        }
+    }
+
+    fn uri(&self) -> String {
+        format!("nts://localhost:{}", self.ke_port)
+    }
+}
+
+#[test]
+fn nts_fake_server_naks_and_unauthenticated_replies_are_errors() {
+    let (_dir, ca, leaf) = authority();
+    let good = FakeNts::start(&leaf, Script::Genuine, 42.0);
+    let out = check(&good.uri(), &ca, &[]);
+    let offset = out.source(&good.uri())["offset_seconds"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    assert!((offset - 42.0).abs() < 0.01, "{out}");
+    let nak = FakeNts::start(&leaf, Script::Nak, 0.0);
+    let out = check(&nak.uri(), &ca, &[("SKEWGUARD_TIMEOUT", "1s")]);
+    let e = out.source(&nak.uri())["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(e.contains("NTS NAK"), "{out}");
+    let plain = FakeNts::start(&leaf, Script::Unauthenticated, 0.0);
+    let out = check(&plain.uri(), &ca, &[("SKEWGUARD_TIMEOUT", "1s")]);
+    let e = out.source(&plain.uri())["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        e.contains("unauthenticated reply to an NTS request"),
+        "{out}"
+    );
+    assert!(plain.requests.load(Ordering::SeqCst) >= 1);
+}
+
+#[test]
+fn nts_serve_reuses_cookies_between_rounds() {
+    let (_dir, ca, leaf) = authority();
+    let fake = FakeNts::start(&leaf, Script::Genuine, 0.0);
+    let ca = ca.display().to_string();
+    let serve = support::Serve::start(&[
+        ("SKEWGUARD_SOURCES", &fake.uri()),
+        ("SKEWGUARD_CA_FILE", &ca),
+        ("SKEWGUARD_INTERVAL", "200ms"),
+    ]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fake.requests.load(Ordering::SeqCst) < 12 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rounds = fake.requests.load(Ordering::SeqCst);
+    assert!(rounds >= 12, "only {rounds} rounds\n{}", serve.log());
+    assert_eq!(
+        fake.key_exchanges.load(Ordering::SeqCst),
+        1,
+        "{}",
+        serve.log()
+    );
 }

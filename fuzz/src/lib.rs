@@ -9,6 +9,8 @@
 pub mod config;
 pub mod http_date;
 pub mod ntp_packet;
+pub mod nts_ext;
+pub mod nts_ke;
 
 /// Text that reaches logs and reports from the outside world must not carry
 /// control characters (terminal escapes, forged log lines).
@@ -51,6 +53,16 @@ mod tests {
     #[test]
     fn http_date() {
         replay("http_date", super::http_date::check);
+    }
+
+    #[test]
+    fn nts_ke() {
+        replay("nts_ke", super::nts_ke::check);
+    }
+
+    #[test]
+    fn nts_ext() {
+        replay("nts_ext", super::nts_ext::check);
     }
 
     #[test]
