@@ -11,7 +11,7 @@ use crate::platform::{AwsClock, Observation, Platform};
 use crate::select::{self, AuthSelect, Candidate, Interval, Refusal, Selection};
 use crate::source::{Exemption, Outcome, Source, SourceError};
 use crate::sys::KernelClock;
-use crate::verdict::{judge, Profile, Thresholds, Verdict};
+use crate::verdict::{judge_measurement, Profile, Thresholds, Verdict};
 
 /// The result of one round of measurement, as `check` prints it and `/healthz` serves it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +81,14 @@ pub struct SourceReport {
     pub uncertainty_seconds: Option<f64>,
     /// Round trip, seconds.
     pub rtt_seconds: Option<f64>,
+    /// HTTP `Date`: the bisection's narrow estimate of the offset, seconds:
+    /// true only if the server stamps `Date` from its live clock, truncated,
+    /// so it is shown but never voted with (`offset_seconds` is the honest one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate_seconds: Option<f64>,
+    /// Half-width of that estimate, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate_uncertainty_seconds: Option<f64>,
     /// Why there is no measurement.
     pub error: Option<String>,
     /// How the measurement counted, where that needs saying (a date-exempted
@@ -182,6 +190,8 @@ impl Report {
                 offset_seconds: None,
                 uncertainty_seconds: None,
                 rtt_seconds: None,
+                estimate_seconds: None,
+                estimate_uncertainty_seconds: None,
                 error: None,
                 note: None,
                 aliases: Vec::new(),
@@ -193,6 +203,8 @@ impl Report {
                     entry.offset_seconds = Some(s.offset);
                     entry.uncertainty_seconds = Some(s.uncertainty);
                     entry.rtt_seconds = Some(s.rtt);
+                    entry.estimate_seconds = s.estimate.map(|e| e.offset);
+                    entry.estimate_uncertainty_seconds = s.estimate.map(|e| e.uncertainty);
                     entry.note = s.exemption.map(|x| exemption_note(&x));
                     candidates.push(Candidate {
                         interval: Interval {
@@ -235,7 +247,7 @@ impl Report {
                 for &m in members {
                     entries[index[m]].status = SourceStatus::Ok;
                 }
-                let verdict = judge(*offset, *uncertainty, &t);
+                let verdict = judge_measurement(*offset, *uncertainty, &t);
                 let names: Vec<&str> = members
                     .iter()
                     .map(|&m| entries[index[m]].source.as_str())
@@ -437,6 +449,14 @@ impl Report {
                         "unauthenticated"
                     },
                 ),
+            };
+            let line = match (s.estimate_seconds, s.estimate_uncertainty_seconds) {
+                (Some(e), Some(u)) => format!(
+                    "{line}  (estimate {} ±{} if its Date is a live clock)",
+                    signed_seconds(e),
+                    human_duration(u)
+                ),
+                _ => line,
             };
             let line = match &s.note {
                 Some(n) => format!("{line}\n    note: {n}"),

@@ -238,6 +238,19 @@ pub struct Sample {
     /// Set when the certificate was outside its validity by the local clock and
     /// the handshake was finished on a date-exempted basis (see `http_date`).
     pub exemption: Option<Exemption>,
+    /// A narrower estimate that holds only under an assumption the source
+    /// cannot prove (HTTP `Date`: a live, truncated server clock); reported
+    /// beside the honest interval, never voted with.
+    pub estimate: Option<Estimate>,
+}
+
+/// A narrower offset estimate than a sample's honest interval (see [`Sample::estimate`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    /// Centre, seconds (reference minus local).
+    pub offset: f64,
+    /// Half-width, seconds.
+    pub uncertainty: f64,
 }
 
 impl Sample {
@@ -276,6 +289,7 @@ impl Sample {
             rtt,
             authenticated: false,
             exemption: None,
+            estimate: None,
         }
     }
 }
@@ -313,6 +327,7 @@ impl Exemption {
                 local_behind,
                 server_time_read: false,
             }),
+            estimate: None,
         }
     }
 }

@@ -143,7 +143,9 @@ impl fmt::Display for Verdict {
     }
 }
 
-/// Judges a combined measurement: the skew bound is |offset| + uncertainty.
+/// Judges a skew bound: |offset| + uncertainty against both thresholds, so
+/// `warn` when the skew *may* have reached `warn_skew` (used by holdover,
+/// whose growing bound is what may have happened since the last measurement).
 pub fn judge(offset: f64, uncertainty: f64, t: &Thresholds) -> Verdict {
     let bound = offset.abs() + uncertainty.max(0.0);
     if !bound.is_finite() {
@@ -154,6 +156,21 @@ pub fn judge(offset: f64, uncertainty: f64, t: &Thresholds) -> Verdict {
         Verdict::Warn
     } else {
         Verdict::Ok
+    }
+}
+
+/// Judges a fresh measurement: `fail` when the skew *may* reach `max_skew`
+/// (the far end of the interval, |offset| + uncertainty: a workload is held
+/// back on any doubt), `warn` only when the skew *certainly* reaches
+/// `warn_skew` (the near end, |offset| − uncertainty). An HTTP `Date` source
+/// alone is honest to about ±0.8 s, so judging warnings by the far end would
+/// warn on every correct clock it measures; with NTP (± milliseconds) the two
+/// ends differ by nothing that matters.
+pub fn judge_measurement(offset: f64, uncertainty: f64, t: &Thresholds) -> Verdict {
+    let u = uncertainty.max(0.0);
+    match judge(offset, u, t) {
+        Verdict::Warn if offset.abs() - u < t.warn_skew => Verdict::Ok,
+        v => v,
     }
 }
 
@@ -181,6 +198,32 @@ mod tests {
         ];
         for (o, u, want) in cases {
             assert_eq!(judge(o, u, &t), want, "{o} ± {u}");
+        }
+    }
+
+    #[test]
+    fn a_measurement_warns_only_when_certainly_past_warn_skew() {
+        let t = Thresholds {
+            window: 300.0,
+            max_skew: 150.0,
+            warn_skew: 1.0,
+        };
+        let cases = [
+            (0.0, 0.0, Verdict::Ok),
+            (0.5, 0.5, Verdict::Ok),
+            (-1.0, 0.0, Verdict::Warn),
+            (1.5, 0.5, Verdict::Warn),
+            (1.5, 0.51, Verdict::Ok),
+            // An HTTP Date source alone on a correct clock: ok, not warn.
+            (0.3, 0.8, Verdict::Ok),
+            (-2.5, 0.8, Verdict::Warn),
+            (149.0, 0.9, Verdict::Warn),
+            (149.5, 0.5, Verdict::Fail),
+            (0.0, 150.0, Verdict::Fail),
+            (f64::NAN, 0.0, Verdict::Unknown),
+        ];
+        for (o, u, want) in cases {
+            assert_eq!(judge_measurement(o, u, &t), want, "{o} ± {u}");
         }
     }
 

@@ -13,9 +13,25 @@
 //! the interval, the server would read its clock exactly on a second boundary.
 //! The `Date` that comes back then says on which side of θⱼ the true offset
 //! lies, and the interval shrinks to that side (give or take half a round trip).
+//!
+//! That narrow interval is only true for a server that stamps `Date` from its
+//! live clock, truncated. Many do not: Envoy- and Kestrel-style servers stamp
+//! from a second they refresh once a second, lighttpd when its monotonic
+//! second ticks, nginx with `timer_resolution` every N ms; some round; a load
+//! balancer's backends differ. Within one measurement a `Date` cached at a
+//! fixed phase, or rounded, cannot be told from a live clock at another
+//! offset. So the narrow result is kept as the *estimate*
+//! ([`Refiner::estimate`]), and the interval that votes
+//! ([`Refiner::honest`]) allows each answer a `Date` that lags the server's
+//! true time by up to [`DATE_LAG_ALLOWANCE`] or leads it by up to
+//! [`DATE_LEAD_ALLOWANCE`]: `D = ⌊s − a⌋` with `a ∈ [−lead, lag]`, whence
+//! `D − lag − T4 ≤ θ ≤ D + 1 + lead − T1`, intersected over all answers. A
+//! backend whose clock is ahead of true time by up to `lead` or behind by up
+//! to `lag` is covered by the same allowance. Answers that contradict each
+//! other even with the allowance void the measurement.
 
 use crate::clock::{nanos_to_secs, UnixNanos, NANOS_PER_SEC};
-use crate::source::Sample;
+use crate::source::{Estimate, Sample};
 use std::fmt;
 
 /// Candidate offsets probed per round; ten cuts shrink the interval elevenfold.
@@ -32,9 +48,21 @@ pub const MIN_WIDTH: i128 = 1_000_000;
 /// and wake-up latency, ns) when deciding whether it still fits the budget.
 pub const SEND_SLACK: i128 = 2_000_000;
 
-/// Two answers whose intervals miss each other by at most this much (ns) are
-/// taken as jitter between a load balancer's backends, not as a broken server:
-/// the gap becomes the interval and refinement stops.
+/// How far a `Date` may lag the server's true time (ns), on top of the
+/// truncation to the second: one refresh period of a cached `Date` (servers
+/// that cache refresh once a second: Envoy, Kestrel, lighttpd on its monotonic
+/// second, nginx with `timer_resolution` ≤ 1 s), plus 100 ms for a refresh
+/// timer that fires late on a busy server.
+pub const DATE_LAG_ALLOWANCE: i128 = 1_100_000_000;
+
+/// How far a `Date` may lead the server's true time (ns): half a second, for
+/// a server that rounds to the nearest second instead of truncating.
+pub const DATE_LEAD_ALLOWANCE: i128 = 500_000_000;
+
+/// Two answers whose narrow intervals miss each other by more than this (ns)
+/// stop the refinement: the server is not one live truncated clock (a cache,
+/// rounding or backends that differ), so further cuts would not narrow the
+/// estimate; it becomes the hull of the answers.
 pub const INCONSISTENCY_TOLERANCE: i128 = 50_000_000;
 
 /// One HTTP answer: its `Date` and the local times that bracket its request.
@@ -147,8 +175,8 @@ impl fmt::Display for Inconsistent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "inconsistent Date headers: two answers of the same server disagree by at least {:.3} s \
-             (a load balancer over servers with different clocks, or a cache)",
+            "inconsistent Date headers: two answers of the same server disagree by {:.3} s more than \
+             a cached or rounded Date allows (a load balancer over servers with different clocks)",
             nanos_to_secs(self.gap)
         )
     }
@@ -163,8 +191,13 @@ pub struct Refiner {
     /// Candidate offsets of the current round not yet probed.
     probes: Vec<i128>,
     answers: u32,
-    /// Set once two answers missed each other within the tolerance.
+    /// Set once two answers missed each other: refinement is pointless.
     stopped: bool,
+    /// Largest `D − T4` and smallest `D + 1 s − T1` over every answer: the
+    /// plain intersection, which may be empty (`lo > hi`) for a cached,
+    /// rounded or load-balanced `Date`; the honest interval widens it.
+    all_lo: i128,
+    all_hi: i128,
 }
 
 impl Refiner {
@@ -176,12 +209,27 @@ impl Refiner {
             probes: Vec::new(),
             answers: 1,
             stopped: false,
+            all_lo: first.interval().lo,
+            all_hi: first.interval().hi,
         }
     }
 
-    /// The current interval.
+    /// The narrow interval of the bisection: true only for a server that
+    /// stamps `Date` from its live clock, truncated (the estimate).
     pub fn interval(&self) -> OffsetInterval {
         self.interval
+    }
+
+    /// The interval that holds the server's true offset whatever its `Date`
+    /// does within the allowances: every answer widened by
+    /// [`DATE_LAG_ALLOWANCE`] above and [`DATE_LEAD_ALLOWANCE`] below, and
+    /// intersected.
+    pub fn honest(&self) -> Result<OffsetInterval, Inconsistent> {
+        let (lo, hi) = (
+            self.all_lo - DATE_LEAD_ALLOWANCE,
+            self.all_hi + DATE_LAG_ALLOWANCE,
+        );
+        OffsetInterval::new(lo, hi).ok_or(Inconsistent { gap: lo - hi })
     }
 
     /// Least round trip seen so far (ns).
@@ -201,23 +249,21 @@ impl Refiner {
 
     /// Narrows the interval with one more answer.
     ///
-    /// Intervals that miss each other by more than [`INCONSISTENCY_TOLERANCE`]
-    /// make the whole measurement void.
+    /// Answers that contradict each other even with the allowances for a
+    /// cached, rounded or load-balanced `Date` make the measurement void.
     pub fn add(&mut self, answer: Answer) -> Result<(), Inconsistent> {
         self.answers += 1;
         self.rtt = self.rtt.min(answer.rtt());
         let new = answer.interval();
+        self.all_lo = self.all_lo.max(new.lo);
+        self.all_hi = self.all_hi.min(new.hi);
+        self.honest()?;
         match self.interval.intersect(&new) {
             Some(i) => self.interval = i,
             None => {
-                // Disjoint intervals always have a gap; the fallback is unreachable.
-                let gap = self.interval.gap(&new).unwrap_or(self.interval);
-                if gap.width() > INCONSISTENCY_TOLERANCE {
-                    return Err(Inconsistent { gap: gap.width() });
-                }
-                // Each answer's interval holds the offset of the backend that
-                // gave it; the truth for "this service" is in their hull, not in
-                // the gap between them.
+                // Each answer's interval holds the offset of the clock that
+                // gave it; the estimate for "this service" is their hull, and
+                // cutting further would only chase the disagreement.
                 self.interval = self.interval.hull(&new);
                 self.stopped = true;
             }
@@ -279,13 +325,20 @@ impl Refiner {
         earliest + (aim - earliest).rem_euclid(NANOS_PER_SEC)
     }
 
-    /// The measurement so far: midpoint, half-width, least round trip.
-    pub fn sample(&self) -> Sample {
-        Sample::plain(
-            self.interval.midpoint_secs(),
-            self.interval.half_width_secs(),
+    /// The measurement so far: the honest interval's midpoint and half-width,
+    /// least round trip, and the bisection's narrow interval as the estimate.
+    pub fn sample(&self) -> Result<Sample, Inconsistent> {
+        let honest = self.honest()?;
+        let mut s = Sample::plain(
+            honest.midpoint_secs(),
+            honest.half_width_secs(),
             nanos_to_secs(self.rtt),
-        )
+        );
+        s.estimate = Some(Estimate {
+            offset: self.interval.midpoint_secs(),
+            uncertainty: self.interval.half_width_secs(),
+        });
+        Ok(s)
     }
 }
 
@@ -310,6 +363,7 @@ mod tests {
 
     struct Run {
         interval: OffsetInterval,
+        honest: OffsetInterval,
         answers: u32,
         /// Local time from the first answer to the last.
         spent: i128,
@@ -339,6 +393,7 @@ mod tests {
         }
         Run {
             interval: r.interval(),
+            honest: r.honest().expect("a simulated live server is consistent"),
             answers: r.answers(),
             spent: now - first.received,
         }
@@ -405,7 +460,8 @@ mod tests {
         assert_eq!(x.gap(&y), OffsetInterval::new(10, 15));
         assert_eq!(y.gap(&x), OffsetInterval::new(10, 15));
 
-        // Second answer about a second later than the first allows.
+        // Second answer three seconds later than the first allows: more than
+        // a cached or rounded Date explains.
         let first = Answer {
             date: 100,
             sent: 0,
@@ -414,7 +470,7 @@ mod tests {
         let mut r = Refiner::new(first);
         let e = r
             .add(Answer {
-                date: 104,
+                date: 106,
                 sent: 2 * S,
                 received: 2 * S + MS,
             })
@@ -448,6 +504,106 @@ mod tests {
         assert!(r.interval().lo() <= before.lo() && r.interval().hi() >= before.hi());
         assert!(r.is_done());
         assert_eq!(r.next_send(0), None);
+
+        // A second's contradiction (a Date that stepped back) is within the
+        // allowances: refinement stops, the honest interval stays.
+        let mut r = Refiner::new(Answer {
+            date: 100,
+            sent: 0,
+            received: MS,
+        });
+        r.add(Answer {
+            date: 100,
+            sent: S + 100 * MS,
+            received: S + 101 * MS,
+        })
+        .unwrap();
+        assert!(r.is_done());
+        let h = r.honest().unwrap();
+        assert!(h.contains(100 * S + 50 * MS), "{h:?}");
+    }
+
+    #[test]
+    fn the_honest_interval_widens_the_estimate_by_the_allowances() {
+        let run = simulate(
+            0,
+            1_700_000_000 * S + 123 * MS,
+            100_000,
+            0.5,
+            500_000,
+            2 * S,
+        );
+        assert!(run.interval.width() <= 20 * MS);
+        let h = run.honest;
+        assert_eq!(h.lo(), run.interval.lo() - DATE_LEAD_ALLOWANCE);
+        assert_eq!(h.hi(), run.interval.hi() + DATE_LAG_ALLOWANCE);
+        // About ±0.8 s around +0.3 s for a correct clock and a live server.
+        assert!((h.midpoint_secs() - 0.3).abs() < 0.02, "{h:?}");
+        assert!((h.half_width_secs() - 0.8).abs() < 0.02, "{h:?}");
+    }
+
+    /// What a server's `Date` does with its true time `s` (ns) for answer `i`.
+    #[derive(Debug, Clone, Copy)]
+    enum Stamping {
+        /// A cached second refreshed every `period` ns at `phase`.
+        Cached { period: i128, phase: i128 },
+        /// Rounded to the nearest second.
+        Rounded,
+        /// Two backends `apart` ns apart, alternating per answer.
+        Backends { apart: i128 },
+        /// Live, but every third answer one second old (a stale worker).
+        SteppingBack,
+    }
+
+    impl Stamping {
+        fn date(self, s: i128, i: u32) -> i64 {
+            let t = match self {
+                Stamping::Cached { period, phase } => {
+                    phase + (s - phase).div_euclid(period) * period
+                }
+                Stamping::Rounded => s + S / 2,
+                Stamping::Backends { apart } => s + if i % 2 == 1 { apart } else { 0 },
+                Stamping::SteppingBack => s - if i % 3 == 2 { S } else { 0 },
+            };
+            t.div_euclid(S) as i64
+        }
+    }
+
+    /// [`simulate`] against a server that stamps as `how` says.
+    fn simulate_stamping(
+        theta: i128,
+        start: i128,
+        rtt: i128,
+        how: Stamping,
+    ) -> Result<Run, Inconsistent> {
+        let ask = |sent: i128, i: u32| {
+            let s = sent + rtt / 2 + theta;
+            Answer {
+                date: how.date(s, i),
+                sent,
+                received: sent + rtt,
+            }
+        };
+        let first = ask(start, 0);
+        let mut r = Refiner::new(first);
+        let mut now = first.received;
+        let deadline = now + 2 * S;
+        let mut i = 1;
+        while let Some(at) = r.next_send(now + MS) {
+            if !r.fits(at, deadline) {
+                break;
+            }
+            let a = ask(at, i);
+            r.add(a)?;
+            now = a.received;
+            i += 1;
+        }
+        Ok(Run {
+            interval: r.interval(),
+            honest: r.honest()?,
+            answers: r.answers(),
+            spent: now - first.received,
+        })
     }
 
     #[test]
@@ -527,6 +683,34 @@ mod tests {
             let run = simulate(theta, start, rtt, stamp_at, lag, 5 * S);
             prop_assert!(run.interval.contains(theta), "{:?} misses {}", run.interval, theta);
             prop_assert!(run.answers <= MAX_ANSWERS);
+        }
+
+        /// Caches, rounding, backends and stale workers: the honest interval
+        /// holds the truth (for backends, every backend's offset); the narrow
+        /// estimate does not have to.
+        #[test]
+        fn the_honest_interval_holds_any_real_server_behaviour(
+            theta in -1_000 * S..1_000 * S,
+            start in 1_600_000_000 * S..1_700_000_000 * S,
+            rtt in 50_000i128..50 * MS,
+            kind in 0u8..4,
+            period in prop::sample::select(vec![250 * MS, 500 * MS, S]),
+            phase in 0..S,
+            apart in prop::sample::select(vec![100 * MS, 300 * MS, -100 * MS, -300 * MS]),
+        ) {
+            let how = match kind {
+                0 => Stamping::Cached { period, phase },
+                1 => Stamping::Rounded,
+                2 => Stamping::Backends { apart },
+                _ => Stamping::SteppingBack,
+            };
+            let run = simulate_stamping(theta, start, rtt, how)
+                .map_err(|e| TestCaseError::fail(format!("{how:?}: {e}")))?;
+            prop_assert!(run.honest.contains(theta), "{how:?}: {:?} misses {theta}", run.honest);
+            if let Stamping::Backends { apart } = how {
+                prop_assert!(run.honest.contains(theta + apart), "{how:?}: {:?}", run.honest);
+            }
+            prop_assert!(run.honest.half_width_secs() < 0.9, "{:?}", run.honest);
         }
 
         /// On a fast path two rounds fit in the budget and reach a few ms.

@@ -150,7 +150,9 @@ async fn measure(
             }
         }
     }
-    let mut sample = refiner.sample();
+    let mut sample = refiner
+        .sample()
+        .map_err(|e| SourceError::Http(e.to_string()))?;
     sample.authenticated = target.tls;
     if let Some(x) = exemption {
         sample = sample.with_certificate_gap(x.at_least, x.local_behind);
@@ -159,6 +161,8 @@ async fn measure(
         host = %target.host,
         offset = sample.offset,
         uncertainty = sample.uncertainty,
+        estimate = refiner.interval().midpoint_secs(),
+        estimate_uncertainty = refiner.interval().half_width_secs(),
         rtt = sample.rtt,
         answers = refiner.answers(),
         "HTTP Date measurement"
@@ -369,7 +373,9 @@ fn response_error(e: hyper::Error) -> SourceError {
 /// `Date`s, or one that is not an HTTP date. Far dates (1970, 2200) are fine:
 /// they are measurements, judged later.
 pub fn read_date(headers: &HeaderMap) -> Result<i64, SourceError> {
-    if let Some(age) = headers.get(AGE) {
+    // `Age: 0` is a cache miss (Varnish, Fastly): the origin's Date is fresh.
+    let fresh = |a: &HeaderValue| a.to_str().is_ok_and(|t| t.trim().parse() == Ok(0u64));
+    if let Some(age) = headers.get(AGE).filter(|a| !fresh(a)) {
         return Err(SourceError::Http(format!(
             "response has an Age header ({}): it came from a cache, so its Date is not the server's current time",
             shown(age)
@@ -441,6 +447,8 @@ mod tests {
             ("date", b"Sun, 06 Nov 1994 08:49:37 GMT"),
         ]);
         assert_eq!(read_date(&twice), Ok(784_111_777));
+        let fresh = headers(&[("date", b"Sun, 06 Nov 1994 08:49:37 GMT"), ("age", b"0")]);
+        assert_eq!(read_date(&fresh), Ok(784_111_777), "Age: 0 is a cache miss");
 
         type Pairs<'a> = &'a [(&'a str, &'a [u8])];
         let cases: &[(Pairs, &str)] = &[
@@ -453,6 +461,10 @@ mod tests {
             (
                 &[("date", b"Sun, 06 Nov 1994 08:49:37 GMT"), ("age", b"12")],
                 "Age header (\"12\")",
+            ),
+            (
+                &[("date", b"Sun, 06 Nov 1994 08:49:37 GMT"), ("age", b"-0")],
+                "Age header (\"-0\")",
             ),
             (
                 &[
