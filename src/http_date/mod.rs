@@ -6,9 +6,11 @@
 //! send `HEAD` requests on one kept-alive HTTP/1.1 connection at the instants
 //! the [`Refiner`] asks for, until the interval is narrow or the budget is spent.
 //!
-//! Timing: realtime is read once, at the start of the measurement; every send
-//! (T1) and receive (T4) instant is the monotonic clock carried forward from
-//! that anchor, so a step of the wall clock mid-query cannot bend the numbers.
+//! Timing: realtime is read once, at the start of the measurement, between two
+//! monotonic reads; every send (T1) and receive (T4) instant is the monotonic
+//! clock carried forward from that anchor (T1 the earliest, T4 the latest
+//! realtime the anchor's bracket allows), so neither a preempted read nor a
+//! step of the wall clock mid-query can bend the numbers.
 //! T1 is read just before the request is handed to hyper and T4 just after its
 //! response head is parsed: both err on the wide side, which keeps the interval
 //! true.
@@ -232,9 +234,11 @@ impl Session<'_> {
             return Err(SourceError::Io("no open connection".into()));
         };
         link.sender.ready().await.map_err(response_error)?;
-        let sent = self.anchor.real_at(self.clock.monotonic());
+        // Earliest possible send time and latest possible receive time on the
+        // realtime scale, whatever the anchor's bracket: the interval stays true.
+        let sent = self.anchor.earliest_real_at(self.clock.monotonic());
         let response = link.sender.send_request(request).await;
-        let received = self.anchor.real_at(self.clock.monotonic());
+        let received = self.anchor.latest_real_at(self.clock.monotonic());
         let response = response.map_err(response_error)?;
         link.reusable = keeps_alive(&response);
         let date = read_date(response.headers())?;

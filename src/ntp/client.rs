@@ -154,28 +154,27 @@ async fn exchange(
     } else {
         (Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    let sock = UdpSocket::bind(local)
-        .await
+    // A std socket first, so the send is one immediate syscall right after
+    // T1 is read (tokio's would wait for a reactor turn to learn the fresh
+    // socket is writable); the reply waits queued if it beats the registration.
+    let std_sock = std::net::UdpSocket::bind(local)
         .map_err(|e| SourceError::Io(format!("bind {local}: {e}")))?;
-    sock.connect(addr)
-        .await
+    std_sock
+        .connect(addr)
         .map_err(|e| io_error("connect to", addr, &e))?;
+    std_sock
+        .set_nonblocking(true)
+        .map_err(|e| SourceError::Io(format!("socket set-up: {e}")))?;
     let request = packet::build_request(nonce);
 
     let anchor = clock.stamp();
     // T1 from the monotonic read just before the send: never later than it.
     let t1 = NtpTimestamp::from_unix_nanos(anchor.earliest_real_at(clock.monotonic()));
-    let sent = match sock.try_send(&request) {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-            tokio::time::timeout_at(deadline, sock.send(&request)).await
-        }
-        other => Ok(other),
-    };
-    match sent {
-        Err(_) => return Err(SourceError::Timeout(timeout).into()),
-        Ok(Err(e)) => return Err(io_error("send to", addr, &e).into()),
-        Ok(Ok(_)) => {}
-    }
+    std_sock
+        .send(&request)
+        .map_err(|e| io_error("send to", addr, &e))?;
+    let sock = UdpSocket::from_std(std_sock)
+        .map_err(|e| SourceError::Io(format!("socket set-up: {e}")))?;
 
     let mut buf = [0u8; RECV_BUF];
     let mut last_invalid: Option<String> = None;

@@ -229,10 +229,32 @@ impl Port {
         self.number
     }
 
-    /// `ntp://127.0.0.1:PORT`: as a source, a server that never answers (as long as
-    /// the holder starts nothing on it).
+    /// `ntp://127.0.0.1:PORT`: as a source, a closed port (as long as the holder
+    /// starts nothing on it): skewguard's connected UDP socket sees the ICMP port
+    /// unreachable and reports `connection refused` at once. For a server that
+    /// stays silent until the timeout, use [`SilentNtp`].
     pub fn ntp_uri(&self) -> String {
         format!("ntp://127.0.0.1:{}", self.number)
+    }
+}
+
+/// A UDP socket on 127.0.0.1 that takes requests and never answers: an NTP
+/// source whose every query runs to the timeout. Closed when dropped.
+pub struct SilentNtp {
+    socket: UdpSocket,
+}
+
+impl SilentNtp {
+    /// Binds an ephemeral loopback port.
+    pub fn start() -> SilentNtp {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a silent UDP socket");
+        SilentNtp { socket }
+    }
+
+    /// `ntp://127.0.0.1:PORT` of the socket.
+    pub fn uri(&self) -> String {
+        let port = self.socket.local_addr().map(|a| a.port()).unwrap_or(0);
+        format!("ntp://127.0.0.1:{port}")
     }
 }
 
