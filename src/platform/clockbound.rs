@@ -32,14 +32,7 @@ pub const MAX_SEGMENT: u64 = 4096;
 const RETRIES: usize = 3;
 
 fn failed(error: String) -> AwsClock {
-    AwsClock {
-        source: SOURCE.into(),
-        status: None,
-        synchronised: None,
-        error_bound_seconds: None,
-        as_of: None,
-        error: Some(error),
-    }
+    AwsClock::unreadable(SOURCE, error)
 }
 
 fn field<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {

@@ -41,14 +41,7 @@ struct ClockDrift {
 }
 
 fn failed(error: String) -> AwsClock {
-    AwsClock {
-        source: SOURCE.into(),
-        status: None,
-        synchronised: None,
-        error_bound_seconds: None,
-        as_of: None,
-        error: Some(error),
-    }
+    AwsClock::unreadable(SOURCE, error)
 }
 
 /// Reads `ClockDrift` out of a task metadata document.

@@ -406,6 +406,18 @@ pub struct AwsClock {
 }
 
 impl AwsClock {
+    /// Evidence from `source` that could not be read, and why.
+    pub fn unreadable(source: &str, error: String) -> AwsClock {
+        AwsClock {
+            source: source.into(),
+            status: None,
+            synchronised: None,
+            error_bound_seconds: None,
+            as_of: None,
+            error: Some(error),
+        }
+    }
+
     /// One line for people: `ECS task metadata: NOT_SYNCHRONIZED (error bound 0.4ms, as of …)`.
     pub fn describe(&self) -> String {
         let what = match self.source.as_str() {
