@@ -228,7 +228,7 @@ fn skew_hint(e: &Evidence) -> Option<Hint> {
     } else if p.pauses_with_its_host() && behind && size > 60.0 {
         Hint {
             cause: Cause::VmPaused,
-            text: format!("the clock is behind by {spoken} on {}: its VM stops while the computer sleeps and wakes with the time it stopped at; the VM sees no suspend of its own (CLOCK_BOOTTIME does not run ahead inside), and a container cannot set the VM's clock", p.name()),
+            text: format!("the clock is behind by {spoken} on {}: the VM stops while the computer sleeps and wakes with the time it stopped at, seeing no suspend of its own (CLOCK_BOOTTIME does not run ahead inside); a container cannot set the VM's clock", p.name()),
             fix: p.fix().into(),
         }
     } else if e.suspended_seconds > 60.0 {

@@ -272,7 +272,7 @@ impl Platform {
     /// The name a person knows it by.
     pub fn name(self) -> &'static str {
         match self {
-            Platform::DockerDesktop => "Docker Desktop (its linuxkit VM)",
+            Platform::DockerDesktop => "Docker Desktop",
             Platform::DockerDesktopWsl2 => "Docker Desktop on WSL2",
             Platform::Wsl2 => "WSL2",
             Platform::OrbStack => "OrbStack",
@@ -290,7 +290,7 @@ impl Platform {
             Platform::Aks => "Kubernetes on an Azure VM (AKS)",
             Platform::Azure => "a Microsoft Azure (or Hyper-V) VM",
             Platform::Qemu => "a QEMU/KVM VM",
-            Platform::Linux => "Linux (no VM or cloud marker)",
+            Platform::Linux => "Linux with no VM or cloud marker",
         }
     }
 
