@@ -8,10 +8,22 @@ or prints every problem found to stderr and exits 1. Needs PyYAML, which
 kubernetes-validate installs.
 """
 
+import os
 import pathlib
 import sys
 
 import yaml
+
+# The Prometheus Operator's kinds are CRDs, which kubernetes-validate has no
+# schema for. cloudcoil-models-prometheus-operator (PyPI, pinned in .ci/run) has
+# pydantic models generated from the operator's CRD OpenAPI schemas (operator
+# 0.80): types, patterns, required fields. Unknown fields are found by
+# comparing the input with what the model kept.
+try:
+    from cloudcoil.models.prometheus_operator import v1 as operator_v1
+except ImportError:  # pragma: no cover - depends on the machine
+    operator_v1 = None
+CRD_MODELS = ("ServiceMonitor", "PodMonitor", "PrometheusRule")
 
 SKEWGUARD_IMAGE = "skewguard"  # kustomization.yaml's `images:` rewrites this name
 
@@ -47,6 +59,106 @@ def check_rules(where, rules):
             problems.append(f"{where}: alert {r['alert']} lacks the Skewguard prefix")
         if "runbook_url" not in r.get("annotations", {}):
             problems.append(f"{where}: alert {r['alert']} has no runbook_url")
+    return problems
+
+
+def unknown_fields(given, kept, path=""):
+    """Paths present in `given` that the model did not keep."""
+    if isinstance(given, dict):
+        if not isinstance(kept, dict):
+            return [path or "."]
+        found = []
+        for key, value in given.items():
+            if key not in kept:
+                found.append(f"{path}.{key}")
+            else:
+                found += unknown_fields(value, kept[key], f"{path}.{key}")
+        return found
+    if isinstance(given, list) and isinstance(kept, list):
+        return [p for i, (a, b) in enumerate(zip(given, kept)) for p in unknown_fields(a, b, f"{path}[{i}]")]
+    return []
+
+
+def check_crd(where, doc):
+    """Validates an Operator resource against the CRD schema models."""
+    if operator_v1 is None:
+        if os.environ.get("CI") == "true":
+            return [f"{where}: CI requires cloudcoil-models-prometheus-operator to validate CRDs"]
+        print(f"SKIPPED: {where}: no CRD schema (pip install cloudcoil-models-prometheus-operator)", file=sys.stderr)
+        return []
+    model = getattr(operator_v1, doc["kind"])
+    try:
+        parsed = model.model_validate(doc)
+    except Exception as e:  # pydantic.ValidationError, reported with its paths
+        return [f"{where}: does not match the {doc['kind']} CRD schema: {e}"]
+    kept = parsed.model_dump(by_alias=True, exclude_unset=True, mode="json")
+    return [f"{where}: unknown field {p}" for p in unknown_fields(doc, kept)]
+
+
+def selects(selector, labels):
+    match = (selector or {}).get("matchLabels") or {}
+    return bool(match) and all((labels or {}).get(k) == v for k, v in match.items())
+
+
+def container_ports(doc):
+    spec = pod_spec(doc) or {}
+    return {p.get("name") for c in spec.get("initContainers", []) + spec.get("containers", []) for p in c.get("ports", [])}
+
+
+def rule_ports(rules):
+    return {(p.get("protocol", "TCP"), p.get("port")) for r in rules or [] for p in r.get("ports", [])}
+
+
+def check_monitoring(docs):
+    """ServiceMonitor, PodMonitor and NetworkPolicy fit the workloads they name."""
+    problems = []
+    found = {"ServiceMonitor": False, "PodMonitor": False, "NetworkPolicy": False}
+    services = [d for _, d in docs if d["kind"] == "Service"]
+    workloads = [d for _, d in docs if pod_spec(d) is not None]
+    for name, doc in docs:
+        where = f"{name}: {doc['kind']}/{doc['metadata']['name']}"
+        spec = doc.get("spec", {})
+        if doc["kind"] in CRD_MODELS:
+            problems += check_crd(where, doc)
+        if doc["kind"] == "ServiceMonitor":
+            found["ServiceMonitor"] = True
+            targets = [s for s in services if selects(spec.get("selector"), s["metadata"].get("labels"))]
+            if not targets:
+                problems.append(f"{where}: selects no Service of the examples")
+            for e in spec.get("endpoints", []):
+                if e.get("path", "/metrics") != "/metrics":
+                    problems.append(f"{where}: endpoint path is not /metrics")
+                for svc in targets:
+                    if e.get("port") not in {p.get("name") for p in svc["spec"].get("ports", [])}:
+                        problems.append(f"{where}: Service {svc['metadata']['name']} has no port {e.get('port')}")
+        if doc["kind"] == "PodMonitor":
+            found["PodMonitor"] = True
+            targets = [w for w in workloads if selects(spec.get("selector"), w["spec"]["template"]["metadata"].get("labels"))]
+            if not targets:
+                problems.append(f"{where}: selects no pods of the examples")
+            for e in spec.get("podMetricsEndpoints", []):
+                if e.get("path", "/metrics") != "/metrics":
+                    problems.append(f"{where}: endpoint path is not /metrics")
+                for w in targets:
+                    if e.get("port") not in container_ports(w):
+                        problems.append(f"{where}: {w['metadata']['name']} has no container port {e.get('port')}")
+        if doc["kind"] == "NetworkPolicy":
+            found["NetworkPolicy"] = True
+            targets = [w for w in workloads if selects(spec.get("podSelector"), w["spec"]["template"]["metadata"].get("labels"))]
+            if not targets:
+                problems.append(f"{where}: selects no pods of the examples")
+            egress = rule_ports(spec.get("egress"))
+            for need in (("UDP", 53), ("TCP", 53), ("UDP", 123), ("TCP", 443), ("TCP", 4460)):
+                if need not in egress:
+                    problems.append(f"{where}: no egress to {need[0]} {need[1]} (the sources need it)")
+            ingress = rule_ports(spec.get("ingress"))
+            for w in targets:
+                for port in container_ports(w):
+                    if ("TCP", port) not in ingress:
+                        problems.append(f"{where}: no ingress to port {port} of {w['metadata']['name']} (probes, scrapes)")
+    for what, ok in found.items():
+        if not ok:
+            problems.append(f"no {what} example found")
     return problems
 
 
@@ -139,6 +251,7 @@ def main(root):
             selector = doc["spec"].get("selector", {})
             if selector and all(daemonset_labels.get(k) == v for k, v in selector.items()):
                 found["service"] = True
+    problems += check_monitoring(docs)
     if configmap_rules is not None and operator_rules is not None and configmap_rules != operator_rules:
         problems.append("the PrometheusRule and the rules ConfigMap say different things")
     for what, ok in found.items():
