@@ -21,9 +21,11 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use support::{clear_skewguard_env, run_command, Chrony, Output, TempDir, RUN_BOUND};
+use support::{
+    clear_skewguard_env, http_get, run_command, Chrony, Output, Serve, TempDir, RUN_BOUND,
+};
 
 /// Variables that name a platform or fake the clock: the test's own
 /// environment must not leak them into a case.
@@ -85,8 +87,10 @@ fn namespaces_work() -> bool {
     false
 }
 
-/// Runs `skewguard check` at `place` against `chrony` with `output` text or json.
-fn check_at(place: &Place, chrony: &Chrony, profile: &str, output: &str) -> Output {
+/// A command running `skewguard ARGS` at `place` (in a mount namespace of its
+/// own), with the platform variables of the test's environment removed; the
+/// directory holds the case's files and must live as long as the command runs.
+fn command_at(place: &Place, args: &[&str]) -> (TempDir, Command) {
     let dir = TempDir::new("place");
     let d = dir.path();
     fs::write(d.join("osrelease"), format!("{}\n", place.kernel)).unwrap();
@@ -108,15 +112,22 @@ fn check_at(place: &Place, chrony: &Chrony, profile: &str, output: &str) -> Outp
     let mut cmd = Command::new("unshare");
     cmd.args(["--mount", "--", "sh", "-c", SCRIPT, "sh"])
         .arg(d)
-        .args([env!("CARGO_BIN_EXE_skewguard"), "check"]);
+        .arg(env!("CARGO_BIN_EXE_skewguard"))
+        .args(args);
     clear_skewguard_env(&mut cmd);
     for v in PLATFORM_VARS {
         cmd.env_remove(v);
     }
+    cmd.envs(place.env.iter().map(|(k, v)| (k, v)));
+    (dir, cmd)
+}
+
+/// Runs `skewguard check` at `place` against `chrony` with `output` text or json.
+fn check_at(place: &Place, chrony: &Chrony, profile: &str, output: &str) -> Output {
+    let (_dir, mut cmd) = command_at(place, &["check"]);
     cmd.env("SKEWGUARD_SOURCES", chrony.uri())
         .env("SKEWGUARD_PROFILE", profile)
-        .env("SKEWGUARD_OUTPUT", output)
-        .envs(place.env.iter().map(|(k, v)| (k, v)));
+        .env("SKEWGUARD_OUTPUT", output);
     let out = run_command(cmd, "unshare … skewguard check", RUN_BOUND);
     assert!(
         !out.stderr.contains("mount:") && !out.stderr.contains("unshare:"),
@@ -272,6 +283,38 @@ impl Drop for FakeMetadata {
     }
 }
 
+/// `serve` at `place`: `/healthz` carries the platform, cause and fix, and
+/// `/metrics` the platform as a label of `skewguard_build_info`.
+fn serve_names_the_platform(place: &Place, chrony: &Chrony) {
+    let (_dir, cmd) = command_at(place, &["serve"]);
+    let serve = Serve::start_command(cmd, &[("SKEWGUARD_SOURCES", &chrony.uri())]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let health = loop {
+        let r = http_get(serve.addr(), "/healthz", &[]);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+        if v["verdict"] == "fail" || Instant::now() >= deadline {
+            break v;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(health["verdict"], "fail", "{health}\n{}", serve.log());
+    assert_eq!(health["platform"], "docker-desktop", "{health}");
+    assert_eq!(health["cause"], "vm-paused", "{health}");
+    assert!(
+        health["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("hwclock -s")),
+        "{health}"
+    );
+    let metrics = http_get(serve.addr(), "/metrics", &[]).body;
+    let info = metrics
+        .lines()
+        .find(|l| l.starts_with("skewguard_build_info{"))
+        .unwrap_or_else(|| panic!("no skewguard_build_info in\n{metrics}"));
+    assert!(info.contains("platform=\"docker-desktop\""), "{info}");
+    eprintln!("--- serve on Docker Desktop: /metrics ---\n{info}\n");
+}
+
 // ---------------------------------------------------------------------------
 
 /// The first seed: a Docker Desktop VM a day behind after the Mac slept, and
@@ -353,6 +396,7 @@ fn one_day_behind_on_laptop_vms_and_bare_linux() {
             never: &["time zone"],
         },
     );
+    serve_names_the_platform(&docker_desktop, &chrony);
     let bare = Place {
         kernel: BARE_LINUX,
         ..Place::default()

@@ -868,10 +868,15 @@ impl Serve {
     /// Starts `serve` with a clean `SKEWGUARD_*` environment plus `envs`, and
     /// waits until it accepts connections.
     pub fn start(envs: &[(&str, &str)]) -> Serve {
+        Serve::start_command(skewguard(&["serve"]), envs)
+    }
+
+    /// [`Serve::start`] for a command that ends up running `skewguard serve`
+    /// (through `unshare`, say); the caller cleans its environment.
+    pub fn start_command(mut cmd: Command, envs: &[(&str, &str)]) -> Serve {
         let port = Port::free();
         let dir = TempDir::new("serve");
         let log = File::create(dir.path().join("serve.log")).expect("create serve.log");
-        let mut cmd = skewguard(&["serve"]);
         cmd.env("SKEWGUARD_LISTEN", format!("127.0.0.1:{}", port.number()))
             .env("SKEWGUARD_LOG", "info")
             .envs(envs.iter().copied())
