@@ -215,3 +215,40 @@ fn disabled_is_visible_and_lints_clean() {
     );
     check_both_formats(&serve, "disabled");
 }
+
+#[test]
+fn holdover_after_the_source_goes_away_lints_clean() {
+    let Some(chrony) = Chrony::start(None) else {
+        return;
+    };
+    let serve = Serve::start(&[
+        ("SKEWGUARD_SOURCES", &chrony.uri()),
+        ("SKEWGUARD_INTERVAL", "1s"),
+        ("SKEWGUARD_TIMEOUT", "300ms"),
+    ]);
+    wait_for_verdict(&serve, "ok");
+    drop(chrony);
+    let deadline = Instant::now() + ROUND_BOUND;
+    let body = loop {
+        let body = scrape(&serve, None).body;
+        if sample(&body, "skewguard_holdover") == Some(1.0) {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no holdover within {ROUND_BOUND:?}:\n{body}\n{}",
+            serve.log()
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        sample(&body, "skewguard_verdict{state=\"ok\"}"),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(
+        sample(&body, "skewguard_holdover_bound_seconds").is_some(),
+        "{body}"
+    );
+    check_both_formats(&serve, "holdover");
+}
