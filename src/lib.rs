@@ -3,12 +3,14 @@
 //!
 //! The crate splits like ntpd-rs: pure modules take values and return values
 //! ([`select`], [`verdict`], [`hint`], [`report`], [`ntp::packet`], the
-//! interval math in [`http_date`], [`duration`]); thin I/O modules ([`ntp::client`],
-//! [`http_date::query`], [`server`], [`cmd`]) call into them.
+//! interval math in [`http_date`], [`duration`], the classification in
+//! [`platform`]); thin I/O modules ([`ntp::client`], [`http_date::query`],
+//! [`platform::read`], [`server`], [`cmd`]) call into them.
 //!
 //! The imports form a ladder: shared types at the bottom ([`source`],
 //! [`duration`], [`clock`]), the protocols above them ([`ntp`], [`nts`], [`http_date`]),
-//! the measurement round above those ([`round`]), the commands on top ([`cmd`]).
+//! where this runs ([`platform`]) beside them, the measurement round above those
+//! ([`round`]), the commands on top ([`cmd`]).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
