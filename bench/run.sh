@@ -13,6 +13,8 @@
 # chronyd -Q). Repeated measurements are interleaved in rounds and summarised by their median,
 # because the machine may be shared. Prints a Markdown table (also written to $OUT if set).
 #
+# Then bench/nts.sh (NTS: check vs chronyd -Q, size, round cost with cookies reused vs a key
+# exchange every round); NTS=0 skips it.
 # Knobs (environment): RUNS=20 hyperfine runs per command per round, ROUNDS=3 rounds,
 # HTTP_RUNS=10 HTTP-Date runs per tool, WRK_ROUNDS=3, WRK_DURATION=10s, BIN=path of the binary,
 # OUT=file for the table, KEEP=1 keeps the work directory.
@@ -439,3 +441,9 @@ print("| measurement | result | target |")
 print("| --- | --- | --- |")
 print("\n".join(rows))
 PY
+
+# --- NTS: skewguard check vs chronyd -Q against loopback chronyd NTS, size, round cost -----
+if [[ ${NTS:-1} == 1 ]]; then
+    log "NTS benchmarks (bench/nts.sh)"
+    BIN=$BIN bash "$ROOT/bench/nts.sh" || log "bench/nts.sh failed"
+fi

@@ -172,6 +172,9 @@ async fn key_exchange(
         for addr in &addrs {
             match TcpStream::connect(addr).await {
                 Ok(t) => {
+                    // The request follows the handshake's last flight: no Nagle
+                    // wait for the server's (delayed) ACK.
+                    let _ = t.set_nodelay(true);
                     tcp = Some(t);
                     break;
                 }
