@@ -28,9 +28,11 @@
 //!
 //! # Adding a metric
 //!
-//! Add a field, register it in [`Metrics::new`] with `gauge` (always present),
-//! `optional` (absent until set) or a `Family` of gauges, and set it in
-//! [`Metrics::record`] (per round) or [`Metrics::scrape`] (per scrape).
+//! Add a field — a `Gauge` (always present), an `Optional` (absent until set)
+//! or a `Family` of gauges, never a counter or an info — register it in
+//! [`Metrics::new`] with `add`, and set it in [`Metrics::record`] (per round)
+//! or [`Metrics::scrape`] (per scrape). tests/metrics.rs lints every state with
+//! promtool; add a state there if the metric has one of its own.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -10,7 +10,7 @@ mod support;
 use std::fs;
 use std::path::PathBuf;
 
-use support::{run, Chrony, Output, Port};
+use support::{run, Chrony, Output, Port, TempDir};
 
 /// NPD's `max_output_length` in the shipped config.
 const MAX_LINE: usize = 80;
@@ -84,6 +84,18 @@ fn ok_warn_and_fail_give_one_short_line_and_npd_exit_codes() {
 
     let fail = plugin(&[("SKEWGUARD_SOURCES", &peers[2].uri())]);
     assert_status(&fail, 1, "FAIL: clock off by up to 20m");
+
+    // A result served from the cache file is the same one line.
+    let dir = TempDir::new("npd-cache");
+    let cache = dir.path().join("cache.json").display().to_string();
+    let cached = [
+        ("SKEWGUARD_SOURCES", peers[0].uri()),
+        ("SKEWGUARD_CACHE_FILE", cache),
+    ];
+    let cached: Vec<(&str, &str)> = cached.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_status(&plugin(&cached), 0, "OK: ");
+    drop(peers);
+    assert_status(&plugin(&cached), 0, "OK: ");
 }
 
 #[test]

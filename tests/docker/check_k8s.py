@@ -109,6 +109,37 @@ def rule_ports(rules):
     return {(p.get("protocol", "TCP"), p.get("port")) for r in rules or [] for p in r.get("ports", [])}
 
 
+def service_ports(svc):
+    return {p.get("name") for p in svc["spec"].get("ports", [])}
+
+
+def pod_labels(doc):
+    return doc["spec"]["template"]["metadata"].get("labels")
+
+
+# For each monitor kind: its endpoints field, and how to read the labels and
+# port names of what it selects (Services, or the pods of workloads).
+MONITORS = {
+    "ServiceMonitor": ("endpoints", lambda s: s["metadata"].get("labels"), service_ports),
+    "PodMonitor": ("podMetricsEndpoints", pod_labels, container_ports),
+}
+
+
+def check_monitor(where, doc, candidates):
+    """A monitor selects something of the examples and names ports it has."""
+    endpoints, labels_of, ports_of = MONITORS[doc["kind"]]
+    spec = doc.get("spec", {})
+    targets = [c for c in candidates if selects(spec.get("selector"), labels_of(c))]
+    problems = [] if targets else [f"{where}: selects nothing of the examples"]
+    for e in spec.get(endpoints, []):
+        if e.get("path", "/metrics") != "/metrics":
+            problems.append(f"{where}: endpoint path is not /metrics")
+        for t in targets:
+            if e.get("port") not in ports_of(t):
+                problems.append(f"{where}: {t['kind']}/{t['metadata']['name']} has no port {e.get('port')}")
+    return problems
+
+
 def check_monitoring(docs):
     """ServiceMonitor, PodMonitor and NetworkPolicy fit the workloads they name."""
     problems = []
@@ -120,31 +151,12 @@ def check_monitoring(docs):
         spec = doc.get("spec", {})
         if doc["kind"] in CRD_MODELS:
             problems += check_crd(where, doc)
-        if doc["kind"] == "ServiceMonitor":
-            found["ServiceMonitor"] = True
-            targets = [s for s in services if selects(spec.get("selector"), s["metadata"].get("labels"))]
-            if not targets:
-                problems.append(f"{where}: selects no Service of the examples")
-            for e in spec.get("endpoints", []):
-                if e.get("path", "/metrics") != "/metrics":
-                    problems.append(f"{where}: endpoint path is not /metrics")
-                for svc in targets:
-                    if e.get("port") not in {p.get("name") for p in svc["spec"].get("ports", [])}:
-                        problems.append(f"{where}: Service {svc['metadata']['name']} has no port {e.get('port')}")
-        if doc["kind"] == "PodMonitor":
-            found["PodMonitor"] = True
-            targets = [w for w in workloads if selects(spec.get("selector"), w["spec"]["template"]["metadata"].get("labels"))]
-            if not targets:
-                problems.append(f"{where}: selects no pods of the examples")
-            for e in spec.get("podMetricsEndpoints", []):
-                if e.get("path", "/metrics") != "/metrics":
-                    problems.append(f"{where}: endpoint path is not /metrics")
-                for w in targets:
-                    if e.get("port") not in container_ports(w):
-                        problems.append(f"{where}: {w['metadata']['name']} has no container port {e.get('port')}")
+        if doc["kind"] in MONITORS:
+            found[doc["kind"]] = True
+            problems += check_monitor(where, doc, services if doc["kind"] == "ServiceMonitor" else workloads)
         if doc["kind"] == "NetworkPolicy":
             found["NetworkPolicy"] = True
-            targets = [w for w in workloads if selects(spec.get("podSelector"), w["spec"]["template"]["metadata"].get("labels"))]
+            targets = [w for w in workloads if selects(spec.get("podSelector"), pod_labels(w))]
             if not targets:
                 problems.append(f"{where}: selects no pods of the examples")
             egress = rule_ports(spec.get("egress"))
