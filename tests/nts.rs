@@ -426,3 +426,30 @@ fn nts_serve_reuses_cookies_between_rounds() {
         serve.log()
     );
 }
+
+#[test]
+fn nts_on_a_server_clock_days_ahead_the_key_exchange_is_date_exempted() {
+    // The certificate is valid by chronyd's clock (3 days ahead), not by ours.
+    let dir = TempDir::new("nts-days");
+    let ca = TestCa::new();
+    let path = ca.write(dir.path());
+    let leaf = ca.leaf_days(2, 30);
+    let Some(chrony) = Chrony::start_nts(Some("+259200"), &leaf.cert_pem, &leaf.key_pem) else {
+        return;
+    };
+    let uri = chrony.nts_uri();
+    let out = check(&uri, &path, &[("SKEWGUARD_ON_UNKNOWN", "pass")]);
+    assert_eq!(out.verdict(), "fail", "{out}");
+    out.assert_exit(1);
+    let s = out.source(&uri);
+    let offset = s["offset_seconds"].as_f64().unwrap_or(f64::NAN);
+    assert!((offset - 259_200.0).abs() < 0.01, "{out}");
+    assert_eq!(s["authenticated"], true, "{out}");
+    assert!(
+        s["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("date-exempted"),
+        "{out}"
+    );
+}
