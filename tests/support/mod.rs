@@ -557,6 +557,220 @@ impl Chrony {
     }
 }
 
+/// Waits until a web server on `port` answers with a `Date`, panicking with
+/// its log if it exits or does not answer within [`PEER_START_BOUND`], or if
+/// its `Date` shows that a libfaketime `shift` did not take effect.
+fn wait_for_date(port: u16, what: &str, shift: Option<&str>, mut daemon: Option<&mut Daemon>) {
+    let deadline = Instant::now() + PEER_START_BOUND;
+    let mut last = String::from("no attempt");
+    let log = |d: &Option<&mut Daemon>| d.as_ref().map(|d| d.log_text()).unwrap_or_default();
+    while Instant::now() < deadline {
+        if let Some(d) = daemon.as_mut() {
+            d.assert_alive(what);
+        }
+        match http_date_offset(port) {
+            Ok(offset) => {
+                // The Date header has whole seconds; a shift that did not take
+                // effect still shows.
+                if let Some(expected) = shift_seconds(shift) {
+                    assert!(
+                        (offset - expected).abs() < 1.5,
+                        "{what} serves a Date {offset:+.3} s off; libfaketime did not take effect. Log:\n{}",
+                        log(&daemon)
+                    );
+                }
+                return;
+            }
+            Err(e) => last = e,
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "{what} did not answer within {PEER_START_BOUND:?} ({last}); log:\n{}",
+        log(&daemon)
+    );
+}
+
+/// The `*_temp_path` lines an nginx config needs so that every path nginx
+/// would otherwise take from its build (/var/lib/nginx/…) lives in the temp
+/// dir and it runs as any user: only for the modules this build has.
+fn nginx_temp_paths(nginx: &Path) -> String {
+    let build = Command::new(nginx)
+        .arg("-V")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        .unwrap_or_default();
+    let mut temp_paths = String::from("client_body_temp_path body;\n");
+    for module in ["proxy", "fastcgi", "uwsgi", "scgi"] {
+        if !build.contains(&format!("--without-http_{module}_module")) {
+            temp_paths += &format!("{module}_temp_path {module};\n");
+        }
+    }
+    temp_paths
+}
+
+// ---------------------------------------------------------------------------
+// Other web servers for the Date header
+
+/// A Debian web server whose `Date` header skewguard reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WebKind {
+    /// apache2 (event MPM): a live clock.
+    Apache,
+    /// lighttpd: a second refreshed when its *monotonic* second ticks.
+    Lighttpd,
+    /// `python3 -m http.server`: a live clock.
+    PythonHttp,
+    /// nginx with `timer_resolution` of this many milliseconds: a clock
+    /// refreshed that often.
+    NginxTimer(u32),
+}
+
+impl WebKind {
+    /// The program and the Debian package that has it.
+    fn program(self) -> (&'static str, &'static str) {
+        match self {
+            WebKind::Apache => ("apache2", "install apache2"),
+            WebKind::Lighttpd => ("lighttpd", "install lighttpd"),
+            WebKind::PythonHttp => ("python3", "install python3"),
+            WebKind::NginxTimer(_) => ("nginx", "install nginx-light"),
+        }
+    }
+
+    /// A short name for messages and benchmark lines.
+    pub fn name(self) -> String {
+        match self {
+            WebKind::Apache => "apache2".into(),
+            WebKind::Lighttpd => "lighttpd".into(),
+            WebKind::PythonHttp => "python3 -m http.server".into(),
+            WebKind::NginxTimer(ms) => format!("nginx timer_resolution {ms}ms"),
+        }
+    }
+}
+
+/// One of [`WebKind`] on `http://127.0.0.1:PORT/`, its realtime clock shifted
+/// by libfaketime while its monotonic clock is left alone
+/// (`FAKETIME_DONT_FAKE_MONOTONIC=1`), as on a real host whose clock is off:
+/// shifting both would hide lighttpd's lag. Killed on drop.
+pub struct WebServer {
+    dir: TempDir,
+    port: Port,
+    kind: WebKind,
+    daemon: Option<Daemon>,
+}
+
+impl WebServer {
+    /// Starts the server and waits until it answers. `None`: the program or
+    /// libfaketime is missing and the test should return (see [`prerequisite`]).
+    pub fn start(kind: WebKind, shift: Option<&str>) -> Option<WebServer> {
+        let (program, remedy) = kind.program();
+        if !prerequisite(program, remedy) {
+            return None;
+        }
+        let program = locate(program)?;
+        let dir = TempDir::new("web");
+        let port = Port::free();
+        let www = dir.path().join("www");
+        fs::create_dir_all(&www).expect("create the document root");
+        fs::write(www.join("index.html"), "ok\n").expect("write index.html");
+        // Servers that drop root privileges must still read their files.
+        let _ = fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755));
+        let _ = fs::set_permissions(&www, fs::Permissions::from_mode(0o755));
+        let d = dir.path().display();
+        let n = port.number();
+        let mut cmd = Command::new(&program);
+        match kind {
+            WebKind::Apache => {
+                let modules = "/usr/lib/apache2/modules";
+                let conf = dir.path().join("apache2.conf");
+                fs::write(
+                    &conf,
+                    format!(
+                        "ServerRoot {d}\nListen 127.0.0.1:{n}\nServerName localhost\n\
+                         PidFile {d}/apache2.pid\nErrorLog {d}/error.log\nMutex file:{d} default\n\
+                         LoadModule mpm_event_module {modules}/mod_mpm_event.so\n\
+                         LoadModule authz_core_module {modules}/mod_authz_core.so\n\
+                         DocumentRoot {d}/www\n"
+                    ),
+                )
+                .expect("write apache2.conf");
+                cmd.arg("-f").arg(&conf).arg("-DFOREGROUND");
+            }
+            WebKind::Lighttpd => {
+                let conf = dir.path().join("lighttpd.conf");
+                fs::write(
+                    &conf,
+                    format!(
+                        "server.document-root = \"{d}/www\"\nserver.bind = \"127.0.0.1\"\nserver.port = {n}\n"
+                    ),
+                )
+                .expect("write lighttpd.conf");
+                cmd.arg("-D").arg("-f").arg(&conf);
+            }
+            WebKind::PythonHttp => {
+                cmd.args(["-m", "http.server", "--bind", "127.0.0.1"])
+                    .arg(n.to_string())
+                    .arg("--directory")
+                    .arg(&www);
+            }
+            WebKind::NginxTimer(ms) => {
+                let conf = dir.path().join("nginx.conf");
+                fs::write(
+                    &conf,
+                    format!(
+                        "daemon off;\nmaster_process off;\nenv FAKETIME;\nenv LD_PRELOAD;\n\
+                         env FAKETIME_DONT_FAKE_MONOTONIC;\ntimer_resolution {ms}ms;\n\
+                         pid nginx.pid;\nerror_log error.log;\nevents {{ worker_connections 64; }}\n\
+                         http {{\naccess_log off;\n{}server {{ listen 127.0.0.1:{n}; location / {{ return 204; }} }}\n}}\n",
+                        nginx_temp_paths(&program)
+                    ),
+                )
+                .expect("write nginx.conf");
+                cmd.arg("-p")
+                    .arg(format!("{d}/"))
+                    .arg("-e")
+                    .arg(dir.path().join("error.log"))
+                    .arg("-c")
+                    .arg(&conf);
+            }
+        }
+        if let Some(shift) = shift {
+            cmd.envs(faketime_env(shift)?);
+            cmd.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
+        let mut daemon = Daemon::spawn(cmd, dir.path().join("server.log"));
+        let what = format!("{} on port {n} (shift {shift:?})", kind.name());
+        wait_for_date(n, &what, shift, Some(&mut daemon));
+        Some(WebServer {
+            dir,
+            port,
+            kind,
+            daemon: Some(daemon),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port.number())
+    }
+
+    /// Which server this is.
+    pub fn kind(&self) -> WebKind {
+        self.kind
+    }
+
+    /// The server's output and error log so far.
+    pub fn log(&self) -> String {
+        let mut log = self
+            .daemon
+            .as_ref()
+            .map(Daemon::log_text)
+            .unwrap_or_default();
+        log += &fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default();
+        log
+    }
+}
+
 // ---------------------------------------------------------------------------
 // A minimal SNTP client, to know when a peer is up and what it serves
 
@@ -673,20 +887,7 @@ impl Nginx {
         }
         let dir = self.dir.path();
         let nginx = locate("nginx").expect("checked by start");
-        // Every path nginx would otherwise take from its build (/var/lib/nginx/…)
-        // lives in the temp dir, so it runs as any user. Temp paths only for the
-        // modules this build has.
-        let build = Command::new(&nginx)
-            .arg("-V")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-            .unwrap_or_default();
-        let mut temp_paths = String::from("client_body_temp_path body;\n");
-        for module in ["proxy", "fastcgi", "uwsgi", "scgi"] {
-            if !build.contains(&format!("--without-http_{module}_module")) {
-                temp_paths += &format!("{module}_temp_path {module};\n");
-            }
-        }
+        let temp_paths = nginx_temp_paths(&nginx);
         let conf = dir.join("nginx.conf");
         let text = format!(
             "daemon off;\n\
@@ -729,32 +930,11 @@ impl Nginx {
 
     fn wait_until_serving(&mut self) {
         let what = format!("nginx on port {} (shift {:?})", self.port(), self.shift);
-        let deadline = Instant::now() + PEER_START_BOUND;
-        let mut last = String::from("no attempt");
-        while Instant::now() < deadline {
-            if let Some(d) = self.daemon.as_mut() {
-                d.assert_alive(&what);
-            }
-            match http_date_offset(self.port()) {
-                Ok(offset) => {
-                    // The Date header has whole seconds; a shift that did not take
-                    // effect still shows.
-                    if let Some(expected) = shift_seconds(self.shift.as_deref()) {
-                        assert!(
-                            (offset - expected).abs() < 1.5,
-                            "{what} serves a Date {offset:+.3} s off; libfaketime did not take effect. Log:\n{}",
-                            self.log()
-                        );
-                    }
-                    return;
-                }
-                Err(e) => last = e,
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "{what} did not answer within {PEER_START_BOUND:?} ({last}); log:\n{}",
-            self.log()
+        wait_for_date(
+            self.port(),
+            &what,
+            self.shift.as_deref(),
+            self.daemon.as_mut(),
         );
     }
 

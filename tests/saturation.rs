@@ -1,0 +1,154 @@
+//! The error bound under a saturated CPU: busy loops on every core (eight per
+//! core, started and stopped by the test), and 100 measurements each of chrony
+//! (shifted +1.5 s) and nginx (shifted −0.35 s) through the library's NTP and
+//! HTTP `Date` sources. A preemption between a clock read and the send or
+//! receive it stands for must only widen the bound: the shift is inside the
+//! interval in every round. Rounds: `SKEWGUARD_TEST_RUNS` (default 100).
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use skewguard::clock::SystemClock;
+use skewguard::source::{HttpTarget, QuerySettings, Sample, Source};
+use support::{Chrony, Nginx};
+
+/// Busy threads, eight per core; stopped and joined on drop.
+struct Busy {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Busy {
+    fn start() -> Busy {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..8 * cores)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
+                    }
+                })
+            })
+            .collect();
+        Busy { stop, threads }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn inside(s: &Sample, truth: f64) -> bool {
+    (s.offset - truth).abs() <= s.uncertainty
+}
+
+#[test]
+fn the_bound_holds_with_every_core_saturated() {
+    const NTP_SHIFT: f64 = 1.5;
+    const HTTP_SHIFT: f64 = -0.35;
+    let Some(chrony) = Chrony::start(Some("+1.5")) else {
+        return;
+    };
+    let Some(nginx) = Nginx::start(Some("-0.35")) else {
+        return;
+    };
+    let rounds = support::coverage_runs(100);
+    let ntp_settings = QuerySettings {
+        timeout: Duration::from_secs(2),
+        ..QuerySettings::default()
+    };
+    let http_settings = QuerySettings {
+        timeout: Duration::from_secs(2),
+        http_budget: Duration::from_millis(300),
+        ..QuerySettings::default()
+    };
+    let http: HttpTarget = match Source::parse(&nginx.url()) {
+        Ok(Source::Http(t)) => t,
+        other => panic!("{other:?}"),
+    };
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let busy = Busy::start();
+    let mut missed = Vec::new();
+    let mut errors = Vec::new();
+    rt.block_on(async {
+        for _ in 0..rounds {
+            let out = skewguard::ntp::client::query(
+                "127.0.0.1",
+                chrony.port(),
+                &ntp_settings,
+                &SystemClock,
+            )
+            .await;
+            match out.result {
+                Ok(s) => {
+                    support::record_coverage(
+                        "chrony, CPU saturated",
+                        NTP_SHIFT,
+                        s.offset,
+                        s.uncertainty,
+                        None,
+                    );
+                    if !inside(&s, NTP_SHIFT) {
+                        missed.push(format!("ntp: {s:?}"));
+                    }
+                }
+                Err(e) => errors.push(format!("ntp: {e}")),
+            }
+        }
+        // HTTP rounds five at a time: each spends most of its time waiting
+        // for its probe instants.
+        for _ in 0..rounds.div_ceil(5) {
+            let futs =
+                (0..5).map(|_| skewguard::http_date::query(&http, &http_settings, &SystemClock));
+            for out in skewguard::round::join_all(futs).await {
+                match out.result {
+                    Ok(s) => {
+                        support::record_coverage(
+                            "nginx, CPU saturated",
+                            HTTP_SHIFT,
+                            s.offset,
+                            s.uncertainty,
+                            s.estimate.map(|e| e.offset),
+                        );
+                        if !inside(&s, HTTP_SHIFT) {
+                            missed.push(format!("http: {s:?}"));
+                        }
+                    }
+                    Err(e) => errors.push(format!("http: {e}")),
+                }
+            }
+        }
+    });
+    drop(busy);
+    assert!(
+        missed.is_empty(),
+        "truth outside the interval:\n{}",
+        missed.join("\n")
+    );
+    // A starved query may time out now and then; that is not a wrong answer,
+    // but most must have measured.
+    assert!(
+        errors.len() * 10 <= rounds,
+        "{} errors:\n{}",
+        errors.len(),
+        errors.join("\n")
+    );
+}
