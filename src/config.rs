@@ -29,7 +29,7 @@ pub struct Setting {
 
 /// Every setting, in help order.
 pub const SETTINGS: &[Setting] = &[
-    Setting { name: "SOURCES", default: "aws", help: "comma-separated references: ntp://HOST[:PORT], https://HOST[:PORT][/PATH], http://…, preset `aws`" },
+    Setting { name: "SOURCES", default: "aws", help: "comma-separated references: ntp://HOST[:PORT], nts://HOST[:PORT], https://HOST[:PORT][/PATH], http://…, presets `aws`, `nts` (combine: aws,nts)" },
     Setting { name: "PROFILE", default: "aws", help: "signing window: aws 300s, aws-s3 900s, azure 900s, kerberos 300s, vault-jwt 60s, totp 30s" },
     Setting { name: "MAX_SKEW", default: "half the window", help: "skew bound (|offset| + uncertainty) at which the verdict is fail" },
     Setting { name: "WARN_SKEW", default: "1s, at most MAX_SKEW", help: "skew bound at which the verdict is warn" },
@@ -41,7 +41,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "HTTP_BUDGET", default: "2s", help: "time the HTTP Date refinement may take after the first answer (0 = one request)" },
     Setting { name: "AUTH_SELECT", default: "mix", help: "mix|require|ignore: whether authenticated sources (https, nts) outrank unauthenticated ones (ntp, http)" },
     Setting { name: "MAX_SOURCE_ERROR", default: "3s", help: "a source whose error bound (±) is wider than this is an error, not a vote (like chrony's maxdistance)" },
-    Setting { name: "CA_FILE", default: "none", help: "PEM file of extra root certificates for https sources" },
+    Setting { name: "CA_FILE", default: "none", help: "PEM file of extra root certificates for https and nts sources" },
     Setting { name: "OUTPUT", default: "text", help: "text|json|npd (check, wait, exec; npd: node-problem-detector's one line, check exits 0 OK, 1 NonOK, 2 Unknown)" },
     Setting { name: "LOG", default: "warn (check), info (others)", help: "log filter on stderr, e.g. `info` or `warn,skewguard=debug`" },
     Setting { name: "LOG_FORMAT", default: "text", help: "text|json" },
