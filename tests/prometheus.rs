@@ -3,7 +3,8 @@
 //! cut to 1 s), and the test reads the series, the metadata and the firing
 //! alerts through Prometheus's HTTP API: the sidecar measuring chronyd shifted
 //! by +1200 s fires SkewguardClockBreaksSigning; once `serve` is gone,
-//! SkewguardWatcherDown fires. Missing prometheus, chronyd or libfaketime →
+//! SkewguardWatcherDown fires; once the target is gone from the configuration
+//! too (as when discovery drops it), SkewguardWatcherAbsent fires. Missing prometheus, chronyd or libfaketime →
 //! SKIPPED (a failure under `CI=true`). Bounded to well under a minute.
 
 mod support;
@@ -59,6 +60,13 @@ fn firing(prometheus: &Prometheus) -> Vec<String> {
         .collect()
 }
 
+/// Waits until alert `name` fires.
+fn wait_firing(prometheus: &Prometheus, name: &str) {
+    wait_for(&format!("{name} firing"), prometheus, || {
+        firing(prometheus).iter().any(|a| a == name).then_some(())
+    });
+}
+
 #[test]
 fn prometheus_scrapes_serve_and_fires_the_alerts() {
     let Some(chrony) = Chrony::start(Some("+1200")) else {
@@ -69,7 +77,7 @@ fn prometheus_scrapes_serve_and_fires_the_alerts() {
         ("SKEWGUARD_INTERVAL", "1s"),
     ]));
     let target = serve.as_ref().map(Serve::addr).expect("serve");
-    let Some(prometheus) = Prometheus::start(&[target], &quick_rules()) else {
+    let Some(mut prometheus) = Prometheus::start(&[target], &quick_rules()) else {
         return;
     };
 
@@ -90,12 +98,7 @@ fn prometheus_scrapes_serve_and_fires_the_alerts() {
     let up = prometheus.api("query?query=up");
     assert_eq!(up["result"][0]["value"][1], "1", "{up}");
 
-    wait_for("SkewguardClockBreaksSigning firing", &prometheus, || {
-        firing(&prometheus)
-            .iter()
-            .any(|a| a == "SkewguardClockBreaksSigning")
-            .then_some(())
-    });
+    wait_firing(&prometheus, "SkewguardClockBreaksSigning");
     let now = firing(&prometheus);
     for quiet in [
         "SkewguardWatcherDown",
@@ -107,10 +110,9 @@ fn prometheus_scrapes_serve_and_fires_the_alerts() {
 
     // The watcher goes away: its target stops answering.
     drop(serve.take());
-    wait_for("SkewguardWatcherDown firing", &prometheus, || {
-        firing(&prometheus)
-            .iter()
-            .any(|a| a == "SkewguardWatcherDown")
-            .then_some(())
-    });
+    wait_firing(&prometheus, "SkewguardWatcherDown");
+
+    // The target disappears: no up series at all.
+    prometheus.set_targets(&[]);
+    wait_firing(&prometheus, "SkewguardWatcherAbsent");
 }

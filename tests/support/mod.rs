@@ -1402,6 +1402,19 @@ pub struct Prometheus {
     daemon: Daemon,
 }
 
+/// Writes `prometheus.yml` into `dir`: scrape and evaluate every second, the
+/// rules of `rules.yml`, job `skewguard` with `targets`.
+fn write_prometheus_config(dir: &Path, targets: &[SocketAddr]) {
+    let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+         rule_files:\n  - rules.yml\n\
+         scrape_configs:\n  - job_name: skewguard\n    static_configs:\n      - targets: [{}]\n",
+        targets.join(", ")
+    );
+    fs::write(dir.join("prometheus.yml"), config).expect("write prometheus.yml");
+}
+
 /// How long Prometheus may take to answer its readiness endpoint.
 const PROMETHEUS_START_BOUND: Duration = Duration::from_secs(20);
 
@@ -1414,14 +1427,7 @@ impl Prometheus {
         }
         let dir = TempDir::new("prometheus");
         let port = Port::free();
-        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             rule_files:\n  - rules.yml\n\
-             scrape_configs:\n  - job_name: skewguard\n    static_configs:\n      - targets: [{}]\n",
-            targets.join(", ")
-        );
-        fs::write(dir.path().join("prometheus.yml"), config).expect("write prometheus.yml");
+        write_prometheus_config(dir.path(), targets);
         fs::write(dir.path().join("rules.yml"), rules).expect("write rules.yml");
         let mut cmd = Command::new(locate("prometheus")?);
         cmd.current_dir(dir.path())
@@ -1462,6 +1468,16 @@ impl Prometheus {
     /// What it logged so far.
     pub fn log(&self) -> String {
         self.daemon.log_text()
+    }
+
+    /// Replaces the scrape targets and reloads the configuration (SIGHUP), as
+    /// service discovery does when targets come and go.
+    pub fn set_targets(&mut self, targets: &[SocketAddr]) {
+        write_prometheus_config(self.dir.path(), targets);
+        self.daemon.assert_alive("prometheus");
+        let pid = self.daemon.child.id() as libc::pid_t;
+        // SAFETY: kill(2) with our own child's pid; no memory is involved.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0, "SIGHUP");
     }
 
     /// `GET /api/v1/<path>` (path and query already URL-encoded): the `data`
