@@ -10,7 +10,9 @@ mod support;
 use std::fs;
 use std::path::PathBuf;
 
-use support::{run, Chrony, Output, Port, TempDir};
+use std::process::Command;
+
+use support::{locate, run, Chrony, Output, Port, TempDir};
 
 /// NPD's `max_output_length` in the shipped config.
 const MAX_LINE: usize = 80;
@@ -65,6 +67,27 @@ fn the_monitor_config_sets_clock_skewed_with_a_reason() {
     assert_eq!(rule["reason"], "ClockSkewBreaksSigning");
     assert_eq!(rule["path"], "/usr/local/bin/skewguard");
     assert_eq!(plugin_args(), ["check", "--output", "npd"]);
+
+    // The kustomization renders exactly this file into its ConfigMap (where
+    // kubectl is installed: it is not a Debian package).
+    let Some(kubectl) = locate("kubectl") else {
+        eprintln!("kubectl not installed: the NPD kustomization was not rendered");
+        return;
+    };
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("k8s/node-problem-detector");
+    let out = Command::new(kubectl)
+        .arg("kustomize")
+        .arg(&dir)
+        .output()
+        .expect("run kubectl kustomize");
+    assert!(out.status.success(), "kubectl kustomize: {out:?}");
+    let rendered = String::from_utf8_lossy(&out.stdout);
+    assert!(rendered.contains("kind: ConfigMap"), "{rendered}");
+    assert!(rendered.contains("skewguard-monitor.json: |"), "{rendered}");
+    assert!(
+        rendered.contains("\"condition\": \"ClockSkewed\""),
+        "{rendered}"
+    );
 }
 
 #[test]
