@@ -413,3 +413,247 @@ fn sigterm_ends_serve_with_exit_0_within_2_seconds() {
         drop((idle, half));
     }
 }
+
+/// Raises this test process's soft descriptor limit to its hard limit; the new soft limit.
+fn raise_own_nofile() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain get/setrlimit on a valid, owned struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+    }
+    lim.rlim_cur
+}
+
+/// One flooding socket: `slow` ones trickle a request head that never ends;
+/// the others sent one request and sit idle on the kept-alive connection.
+struct Flooder {
+    stream: Option<TcpStream>,
+    slow: bool,
+}
+
+impl Flooder {
+    fn open(addr: std::net::SocketAddr, slow: bool) -> Option<TcpStream> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+        let head: &[u8] = if slow {
+            b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        } else {
+            b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        };
+        s.write_all(head).ok()?;
+        s.set_nonblocking(true).ok()?;
+        Some(s)
+    }
+}
+
+/// Most connections the flood re-opens per second once it is built up: a
+/// persistent client that reconnects what the server closes, at a rate the
+/// kernel's accept queue can absorb (a closed-loop reconnect at any speed keeps
+/// that queue full, and then no SYN gets in, whatever the server does).
+const REOPEN_PER_SECOND: u64 = 500;
+
+/// Holds `idle` + `slow` connections to `addr` until `stop`, reopening those
+/// the server closes (at most [`REOPEN_PER_SECOND`] after the first pass);
+/// counts the (re)connections made.
+fn flood(
+    addr: std::net::SocketAddr,
+    idle: usize,
+    slow: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> thread::JoinHandle<u64> {
+    use std::sync::atomic::Ordering;
+    thread::spawn(move || {
+        let mut all: Vec<Flooder> = (0..idle + slow)
+            .map(|i| Flooder {
+                stream: None,
+                slow: i >= idle,
+            })
+            .collect();
+        let mut opened = 0u64;
+        let mut buf = [0u8; 4096];
+        let mut trickle = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let mut budget = if opened < (idle + slow) as u64 {
+                u64::MAX
+            } else {
+                REOPEN_PER_SECOND / 50
+            };
+            let drip = trickle.elapsed() >= Duration::from_secs(1);
+            if drip {
+                trickle = Instant::now();
+            }
+            for f in &mut all {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let alive = match f.stream.as_mut() {
+                    None => false,
+                    Some(s) => {
+                        let mut alive = match s.read(&mut buf) {
+                            Ok(0) => false,
+                            Ok(_) => true,
+                            Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+                        };
+                        if alive && f.slow && drip {
+                            alive = s.write_all(b"X-Slow: 1\r\n").is_ok();
+                        }
+                        alive
+                    }
+                };
+                if !alive {
+                    f.stream = None;
+                    if budget > 0 {
+                        budget -= 1;
+                        f.stream = Flooder::open(addr, f.slow);
+                        opened += u64::from(f.stream.is_some());
+                    }
+                }
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        opened
+    })
+}
+
+/// One probe as a kubelet makes it: a new connection, `GET path`, the status
+/// if a complete answer came within 1 s.
+fn probe(addr: std::net::SocketAddr, path: &str) -> (Option<u16>, Duration) {
+    let started = Instant::now();
+    let bound = Duration::from_secs(1);
+    let status = (|| {
+        let mut s = TcpStream::connect_timeout(&addr, bound).ok()?;
+        let left = bound.checked_sub(started.elapsed())?;
+        s.set_read_timeout(Some(left)).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).ok()?;
+        Reply::parse(&raw).map(|r| r.status)
+    })();
+    let took = started.elapsed();
+    (status.filter(|_| took <= bound), took)
+}
+
+/// The flood of the issue against `serve` started under `wrapper`: at least
+/// 99 % of the probes answer 200 within 1 s, and every round still measures.
+fn probes_survive_a_flood(wrapper: &[&str], what: &str) {
+    const IDLE: usize = 5000;
+    const SLOW: usize = 1000;
+    let have = raise_own_nofile();
+    if have < (IDLE + SLOW + 200) as u64 {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI requires a descriptor limit of 6200 for the flood test, have {have}"
+        );
+        eprintln!(
+            "SKIPPED: {}: the hard descriptor limit ({have}) is too low for {} sockets",
+            support::current_test(),
+            IDLE + SLOW
+        );
+        return;
+    }
+    let Some(chrony) = Chrony::start(None) else {
+        return;
+    };
+    let serve = Serve::start_wrapped(
+        wrapper,
+        &[
+            ("SKEWGUARD_SOURCES", &chrony.uri()),
+            ("SKEWGUARD_INTERVAL", "1s"),
+            ("SKEWGUARD_TIMEOUT", "1s"),
+        ],
+    );
+    serve.wait_for("/readyz", Duration::from_secs(5), |r| r.status == 200);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooding = flood(serve.addr(), IDLE, SLOW, stop.clone());
+    // Let the flood build up before probing.
+    thread::sleep(Duration::from_secs(3));
+    let rounds_before = rounds(&serve);
+    let mut took = Vec::new();
+    let mut failed = Vec::new();
+    let probing = Instant::now();
+    while probing.elapsed() < Duration::from_secs(12) {
+        let tick = Instant::now();
+        for path in ["/livez", "/readyz"] {
+            let (status, t) = probe(serve.addr(), path);
+            took.push(t);
+            if status != Some(200) {
+                failed.push(format!("{path}: {status:?} after {t:?}"));
+            }
+        }
+        thread::sleep(Duration::from_millis(200).saturating_sub(tick.elapsed()));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let opened = flooding.join().expect("flood thread");
+    let rounds_after = rounds(&serve);
+    took.sort();
+    let n = took.len();
+    let ok = n - failed.len();
+    let p99 = took[(n * 99).div_ceil(100) - 1];
+    eprintln!(
+        "flood ({what}): {ok}/{n} probes answered 200 within 1 s ({:.1} %), p50 {:.1?}, p99 {p99:.1?}, max {:.1?}; {opened} flood connections opened; rounds during the flood: {} ok, {} failed",
+        100.0 * ok as f64 / n as f64,
+        took[n / 2],
+        took[n - 1],
+        rounds_after.0 - rounds_before.0,
+        rounds_after.1 - rounds_before.1,
+    );
+    assert!(
+        ok * 100 >= n * 99,
+        "{what}: failed probes: {failed:?}\n{}",
+        serve.log()
+    );
+    assert!(
+        rounds_after.0 > rounds_before.0,
+        "{what}: no round measured during the flood\n{}",
+        serve.log()
+    );
+    assert_eq!(
+        rounds_after.1,
+        rounds_before.1,
+        "{what}: rounds failed during the flood\n{}",
+        serve.log()
+    );
+    assert!(
+        !serve.log().contains("Too many open files"),
+        "{}",
+        serve.log()
+    );
+}
+
+/// (ok, error) measurements of the one source so far, from `/metrics`.
+fn rounds(serve: &Serve) -> (f64, f64) {
+    let m = serve.get("/metrics");
+    let get = |result: &str| {
+        m.body
+            .lines()
+            .filter(|l| {
+                l.starts_with("skewguard_measurements{")
+                    && l.contains(&format!("result=\"{result}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    (get("ok"), get("error"))
+}
+
+#[test]
+fn probes_survive_a_flood_of_idle_and_slowloris_connections() {
+    probes_survive_a_flood(&[], "no descriptor limit");
+}
+
+#[test]
+fn probes_and_rounds_survive_a_flood_under_a_1024_descriptor_limit() {
+    if !support::prerequisite("prlimit", "install util-linux") {
+        return;
+    }
+    probes_survive_a_flood(&["prlimit", "--nofile=1024", "--"], "prlimit --nofile=1024");
+}

@@ -33,6 +33,9 @@ pub const JITTER: f64 = 0.1;
 /// early one (ntpsec's rule: never query a server more often than every 2 s).
 pub const MIN_EARLY_GAP: Duration = Duration::from_secs(2);
 
+/// Highest soft descriptor limit `serve` asks for (the hard limit may be lower).
+pub const MAX_NOFILE: u64 = 65_536;
+
 /// Runs `serve` until SIGTERM/SIGINT; returns the exit code.
 pub fn run(config: &Config) -> i32 {
     let runtime = match super::runtime() {
@@ -60,6 +63,15 @@ async fn serve(config: Arc<Config>, clock: &'static dyn Clock) -> i32 {
             return EXIT_FAIL;
         }
     };
+    // Every descriptor the hard limit allows, less a reserve for the
+    // measurement, may hold a connection; a flood never starves a round.
+    let nofile = crate::sys::raise_nofile_limit(MAX_NOFILE);
+    let cap = server::connection_cap(nofile);
+    tracing::debug!(
+        nofile,
+        connections = cap,
+        "descriptor limit and connection cap"
+    );
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -91,7 +103,7 @@ async fn serve(config: Arc<Config>, clock: &'static dyn Clock) -> i32 {
         };
         tracing::info!(signal = name, "shutting down");
     };
-    server::serve(listener, state, shutdown).await;
+    server::serve(listener, state, cap, shutdown).await;
     measuring.abort();
     EXIT_OK
 }

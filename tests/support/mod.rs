@@ -1051,6 +1051,19 @@ impl Serve {
         Serve::start_command(skewguard(&["serve"]), envs)
     }
 
+    /// [`Serve::start`] under a wrapper command, e.g. `["prlimit", "--nofile=1024", "--"]`.
+    pub fn start_wrapped(wrapper: &[&str], envs: &[(&str, &str)]) -> Serve {
+        let Some((program, args)) = wrapper.split_first() else {
+            return Serve::start(envs);
+        };
+        let mut c = Command::new(program);
+        c.args(args)
+            .arg(env!("CARGO_BIN_EXE_skewguard"))
+            .arg("serve");
+        clear_skewguard_env(&mut c);
+        Serve::start_command(c, envs)
+    }
+
     /// [`Serve::start`] for a command that ends up running `skewguard serve`
     /// (through `unshare`, say); the caller cleans its environment.
     pub fn start_command(mut cmd: Command, envs: &[(&str, &str)]) -> Serve {
