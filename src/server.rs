@@ -644,6 +644,10 @@ pub async fn serve(
             Admit::Accept { id, reclaimed } => {
                 if let Some(victim) = reclaimed {
                     victim.notify_one();
+                    // Let it close before the next accept: on this one thread a
+                    // burst of accepts would otherwise hold reclaimed descriptors
+                    // open and eat into the reserve.
+                    tokio::task::yield_now().await;
                 }
                 id
             }

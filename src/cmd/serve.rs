@@ -72,7 +72,7 @@ async fn serve(config: Arc<Config>, clock: &'static dyn Clock) -> i32 {
         connections = cap,
         "descriptor limit and connection cap"
     );
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+    let listener = match listen(config.listen) {
         Ok(l) => l,
         Err(e) => {
             eprintln!(
@@ -106,6 +106,23 @@ async fn serve(config: Arc<Config>, clock: &'static dyn Clock) -> i32 {
     server::serve(listener, state, cap, shutdown).await;
     measuring.abort();
     EXIT_OK
+}
+
+/// Pending connections the kernel may queue for `accept` (capped by
+/// `net.core.somaxconn`): a deep queue rides out a burst of connects or a
+/// moment without CPU instead of dropping a probe's SYN (retried only after 1 s).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` with [`LISTEN_BACKLOG`] (and SO_REUSEADDR, as std does).
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// How long `/livez` tolerates no finished round: `STALE_AFTER` (three
