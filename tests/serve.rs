@@ -523,24 +523,37 @@ fn flood(
 
 /// One probe as a kubelet makes it: a new connection, `GET path`, the status
 /// if a complete answer came within 1 s.
-fn probe(addr: std::net::SocketAddr, path: &str) -> (Option<u16>, Duration) {
+fn probe(addr: std::net::SocketAddr, path: &str) -> (Result<u16, String>, Duration) {
     let started = Instant::now();
     let bound = Duration::from_secs(1);
     let status = (|| {
-        let mut s = TcpStream::connect_timeout(&addr, bound).ok()?;
-        let left = bound.checked_sub(started.elapsed())?;
-        s.set_read_timeout(Some(left)).ok()?;
+        let mut s =
+            TcpStream::connect_timeout(&addr, bound).map_err(|e| format!("connect: {e}"))?;
+        let left = bound
+            .checked_sub(started.elapsed())
+            .ok_or("connect took 1 s")?;
+        s.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
         write!(
             s,
             "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         )
-        .ok()?;
+        .map_err(|e| format!("write: {e}"))?;
         let mut raw = Vec::new();
-        s.read_to_end(&mut raw).ok()?;
-        Reply::parse(&raw).map(|r| r.status)
+        s.read_to_end(&mut raw)
+            .map_err(|e| format!("read after {:?}: {e}", started.elapsed()))?;
+        Reply::parse(&raw)
+            .map(|r| r.status)
+            .ok_or_else(|| format!("bad answer {raw:?}"))
     })();
     let took = started.elapsed();
-    (status.filter(|_| took <= bound), took)
+    let status = status.and_then(|s| {
+        if took <= bound {
+            Ok(s)
+        } else {
+            Err(format!("{s} after {took:?}"))
+        }
+    });
+    (status, took)
 }
 
 /// The flood of the issue against `serve` started under `wrapper`: at least
@@ -589,7 +602,7 @@ fn probes_survive_a_flood(wrapper: &[&str], what: &str) {
         for path in ["/livez", "/readyz"] {
             let (status, t) = probe(serve.addr(), path);
             took.push(t);
-            if status != Some(200) {
+            if status != Ok(200) {
                 failed.push(format!("{path}: {status:?} after {t:?}"));
             }
         }
