@@ -2,30 +2,57 @@
 #
 #   docker build -t skewguard:0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" .
 #
-# The runtime stage (the last one) is also what tests/docker.rs builds, from a
-# binary compiled on the test machine: it takes that stage verbatim and swaps
-# only the `COPY --from=builder` source. Keep it the last stage, keep exactly
-# one `COPY --from=builder` in it, and keep it free of RUN (scratch has no shell).
+# For both architectures at once (the builder runs on the build machine's own
+# platform and cross-compiles; nothing runs under emulation):
+#
+#   docker buildx build --platform linux/amd64,linux/arm64 -t REPO/skewguard:0.1.0 --push .
+#
+# Without a registry or a Rust toolchain in Docker, package a binary built
+# on this machine (scripts/static-build.sh) into the same runtime stage:
+#
+#   scripts/static-build.sh && scripts/local-image.sh skewguard:0.1.0
+#
+# That script (and tests/docker.rs) takes the runtime stage below verbatim and
+# swaps only the source of its `COPY --from=builder`. Keep it the last stage,
+# keep exactly one `COPY --from=builder` in it, and keep it free of RUN
+# (scratch has no shell).
 
-FROM rust:1-slim-bookworm AS builder
+FROM --platform=$BUILDPLATFORM rust:1-slim-bookworm AS builder
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ARG TARGETARCH
+# A cross linker and static glibc for the target when it is not the build
+# machine's own architecture (ring's C code needs the cross compiler too).
+# The packages are the base image's Debian release's own; pinned versions would
+# break with each point release of it.
+# hadolint ignore=DL3008
+RUN case "$TARGETARCH" in \
+      amd64) triple=x86_64-unknown-linux-gnu; gcc="gcc-x86-64-linux-gnu"; libc="libc6-dev-amd64-cross"; cc="x86_64-linux-gnu-gcc" ;; \
+      arm64) triple=aarch64-unknown-linux-gnu; gcc="gcc-aarch64-linux-gnu"; libc="libc6-dev-arm64-cross"; cc="aarch64-linux-gnu-gcc" ;; \
+      *) echo "unsupported TARGETARCH=$TARGETARCH (amd64, arm64)" >&2; exit 1 ;; \
+    esac \
+ && echo "$triple" > /triple \
+ && touch /cross.env \
+ && if [ "$triple" != "$(rustc -vV | sed -n 's/^host: //p')" ]; then \
+      apt-get update \
+      && apt-get install -y --no-install-recommends "$gcc" "$libc" \
+      && rm -rf /var/lib/apt/lists/* \
+      && rustup target add "$triple" \
+      && upper="$(echo "$triple" | tr 'a-z-' 'A-Z_')" \
+      && printf 'export CARGO_TARGET_%s_LINKER=%s CC_%s=%s\n' "$upper" "$cc" "$(echo "$triple" | tr - _)" "$cc" > /cross.env; \
+    fi
 WORKDIR /src
 # Manifests first, so the dependency download stays cached while src/ changes.
 COPY Cargo.toml Cargo.lock ./
-COPY .cargo ./.cargo
 # cargo fetch wants a target to exist; an empty one will do.
 RUN mkdir src && touch src/main.rs && cargo fetch --locked && rm -r src
+COPY scripts/static-build.sh ./scripts/
 COPY src ./src
-# Static glibc, as in .cargo/config.toml, but for whatever the builder's own
-# architecture is (amd64, arm64). With an explicit --target, RUSTFLAGS reaches
-# only the target's crates, never proc-macros, which cannot be static.
-# glibc >= 2.34 has the files and dns NSS modules built in, so a static binary
-# still resolves host names on scratch (tests/docker.rs proves it).
-RUN host="$(rustc -vV | sed -n 's/^host: //p')" \
- && RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs" \
-    cargo build --release --locked --offline --target "$host" \
- && install -D -m 0755 "target/$host/release/skewguard" /out/skewguard \
- && /out/skewguard --version
+# The same command as outside Docker, for the target's triple. glibc >= 2.34
+# has the files and dns NSS modules built in, so a static binary still
+# resolves host names on scratch (tests/docker.rs proves it).
+RUN . /cross.env \
+ && scripts/static-build.sh "$(cat /triple)" --locked --offline \
+ && install -D -m 0755 target/static/skewguard /out/skewguard
 
 FROM scratch
 ARG VERSION=0.1.0
@@ -46,7 +73,9 @@ USER 65532:65532
 # serve's /healthz /readyz /livez /metrics (SKEWGUARD_LISTEN, default 0.0.0.0:8080).
 EXPOSE 8080
 # Probes the local `serve` over loopback, which answers from its last measurement:
-# no network measurement per probe. `health` reads the port from SKEWGUARD_LISTEN.
+# no network measurement per probe. `health` probes the port serve listens on:
+# the --listen flag of `serve` as PID 1 (e.g. `docker run IMAGE serve --listen
+# 0.0.0.0:9090`), else SKEWGUARD_LISTEN from the container's environment.
 # The start period covers the first measurement (up to SKEWGUARD_TIMEOUT per source).
 # Images run as `wait`/`check` should disable it (docker run --no-healthcheck,
 # compose `healthcheck: {disable: true}`), since nothing serves there.

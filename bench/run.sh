@@ -36,8 +36,9 @@ SHIFT_HTTP2=-600.3
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
-BIN=${BIN:-$ROOT/target/x86_64-unknown-linux-gnu/release/skewguard}
-FAKETIME_LIB=${FAKETIME_LIB:-/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1}
+BIN=${BIN:-$ROOT/target/static/skewguard}   # scripts/static-build.sh, any architecture
+# libfaketime in this machine's multiarch directory (x86_64-linux-gnu, aarch64-linux-gnu, …).
+FAKETIME_LIB=${FAKETIME_LIB:-$(ls /usr/lib/"$(gcc -dumpmachine 2>/dev/null || uname -m)"*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1 2>/dev/null | head -n1)}
 export PATH=$PATH:/usr/sbin:/sbin
 
 die() { echo "bench: $*" >&2; exit 2; }
@@ -57,8 +58,8 @@ need openssl openssl
 [[ -r $FAKETIME_LIB ]] || die "$FAKETIME_LIB not found: apt-get install -y libfaketime"
 
 if [[ ! -x $BIN ]]; then
-    log "building the release binary"
-    cargo build --release >&2
+    log "building the static release binary"
+    scripts/static-build.sh --locked >&2
 fi
 
 WORK=$(mktemp -d /tmp/skewguard-bench.XXXXXX)

@@ -29,7 +29,7 @@ SHIFTS=(0 +1200 -1200)
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
-BIN=${BIN:-$ROOT/target/x86_64-unknown-linux-gnu/release/skewguard}
+BIN=${BIN:-$ROOT/target/static/skewguard}   # scripts/static-build.sh, any architecture
 
 die() { echo "soak: $*" >&2; exit 2; }
 [[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 30 ]] || die "DURATION must be whole seconds ≥ 30, got '$DURATION'"
@@ -39,15 +39,15 @@ need chronyd chrony
 need wrk wrk
 need curl curl
 FAKETIME_LIB=""
-for f in /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 /usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1; do
+for f in /usr/lib/*-linux-gnu*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1; do
     [[ -e $f ]] && FAKETIME_LIB=$f && break
 done
 [[ -n $FAKETIME_LIB ]] || die "libfaketime not found: apt-get install -y libfaketime"
 CHRONYD=$(command -v chronyd || echo /usr/sbin/chronyd)
 
 if [[ ! -x $BIN ]]; then
-    echo "soak: building the release binary"
-    cargo build --release
+    echo "soak: building the static release binary"
+    scripts/static-build.sh --locked
 fi
 
 # --- ports and work directory ---------------------------------------------------

@@ -14,9 +14,9 @@
 # Rust's own checks still apply). Override with FUZZ_TOOLCHAIN=stable|nightly
 # and FUZZ_SANITIZER=address|none.
 #
-# The top-level .cargo/config.toml links statically (+crt-static); sanitizer
-# builds cannot. cargo-fuzz sets RUSTFLAGS, which replaces that config's
-# target rustflags, so the fuzz binaries link dynamically; nothing to undo.
+# Only scripts/static-build.sh links statically (+crt-static, which sanitizer
+# builds cannot); no cargo configuration sets it, so the fuzz binaries link
+# dynamically; nothing to undo.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"

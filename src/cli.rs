@@ -317,7 +317,7 @@ pub fn help(command: Option<&str>) -> String {
     );
     for s in SETTINGS
         .iter()
-        .filter(|s| chosen.map_or(true, |h| reads(h.name, s.name)))
+        .filter(|s| chosen.is_none_or(|h| reads(h.name, s.name)))
     {
         let _ = writeln!(
             out,

@@ -42,7 +42,7 @@ pub trait Clock: Send + Sync {
                 mono: before,
                 spread: after.saturating_sub(before),
             };
-            if best.map_or(true, |b| s.spread < b.spread) {
+            if best.is_none_or(|b| s.spread < b.spread) {
                 best = Some(s);
             }
             if s.spread <= TIGHT_STAMP {

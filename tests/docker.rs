@@ -2,11 +2,12 @@
 //! init container and in the compose example, against real NTP peers on
 //! loopback; and lints of the Dockerfile, the compose example and k8s/.
 //!
-//! The image is built from the release binary (`cargo build --release`, which
-//! .ci/run runs before `cargo test`) and the Dockerfile's own runtime stage: the
-//! test takes the last stage verbatim and swaps only the source of its
-//! `COPY --from=builder` for the local binary, so no second copy of the runtime
-//! directives exists and nothing is pulled (no registry is reachable here).
+//! The image is built the documented way without a registry: the static binary
+//! of `scripts/static-build.sh` (which .ci/run runs before `cargo test`)
+//! packaged by `scripts/local-image.sh` into the Dockerfile's own runtime stage
+//! (its last stage verbatim, only the source of its `COPY --from=builder`
+//! swapped for the local binary), so no second copy of the runtime directives
+//! exists and nothing is pulled (no registry is reachable here).
 //!
 //! Needs a Docker engine, docker-compose, chrony, libfaketime, dnsmasq
 //! (dnsmasq-base), a static busybox (busybox-static), hadolint and
@@ -192,23 +193,24 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The binary of `cargo build --release`. Fails the test (never skips) when it is
-/// missing: the container tests package that binary, and .ci/run builds it first.
+/// The static binary of `scripts/static-build.sh`. Fails the test (never skips)
+/// when it is missing: the container tests package that binary, and .ci/run
+/// builds it first.
 fn release_binary() -> PathBuf {
-    // Cargo put this test's binary in <target dir>/<triple>/debug/; the release
-    // build of the same target sits in …/release/.
+    // Cargo put this test's binary in <target dir>/debug/; the script puts the
+    // static one in <target dir>/static/, for any architecture.
     let debug = Path::new(env!("CARGO_BIN_EXE_skewguard"));
     let binary = debug
         .parent()
         .and_then(Path::parent)
-        .map(|d| d.join("release").join("skewguard"))
+        .map(|d| d.join("static").join("skewguard"))
         .unwrap_or_else(|| panic!("no target directory above {}", debug.display()));
     let built = fs::metadata(&binary)
         .and_then(|m| m.modified())
         .unwrap_or_else(|e| {
             panic!(
-                "{}: {e}. The container tests package the release binary: run \
-                 `cargo build --release` first (.ci/run does)",
+                "{}: {e}. The container tests package the static binary: run \
+                 `scripts/static-build.sh` first (.ci/run does)",
                 binary.display()
             )
         });
@@ -217,7 +219,7 @@ fn release_binary() -> PathBuf {
     if let Some((newest, changed)) = newest_source().filter(|(t, _)| *t > built) {
         let _ = writeln!(
             std::io::stderr(),
-            "warning: {} is older than {} ({:?}): run `cargo build --release` if the \
+            "warning: {} is older than {} ({:?}): run `scripts/static-build.sh` if the \
              image should hold your latest changes",
             binary.display(),
             changed.display(),
@@ -256,94 +258,25 @@ fn unique(label: &str) -> String {
 // ---------------------------------------------------------------------------
 // The runtime stage of the Dockerfile
 
-/// The Dockerfile tests build: the real Dockerfile's global ARGs and its last
-/// stage, with `COPY --from=builder SRC DEST` turned into `COPY skewguard DEST`.
-/// Errors say which assumption about the Dockerfile no longer holds.
+/// The Dockerfile the documented local route builds (`scripts/local-image.sh
+/// --print`): the real Dockerfile's global ARGs and its last stage, with
+/// `COPY --from=builder SRC DEST` turned into `COPY skewguard DEST`. Errors say
+/// which assumption about the Dockerfile no longer holds.
 fn runtime_dockerfile(text: &str) -> Result<String, String> {
-    // Physical lines, each marked with the instruction it starts (if any);
-    // continuation lines (after a trailing backslash) start none.
-    let mut lines: Vec<(Option<String>, &str)> = Vec::new();
-    let mut continued = false;
-    for line in text.lines() {
-        let trimmed = line.trim();
-        let starts = !continued && !trimmed.is_empty() && !trimmed.starts_with('#');
-        let keyword = starts.then(|| {
-            trimmed
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .to_ascii_uppercase()
-        });
-        if !trimmed.starts_with('#') {
-            continued = trimmed.ends_with('\\');
-        }
-        lines.push((keyword, line));
-    }
-    let froms: Vec<usize> = lines
-        .iter()
-        .enumerate()
-        .filter(|(_, (k, _))| k.as_deref() == Some("FROM"))
-        .map(|(i, _)| i)
-        .collect();
-    let (first, last) = match (froms.first(), froms.last()) {
-        (Some(f), Some(l)) if froms.len() >= 2 => (*f, *l),
-        _ => return Err("expected a builder stage and a runtime stage".into()),
-    };
-    let from = lines[last].1.split_whitespace().nth(1).unwrap_or("");
-    if from != "scratch" {
-        return Err(format!(
-            "the last stage starts FROM {from}, not FROM scratch"
-        ));
-    }
-
-    let mut out =
-        String::from("# Derived by tests/docker.rs from the Dockerfile's runtime stage.\n");
-    for (keyword, line) in &lines[..first] {
-        if keyword.as_deref() == Some("ARG") {
-            out += line;
-            out.push('\n');
-        }
-    }
-    let mut replaced = 0;
-    for (keyword, line) in &lines[last..] {
-        match keyword.as_deref() {
-            Some("RUN") => return Err("the runtime stage has a RUN (scratch has no shell)".into()),
-            Some("COPY") if line.contains("--from=builder") => {
-                if line.trim_end().ends_with('\\') {
-                    return Err("keep `COPY --from=builder` on one line".into());
-                }
-                let words: Vec<&str> = line.split_whitespace().collect();
-                let flags: Vec<&str> = words[1..]
-                    .iter()
-                    .copied()
-                    .filter(|w| w.starts_with("--") && !w.starts_with("--from="))
-                    .collect();
-                let operands = words[1..].iter().filter(|w| !w.starts_with("--")).count();
-                if operands != 2 {
-                    return Err(format!(
-                        "`{}`: expected one source and one destination",
-                        line.trim()
-                    ));
-                }
-                let dest = words.last().copied().unwrap_or("");
-                let mut copy = vec!["COPY"];
-                copy.extend(flags);
-                copy.extend(["skewguard", dest]);
-                out += &copy.join(" ");
-                out.push('\n');
-                replaced += 1;
-                continue;
-            }
-            _ => {}
-        }
-        out += line;
-        out.push('\n');
-    }
-    match replaced {
-        1 => Ok(out),
-        n => Err(format!(
-            "the runtime stage has {n} `COPY --from=builder` lines; expected exactly one"
-        )),
+    let dir = TempDir::new("derive");
+    let path = dir.path().join("Dockerfile");
+    fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let path = path.display().to_string();
+    let ran = run_within(
+        Command::new("sh")
+            .arg(repo().join("scripts/local-image.sh"))
+            .args(["--print", "-f", &path]),
+        COMMAND_BOUND,
+    );
+    if ran.success() {
+        Ok(ran.stdout)
+    } else {
+        Err(ran.stderr.trim().to_string())
     }
 }
 
@@ -353,18 +286,18 @@ struct Image {
 }
 
 impl Image {
-    /// Builds the skewguard image from the Dockerfile's runtime stage and the release binary.
+    /// Builds the skewguard image the documented way: `scripts/local-image.sh`
+    /// with the static binary.
     fn build(label: &str) -> Image {
         let binary = release_binary();
-        let dockerfile_path = repo().join("Dockerfile");
-        let text = fs::read_to_string(&dockerfile_path)
-            .unwrap_or_else(|e| panic!("{}: {e}", dockerfile_path.display()));
-        let derived = runtime_dockerfile(&text)
-            .unwrap_or_else(|e| panic!("cannot derive the runtime stage from Dockerfile: {e}"));
-        let context = TempDir::new(&format!("image-{label}"));
-        fs::write(context.path().join("Dockerfile"), derived).expect("write Dockerfile");
-        fs::copy(&binary, context.path().join("skewguard")).expect("copy the release binary");
-        Image::from_context(label, &context)
+        let image = Image { tag: unique(label) };
+        let binary = binary.display().to_string();
+        let mut cmd = Command::new("sh");
+        cmd.arg(repo().join("scripts/local-image.sh"))
+            .args(["--binary", &binary, &image.tag])
+            .args(["--no-cache", "--force-rm", "--label", TEST_LABEL, "--quiet"]);
+        run_within(&mut cmd, COMMAND_BOUND).expect_success();
+        image
     }
 
     /// `docker build` of a prepared context, tagged `skewguard-test-<pid>-<label>`
@@ -717,6 +650,129 @@ fn serve_health_follows_the_clock() {
          the peer moved 20 min ahead, healthy again {to_healthy:.1?} after it came back; \
          last check exit codes: {}",
         log.stdout.trim()
+    );
+}
+
+/// The README's cached `HEALTHCHECK` example, verbatim but for a 1 s interval,
+/// in an image made from the real one, run with the `--tmpfs /tmp` the README
+/// documents: healthy, the cache file is written and a later check is served
+/// from it. Beside it, the image's own `health` check follows a `serve
+/// --listen` given as a flag (no SKEWGUARD_LISTEN in the environment).
+#[test]
+fn readme_healthchecks_work_in_the_scratch_image() {
+    if !docker_ready() {
+        return;
+    }
+    let Some(chrony) = Chrony::start(None) else {
+        return;
+    };
+    let readme = fs::read_to_string(repo().join("README.md")).expect("read README.md");
+    let example = readme
+        .lines()
+        .find(|l| l.starts_with("HEALTHCHECK ") && l.contains("--cache-file"))
+        .expect("README has a HEALTHCHECK example with --cache-file");
+    let argv: Vec<String> = example
+        .split_once("CMD ")
+        .and_then(|(_, json)| serde_json::from_str(json).ok())
+        .unwrap_or_else(|| panic!("the example's CMD is not a JSON array: {example}"));
+    let cache = argv
+        .iter()
+        .skip_while(|a| *a != "--cache-file")
+        .nth(1)
+        .expect("the example names a cache file")
+        .clone();
+    let base = skewguard_image();
+    let context = TempDir::new("readme-healthcheck");
+    fs::write(
+        context.path().join("Dockerfile"),
+        format!(
+            "FROM {}\n{}\n",
+            base.tag,
+            example.replace(
+                "--interval=10s",
+                "--interval=1s --start-period=10s --retries=2"
+            )
+        ),
+    )
+    .expect("write Dockerfile");
+    let image = Image::from_context("readme-healthcheck", &context);
+
+    let sources = format!("SKEWGUARD_SOURCES={}", chrony.uri());
+    let (cached_port, flag_port) = (Port::free(), Port::free());
+    let cached_listen = format!("127.0.0.1:{}", cached_port.number());
+    let flag_listen = format!("127.0.0.1:{}", flag_port.number());
+    let common = [
+        "--network",
+        "host",
+        "--env",
+        &sources,
+        "--env",
+        "SKEWGUARD_TIMEOUT=500ms",
+    ];
+    let t0 = Instant::now();
+    let mut args = common.to_vec();
+    args.extend([
+        "--tmpfs",
+        "/tmp",
+        &image.tag,
+        "serve",
+        "--listen",
+        &cached_listen,
+    ]);
+    let cached = Container::start("readme-cached", &args);
+    let mut args = common.to_vec();
+    args.extend([
+        "--health-interval",
+        "1s",
+        "--health-retries",
+        "2",
+        "--health-start-period",
+        "10s",
+        &base.tag,
+        "serve",
+        "--listen",
+        &flag_listen,
+    ]);
+    let flagged = Container::start("serve-listen-flag", &args);
+
+    let mut seen = Vec::new();
+    cached.await_health("healthy", t0, &mut seen);
+    let mut seen_flag = Vec::new();
+    flagged.await_health("healthy", t0, &mut seen_flag);
+
+    let health_log = docker(&[
+        "inspect",
+        "--format",
+        "{{json .State.Health.Log}}",
+        &cached.name,
+    ]);
+    assert!(
+        !health_log.stdout.contains("cache file"),
+        "the probes neither refuse nor fail to write the cache\n{}",
+        cached.diagnostics()
+    );
+    let probe = docker(&[
+        "exec",
+        &cached.name,
+        "/skewguard",
+        "check",
+        "--cache-file",
+        &cache,
+        "--output",
+        "json",
+    ]);
+    assert!(probe.success(), "{probe}");
+    let v: serde_json::Value =
+        serde_json::from_str(probe.stdout.trim()).unwrap_or_else(|e| panic!("{e}\n{probe}"));
+    assert_eq!(
+        v["cached"], true,
+        "a check right after a probe is served from the cache\n{probe}"
+    );
+    eprintln!(
+        "README HEALTHCHECK healthy after {:?}; `health` with serve --listen healthy after {:?}; cached result {:.1} s old",
+        seen.last().map(|s| s.0),
+        seen_flag.last().map(|s| s.0),
+        v["age_seconds"].as_f64().unwrap_or(f64::NAN)
     );
 }
 

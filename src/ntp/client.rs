@@ -58,7 +58,7 @@ pub async fn query(host: &str, port: u16, settings: &QuerySettings, clock: &dyn 
         match exchange(addr, settings.timeout, max_error, clock).await {
             Ok(s) => {
                 debug!(%addr, offset = s.offset, uncertainty = s.uncertainty, rtt = s.rtt, "ntp sample");
-                if best.map_or(true, |b| s.rtt < b.rtt) {
+                if best.is_none_or(|b| s.rtt < b.rtt) {
                     best = Some(s);
                 }
             }

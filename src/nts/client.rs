@@ -68,7 +68,7 @@ pub async fn query(
 ) -> Outcome {
     let mut fresh = false;
     for _ in 0..2 {
-        if state.as_ref().map_or(true, |s| s.cookies.is_empty()) {
+        if state.as_ref().is_none_or(|s| s.cookies.is_empty()) {
             stats.key_exchanges += 1;
             match key_exchange(host, ke_port, settings, clock).await {
                 Ok(s) => {

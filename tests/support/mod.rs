@@ -103,10 +103,7 @@ fn require_libfaketime() -> Option<PathBuf> {
     match libfaketime() {
         Some(p) => Some(p),
         None => {
-            prerequisite(
-                "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-                "install libfaketime",
-            );
+            prerequisite("libfaketime.so.1", "install libfaketime");
             None
         }
     }
