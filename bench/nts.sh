@@ -21,8 +21,9 @@ ROUND_COST_ROUNDS=${ROUND_COST_ROUNDS:-200}
 SHIFT=+1200
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
-BIN=${BIN:-$ROOT/target/x86_64-unknown-linux-gnu/release/skewguard}
-FAKETIME_LIB=${FAKETIME_LIB:-/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1}
+BIN=${BIN:-$ROOT/target/static/skewguard}   # scripts/static-build.sh, any architecture
+# libfaketime in this machine's multiarch directory (x86_64-linux-gnu, aarch64-linux-gnu, …).
+FAKETIME_LIB=${FAKETIME_LIB:-$(ls /usr/lib/"$(gcc -dumpmachine 2>/dev/null || uname -m)"*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1 2>/dev/null | head -n1)}
 export PATH=$PATH:/usr/sbin:/sbin
 
 die() { echo "bench/nts: $*" >&2; exit 2; }
@@ -30,8 +31,8 @@ log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 for t in chronyd hyperfine openssl python3 ss; do command -v "$t" >/dev/null || die "$t not found"; done
 [[ -r $FAKETIME_LIB ]] || die "$FAKETIME_LIB not found: apt-get install -y libfaketime"
 if [[ ! -x $BIN ]]; then
-    log "building the release binary"
-    cargo build --release >&2
+    log "building the static release binary"
+    scripts/static-build.sh --locked >&2
 fi
 
 WORK=$(mktemp -d /tmp/skewguard-bench-nts.XXXXXX)
