@@ -628,7 +628,7 @@ pub async fn serve(
                     // say so at most every ACCEPT_WARN_EVERY.
                     accept_errors += 1;
                     let now = tokio::time::Instant::now();
-                    if accept_warned.map_or(true, |t| now - t >= ACCEPT_WARN_EVERY) {
+                    if accept_warned.is_none_or(|t| now - t >= ACCEPT_WARN_EVERY) {
                         tracing::warn!(error = %e, failures = accept_errors, "accept failed");
                         accept_warned = Some(now);
                     }
