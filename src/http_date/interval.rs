@@ -59,12 +59,6 @@ pub const DATE_LAG_ALLOWANCE: i128 = 1_100_000_000;
 /// a server that rounds to the nearest second instead of truncating.
 pub const DATE_LEAD_ALLOWANCE: i128 = 500_000_000;
 
-/// Two answers whose narrow intervals miss each other by more than this (ns)
-/// stop the refinement: the server is not one live truncated clock (a cache,
-/// rounding or backends that differ), so further cuts would not narrow the
-/// estimate; it becomes the hull of the answers.
-pub const INCONSISTENCY_TOLERANCE: i128 = 50_000_000;
-
 /// One HTTP answer: its `Date` and the local times that bracket its request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Answer {
