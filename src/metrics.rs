@@ -444,34 +444,38 @@ impl Metrics {
         }
         self.auth_disagreement
             .set(i64::from(report.disagreement.is_some()));
+        // Other names of one server (aliases) carry its values, so no
+        // configured name sits at "down" while its server answers.
         for s in &report.sources {
-            let labels = SourceLabels {
-                source: s.source.clone(),
-            };
-            self.source_authenticated
-                .get_or_create(&labels)
-                .set(i64::from(s.authenticated));
-            self.measurements
-                .get_or_create(&MeasurementLabels {
-                    source: s.source.clone(),
-                    result: result_name(s.status),
-                })
-                .inc();
-            let up = s.offset_seconds.is_some();
-            self.source_up.get_or_create(&labels).set(i64::from(up));
-            // A value the round did not measure is dropped rather than kept
-            // from the previous round, which would look current.
-            for (family, value) in [
-                (&self.source_offset, s.offset_seconds),
-                (&self.source_uncertainty, s.uncertainty_seconds),
-                (&self.source_rtt, s.rtt_seconds),
-            ] {
-                match value.filter(|_| up) {
-                    Some(v) => {
-                        family.get_or_create(&labels).set(v);
-                    }
-                    None => {
-                        family.remove(&labels);
+            for name in std::iter::once(&s.source).chain(&s.aliases) {
+                let labels = SourceLabels {
+                    source: name.clone(),
+                };
+                self.source_authenticated
+                    .get_or_create(&labels)
+                    .set(i64::from(s.authenticated));
+                self.measurements
+                    .get_or_create(&MeasurementLabels {
+                        source: name.clone(),
+                        result: result_name(s.status),
+                    })
+                    .inc();
+                let up = s.offset_seconds.is_some();
+                self.source_up.get_or_create(&labels).set(i64::from(up));
+                // A value the round did not measure is dropped rather than kept
+                // from the previous round, which would look current.
+                for (family, value) in [
+                    (&self.source_offset, s.offset_seconds),
+                    (&self.source_uncertainty, s.uncertainty_seconds),
+                    (&self.source_rtt, s.rtt_seconds),
+                ] {
+                    match value.filter(|_| up) {
+                        Some(v) => {
+                            family.get_or_create(&labels).set(v);
+                        }
+                        None => {
+                            family.remove(&labels);
+                        }
                     }
                 }
             }
@@ -641,6 +645,26 @@ mod tests {
             assert_eq!(value(&text, absent), None, "{absent} in {text}");
         }
         assert_eq!(value(&text, "skewguard_disabled").as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn every_name_of_one_server_carries_its_values() {
+        let configured = Source::parse_list("ntp://127.0.0.1,ntp://localhost").unwrap();
+        let m = Metrics::new(&configured, 150.0);
+        let good = Outcome::from_result(Ok(Sample::plain(0.25, 0.001, 0.0005)));
+        let mut report = Report::assess(
+            &configured[..1],
+            &[good],
+            &Judging::default(),
+            &HostFacts::default(),
+        );
+        report.sources[0].aliases = vec!["ntp://localhost".into()];
+        m.record(&report);
+        let text = m.encode(Format::Text).unwrap();
+        for name in ["ntp://127.0.0.1", "ntp://localhost"] {
+            let up = format!("skewguard_source_up{{source=\"{name}\"}}");
+            assert_eq!(value(&text, &up).as_deref(), Some("1"), "{up}");
+        }
     }
 
     #[test]
