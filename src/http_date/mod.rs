@@ -77,8 +77,7 @@ async fn measure(
     let anchor = clock.stamp();
     let mut exemption_slot = None;
     let tls = if target.tls {
-        let (config, slot) =
-            tls::client_config_with_exemption(settings.ca_file.as_deref(), anchor.real)?;
+        let (config, slot) = tls::client_config(settings.ca_file.as_deref(), anchor.real)?;
         exemption_slot = Some(slot);
         Some(TlsConnector::from(Arc::new(config)))
     } else {

@@ -103,16 +103,14 @@ pub fn verifier(
     Ok((verifier, slot))
 }
 
-/// Builds the client configuration for one measurement whose realtime anchor is `now`.
+/// Builds the client configuration for one measurement whose realtime anchor
+/// is `now`, and the slot where a date-exempted handshake leaves its
+/// exemption: a caller must look there after the handshake, since such a
+/// handshake succeeds although the certificate is outside its validity.
 ///
 /// Trusts the compiled-in webpki roots plus every certificate in `ca_file`
 /// (PEM). Offers only HTTP/1.1 by ALPN, the one protocol the source speaks.
-pub fn client_config(ca_file: Option<&Path>, now: UnixNanos) -> Result<ClientConfig, SourceError> {
-    Ok(client_config_with_exemption(ca_file, now)?.0)
-}
-
-/// As [`client_config`], with the slot where a date-exempted handshake leaves its exemption.
-pub fn client_config_with_exemption(
+pub fn client_config(
     ca_file: Option<&Path>,
     now: UnixNanos,
 ) -> Result<(ClientConfig, ExemptionSlot), SourceError> {
