@@ -288,3 +288,46 @@ fn a_really_expired_certificate_blames_the_server() {
     assert_eq!(out.verdict(), "ok", "{out}");
     out.assert_exit(0);
 }
+
+#[test]
+fn metrics_show_trust_classes_and_the_disagreement() {
+    let l = Layout::new(0, 600.0);
+    let sources = l.sources().join(",");
+    let ca = l.ca.display().to_string();
+    let serve = support::Serve::start(&[
+        ("SKEWGUARD_SOURCES", &sources),
+        ("SKEWGUARD_CA_FILE", &ca),
+        ("SKEWGUARD_TIMEOUT", "1s"),
+        ("SKEWGUARD_HTTP_BUDGET", "0"),
+        ("SKEWGUARD_INTERVAL", "1s"),
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let series = |text: &str, name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_string)
+    };
+    loop {
+        let text = support::http_get(serve.addr(), "/metrics", &[]).body;
+        let https = format!(
+            "skewguard_source_authenticated{{source=\"{}\"}}",
+            l.https.url()
+        );
+        let ntp = format!(
+            "skewguard_source_authenticated{{source=\"{}\"}}",
+            l.ntp[0].uri()
+        );
+        if series(&text, "skewguard_auth_disagreement ").as_deref() == Some("1") {
+            assert_eq!(series(&text, &https).as_deref(), Some("1"), "{text}");
+            assert_eq!(series(&text, &ntp).as_deref(), Some("0"), "{text}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{text}\n{}",
+            serve.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
