@@ -51,8 +51,8 @@ COPY src ./src
 # has the files and dns NSS modules built in, so a static binary still
 # resolves host names on scratch (tests/docker.rs proves it).
 RUN . /cross.env \
- && scripts/static-build.sh "$(cat /triple)" --locked --offline \
- && install -D -m 0755 target/static/skewguard /out/skewguard
+ && bin="$(scripts/static-build.sh "$(cat /triple)" --locked --offline)" \
+ && install -D -m 0755 "$bin" /out/skewguard
 
 FROM scratch
 ARG VERSION=0.1.0

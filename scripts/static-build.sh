@@ -3,12 +3,18 @@
 # architecture (the host triple that `rustc -vV` reports: x86_64, aarch64, …),
 # or for the target triple given as the first argument (the Dockerfile's
 # cross-compiling builder passes one), and copies it to a path that names no
-# architecture:
+# architecture; the path is the one line it prints on stdout:
 #
-#   scripts/static-build.sh [TARGET] [CARGO FLAGS…]   →   target/static/skewguard
+#   scripts/static-build.sh [CARGO FLAGS…]          →   target/static/skewguard
+#   scripts/static-build.sh TRIPLE [CARGO FLAGS…]   →   target/static/TRIPLE/skewguard
+#                                                       (the host's triple: as above)
 #
-# (`$CARGO_TARGET_DIR/static/skewguard` if CARGO_TARGET_DIR is set). Further
-# arguments go to `cargo build` (e.g. --locked --offline).
+# (under `$CARGO_TARGET_DIR` if that is set). Further arguments go to
+# `cargo build` (e.g. --locked --offline). Cross builds need the target's
+# linker and C compiler named the cargo/cc way, e.g. for aarch64 on x86_64
+# (Debian: gcc-aarch64-linux-gnu libc6-dev-arm64-cross, rustup target add):
+#   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+#   CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc scripts/static-build.sh aarch64-unknown-linux-gnu
 #
 # Static glibc (`crt-static`) with packed relative relocations
 # (`-z pack-relative-relocs`, binutils >= 2.38, glibc >= 2.36: the static-pie's
@@ -31,8 +37,12 @@ RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-
     cargo build --release --target "$target" "$@"
 
 dir=${CARGO_TARGET_DIR:-target}
-mkdir -p "$dir/static"
+# The host's binary at a path that names no architecture; another target's
+# beside it under its triple, so a cross build never replaces the host's.
+if [ "$target" = "$host" ]; then out=$dir/static/skewguard; else out=$dir/static/$target/skewguard; fi
+mkdir -p "$(dirname "$out")"
 # Through a temporary name and a rename, so a reader never sees half a binary.
-cp "$dir/$target/release/skewguard" "$dir/static/.skewguard.tmp"
-mv -f "$dir/static/.skewguard.tmp" "$dir/static/skewguard"
-echo "$dir/static/skewguard ($target)"
+cp "$dir/$target/release/skewguard" "$out.tmp"
+mv -f "$out.tmp" "$out"
+echo "built for $target:" >&2
+echo "$out"
