@@ -11,10 +11,12 @@
 #
 # (under `$CARGO_TARGET_DIR` if that is set). Further arguments go to
 # `cargo build` (e.g. --locked --offline). Cross builds need the target's
-# linker and C compiler named the cargo/cc way, e.g. for aarch64 on x86_64
-# (Debian: gcc-aarch64-linux-gnu libc6-dev-arm64-cross, rustup target add):
-#   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
-#   CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc scripts/static-build.sh aarch64-unknown-linux-gnu
+# linker and C compiler named the cargo/cc way (Debian: gcc-ARCH-linux-gnu and
+# libc6-dev-DEBARCH-cross; rustup target add TRIPLE), as the Dockerfile does:
+#   aarch64 on x86_64: CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+#       CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc scripts/static-build.sh aarch64-unknown-linux-gnu
+#   x86_64 on aarch64: CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER=x86_64-linux-gnu-gcc \
+#       CC_x86_64_unknown_linux_gnu=x86_64-linux-gnu-gcc scripts/static-build.sh x86_64-unknown-linux-gnu
 #
 # Static glibc (`crt-static`) with packed relative relocations
 # (`-z pack-relative-relocs`, binutils >= 2.38, glibc >= 2.36: the static-pie's
