@@ -180,20 +180,21 @@ fn err(name: &str, value: &str, expected: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Units a duration may use, largest first, with their length in seconds.
+/// Units a duration may use, largest first, with their length in nanoseconds.
 /// Only these, only in lowercase: `5M` (humantime's months) or `1y` must not
 /// be mistaken for minutes, and `m` is minutes whatever the case elsewhere.
-const UNITS: &[(&str, f64)] = &[
-    ("d", 86_400.0),
-    ("h", 3_600.0),
-    ("m", 60.0),
-    ("s", 1.0),
-    ("ms", 0.001),
+const UNITS: &[(&str, u128)] = &[
+    ("d", 86_400_000_000_000),
+    ("h", 3_600_000_000_000),
+    ("m", 60_000_000_000),
+    ("s", 1_000_000_000),
+    ("ms", 1_000_000),
 ];
 
 /// Parses a duration: `0`, or one or more `NUMBER UNIT` parts without spaces
 /// (`90s`, `2m30s`, `1.5s`, `150ms`, `1d`), units from [`UNITS`] in lowercase,
-/// each at most once and largest first.
+/// each at most once and largest first. Exact to the nanosecond (integer
+/// arithmetic; fraction digits below a nanosecond are dropped).
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     if s == "0" {
@@ -203,7 +204,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         return None;
     }
     let mut rest = s;
-    let mut total = 0.0f64;
+    let mut total: u128 = 0;
     let mut last_unit = None;
     while !rest.is_empty() {
         let digits = rest
@@ -211,10 +212,12 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
             .unwrap_or(rest.len());
         let (number, tail) = rest.split_at(digits);
         // Digits with at most one inner point: `1.5`, not `.5`, `1.` or `1.2.3`.
-        let well_formed = number.split_once('.').map_or(!number.is_empty(), |(a, b)| {
-            !a.is_empty() && !b.is_empty() && !b.contains('.')
-        });
-        if !well_formed {
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if whole.is_empty()
+            || fraction.contains('.')
+            || (number.contains('.') && fraction.is_empty())
+            || whole.len() > 12
+        {
             return None;
         }
         let unit_len = tail
@@ -226,11 +229,17 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
             return None;
         }
         last_unit = Some(position);
-        total += number.parse::<f64>().ok()? * UNITS[position].1;
+        let unit_ns = UNITS[position].1;
+        total += whole.parse::<u128>().ok()? * unit_ns;
+        let mut scale = unit_ns;
+        for digit in fraction.bytes() {
+            scale /= 10;
+            total += u128::from(digit - b'0') * scale;
+        }
         rest = after;
     }
-    (total.is_finite() && total <= MAX_DURATION.as_secs_f64())
-        .then(|| Duration::from_secs_f64(total))
+    let max = MAX_DURATION.as_nanos();
+    (total <= max).then(|| Duration::from_nanos(total as u64))
 }
 
 /// Longest duration any setting accepts (365 days): the I/O layer adds
@@ -746,6 +755,31 @@ mod tests {
             "1.2.3s", "-1s", "366d", "1us", "",
         ] {
             assert_eq!(secs(bad), None, "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_to_a_bounded_duration_or_nothing(text in "[0-9a-zA-Z. ]{0,12}") {
+            if let Some(d) = parse_duration(&text) {
+                proptest::prop_assert!(d <= MAX_DURATION);
+                proptest::prop_assert!(!text.chars().any(|c| c.is_ascii_uppercase()));
+            }
+        }
+
+        #[test]
+        fn composed_durations_parse_to_their_sum(
+            d in 0u64..300, h in 0u64..24, m in 0u64..60, s in 0u64..60, ms in 0u64..1000,
+        ) {
+            let mut text = String::new();
+            for (n, unit) in [(d, "d"), (h, "h"), (m, "m"), (s, "s"), (ms, "ms")] {
+                if n > 0 {
+                    text += &format!("{n}{unit}");
+                }
+            }
+            let want = (((d * 24 + h) * 60 + m) * 60 + s) * 1000 + ms;
+            let got = parse_duration(if text.is_empty() { "0" } else { &text });
+            proptest::prop_assert_eq!(got.map(|g| g.as_millis()), Some(u128::from(want)), "{}", text);
         }
     }
 
