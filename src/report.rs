@@ -320,6 +320,13 @@ impl Report {
                 (Verdict::Unknown, None, None, h)
             }
         };
+        if trusted.authenticated_vote {
+            for e in entries.iter_mut() {
+                if e.status == SourceStatus::Falseticker && !e.authenticated && e.note.is_none() {
+                    e.note = Some("outside the authenticated sources' result: an unauthenticated source may narrow it, never move it".into());
+                }
+            }
+        }
         if trusted.refused.is_some() {
             for &i in &index {
                 entries[i].note = Some(

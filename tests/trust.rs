@@ -88,6 +88,7 @@ fn a_forged_ntp_majority_cannot_fail_a_good_clock() {
             ("SKEWGUARD_HTTP_BUDGET", "0"),
         ],
     );
+    println!("{}", text.stdout);
     assert!(text.stdout.contains("  authenticated"), "{text}");
     assert!(text.stdout.contains("  unauthenticated"), "{text}");
     assert_eq!(
