@@ -20,6 +20,7 @@ pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod duration;
+pub mod forecast;
 pub mod hint;
 pub mod holdover;
 pub mod http_date;
