@@ -157,6 +157,12 @@ struct StateLabels {
     state: &'static str,
 }
 
+/// `{threshold="warn|max"}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ThresholdLabels {
+    threshold: &'static str,
+}
+
 /// `{source="…",result="ok|falseticker|error"}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MeasurementLabels {
@@ -200,6 +206,9 @@ pub struct Metrics {
     holdover: Gauge,
     holdover_age: Optional,
     holdover_bound: Optional,
+    frequency_error: Optional,
+    frequency_error_uncertainty: Optional,
+    until_breach: Family<ThresholdLabels, FloatGauge>,
 }
 
 /// The `result` label of a source's standing.
@@ -256,6 +265,9 @@ impl Metrics {
             holdover: Gauge::default(),
             holdover_age: Optional::default(),
             holdover_bound: Optional::default(),
+            frequency_error: Optional::default(),
+            frequency_error_uncertainty: Optional::default(),
+            until_breach: Family::default(),
         };
         let r = &mut registry;
         let build = Family::<BuildLabels, Gauge>::default();
@@ -374,6 +386,15 @@ impl Metrics {
             Some(Unit::Seconds),
             m.holdover_age.clone(),
         );
+        add(r, "frequency_error_ppm", "How fast the reference gains on the local clock, parts per million (positive: the local clock runs slow), from a weighted fit over the rounds since start or the last step or suspend; absent until there are enough", None, m.frequency_error.clone());
+        add(
+            r,
+            "frequency_error_uncertainty_ppm",
+            "Standard error of skewguard_frequency_error_ppm; absent likewise",
+            None,
+            m.frequency_error_uncertainty.clone(),
+        );
+        add(r, "seconds_until_breach", "When the skew bound reaches WARN_SKEW (threshold=warn) or MAX_SKEW (threshold=max) at the drift measured; 0 once reached; absent when no breach is forecast", None, m.until_breach.clone());
         add(r, "holdover_bound", "Grown skew bound |offset| + uncertainty + MAX_DRIFT * age of the measurement held over; absent when not in holdover", Some(Unit::Seconds), m.holdover_bound.clone());
         m.offset.set(f64::NAN);
         m.uncertainty.set(f64::NAN);
@@ -499,6 +520,24 @@ impl Metrics {
         let measured = self.disabled.get() == 0;
         self.last_measurement_age
             .set(age.filter(|_| measured).map(|a| a.as_secs_f64()));
+    }
+
+    /// Sets the forecast series: the drift (ppm and its error) and the seconds
+    /// until the warn and max thresholds are reached; `None` removes a series.
+    pub fn set_forecast(&self, drift: Option<(f64, f64)>, warn: Option<f64>, max: Option<f64>) {
+        self.frequency_error.set(drift.map(|d| d.0));
+        self.frequency_error_uncertainty.set(drift.map(|d| d.1));
+        for (threshold, value) in [("warn", warn), ("max", max)] {
+            let labels = ThresholdLabels { threshold };
+            match value {
+                Some(v) => {
+                    self.until_breach.get_or_create(&labels).set(v);
+                }
+                None => {
+                    self.until_breach.remove(&labels);
+                }
+            }
+        }
     }
 
     /// Sets the holdover series from the answer served now: `(age, bound)` in

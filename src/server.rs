@@ -63,6 +63,8 @@ pub struct State {
     jumped: Mutex<Option<String>>,
     /// How fast a held-over bound grows.
     pub max_drift: MaxDrift,
+    /// Offsets since start or the last step or suspend, for the drift forecast.
+    history: Mutex<crate::forecast::History>,
     /// CLOCK_MONOTONIC when the loop last finished a round (or started): the
     /// liveness signal. Monotonic, not boottime: a sleeping host is not a hung loop.
     progress: Mutex<Duration>,
@@ -91,6 +93,7 @@ impl State {
             anchor: Mutex::new(None),
             jumped: Mutex::new(None),
             max_drift,
+            history: Mutex::new(crate::forecast::History::new()),
             progress: Mutex::new(clock.monotonic()),
             rounds: AtomicU64::new(0),
             metrics,
@@ -121,6 +124,15 @@ impl State {
                 None => {}
             }
         }
+        if let (Some(offset), Some(uncertainty)) =
+            (report.offset_seconds, report.uncertainty_seconds)
+        {
+            lock(&self.history).push(crate::forecast::Point {
+                at: taken.as_secs_f64(),
+                offset,
+                uncertainty,
+            });
+        }
         *lock(&self.jumped) = None;
         *lock(&self.latest) = Some(Latest { report, taken });
         *lock(&self.progress) = self.clock.monotonic();
@@ -136,6 +148,7 @@ impl State {
     /// (`why` says which), so no earlier measurement describes the clock.
     pub fn clock_jumped(&self, why: String) {
         *lock(&self.anchor) = None;
+        lock(&self.history).reset();
         *lock(&self.jumped) = Some(why);
     }
 
@@ -144,12 +157,14 @@ impl State {
         let latest = lock(&self.latest).clone();
         let anchor = *lock(&self.anchor);
         let jumped = lock(&self.jumped).clone();
+        let drift = lock(&self.history).drift();
         health(
             &Held {
                 latest: latest.as_ref(),
                 anchor,
                 jumped: jumped.as_deref(),
                 max_drift: self.max_drift,
+                drift,
             },
             self.clock.boottime(),
             self.unknown_passes,
@@ -191,6 +206,8 @@ pub struct Health {
     pub headline: String,
     /// Holdover in force, if the verdict comes from an earlier measurement.
     pub holdover: Option<Holdover>,
+    /// The drift forecast, when there is an estimate.
+    pub forecast: Option<Forecast>,
 }
 
 /// What the health decision looks at.
@@ -204,6 +221,38 @@ pub struct Held<'a> {
     pub jumped: Option<&'a str>,
     /// How fast the anchor's bound grows.
     pub max_drift: MaxDrift,
+    /// The drift fitted over the recent rounds, if there are enough.
+    pub drift: Option<crate::forecast::Drift>,
+}
+
+/// The drift forecast as the body and `/metrics` show it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Forecast {
+    /// How fast the reference gains on the local clock, ppm (positive: the local clock runs slow).
+    pub frequency_error_ppm: f64,
+    /// Its standard error, ppm.
+    pub frequency_error_uncertainty_ppm: f64,
+    /// Rounds fitted.
+    pub points: usize,
+    /// Seconds they span.
+    pub span_seconds: f64,
+    /// Seconds until the skew bound reaches `WARN_SKEW`; `None`: no breach forecast.
+    pub seconds_until_warn: Option<f64>,
+    /// Seconds until it reaches `MAX_SKEW`; `None`: no breach forecast.
+    pub seconds_until_max: Option<f64>,
+}
+
+impl Forecast {
+    /// The body carries a forecast (and serve logs one at WARN) when a breach is due within this.
+    pub const HORIZON_SECONDS: f64 = 86_400.0;
+
+    /// Whether a threshold will be reached within [`Forecast::HORIZON_SECONDS`].
+    pub fn due(&self) -> bool {
+        [self.seconds_until_warn, self.seconds_until_max]
+            .into_iter()
+            .flatten()
+            .any(|s| s < Self::HORIZON_SECONDS)
+    }
 }
 
 /// Holdover as the body and `/metrics` show it.
@@ -248,6 +297,7 @@ pub fn health(held: &Held<'_>, now: Duration, unknown_passes: bool) -> Health {
             body: to_json(&body),
             headline: body.headline.to_string(),
             holdover: None,
+            forecast: None,
         };
     };
     let age = now.saturating_sub(latest.taken);
@@ -289,6 +339,17 @@ pub fn health(held: &Held<'_>, now: Duration, unknown_passes: bool) -> Health {
             holdover = Some(h);
         }
     }
+    let forecast = held.drift.filter(|_| held.jumped.is_none()).map(|d| {
+        let now = now.as_secs_f64();
+        Forecast {
+            frequency_error_ppm: d.ppm,
+            frequency_error_uncertainty_ppm: d.uncertainty_ppm,
+            points: d.points,
+            span_seconds: d.span_seconds,
+            seconds_until_warn: d.seconds_until(latest.report.warn_skew_seconds, now),
+            seconds_until_max: d.seconds_until(latest.report.max_skew_seconds, now),
+        }
+    });
     let verdict = report.verdict;
     Health {
         verdict,
@@ -301,9 +362,11 @@ pub fn health(held: &Held<'_>, now: Duration, unknown_passes: bool) -> Health {
             report: &report,
             age_seconds: age.as_secs_f64(),
             holdover,
+            forecast: forecast.filter(Forecast::due),
         }),
         headline: report.headline.clone(),
         holdover,
+        forecast,
     }
 }
 
@@ -353,6 +416,8 @@ struct Served<'a> {
     age_seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     holdover: Option<Holdover>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    forecast: Option<Forecast>,
 }
 
 /// Serialises a body; the types above cannot fail to serialise, but a probe
@@ -443,6 +508,12 @@ pub fn respond(method: &Method, path: &str, accept: Option<&str>, state: &State)
             state
                 .metrics
                 .set_holdover(h.holdover.map(|h| (h.age_seconds, h.bound_seconds)));
+            let f = h.forecast;
+            state.metrics.set_forecast(
+                f.map(|f| (f.frequency_error_ppm, f.frequency_error_uncertainty_ppm)),
+                f.and_then(|f| f.seconds_until_warn),
+                f.and_then(|f| f.seconds_until_max),
+            );
             match state.metrics.encode(format) {
                 Ok(text) => response(200, format.content_type(), text),
                 Err(_) => json_error(500, "cannot encode the metrics"),
@@ -809,6 +880,7 @@ mod tests {
             ),
             jumped: None,
             max_drift: MaxDrift::DEFAULT,
+            drift: None,
         }
     }
 
@@ -845,6 +917,7 @@ mod tests {
                 anchor: None,
                 jumped: None,
                 max_drift: MaxDrift::DEFAULT,
+                drift: None,
             };
             let h = health(&held, secs(1), passes);
             assert_eq!(h.status, 503);
@@ -884,6 +957,7 @@ mod tests {
             anchor,
             jumped: None,
             max_drift: MaxDrift::from_ppm(5000.0).unwrap(),
+            drift: None,
         };
         let h = health(&held, secs(170), false);
         assert_eq!((h.status, h.verdict), (200, Verdict::Ok), "{}", h.body);

@@ -674,3 +674,95 @@ fn probes_and_rounds_survive_a_flood_under_a_1024_descriptor_limit() {
     }
     probes_survive_a_flood(&["prlimit", "--nofile=1024", "--"], "prlimit --nofile=1024");
 }
+
+/// The drift forecast against a reference whose clock runs 500 ppm fast
+/// (chronyd under libfaketime's speed factor, shifted 2 s so that chronyd
+/// stamps its receive time from its own clock too): after ~30 s of 1 s rounds
+/// the estimate is within 25 ppm of 500, and the verdict turns warn when the
+/// forecast said it would.
+#[test]
+fn the_drift_forecast_finds_a_500_ppm_reference_and_predicts_the_warn_crossing() {
+    const TRUE_PPM: f64 = 500.0;
+    const TOLERANCE_PPM: f64 = 25.0;
+    let Some(chrony) = Chrony::start(Some("+2 x1.0005")) else {
+        return;
+    };
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], chrony.port()));
+    let o0 = support::sntp_query(addr, Duration::from_secs(1))
+        .expect("chronyd answers")
+        .offset;
+    assert!((1.5..3.0).contains(&o0), "libfaketime shift not seen: {o0}");
+    // Warn ~45 s from now at 500 ppm; fail far away.
+    let warn = format!("{}ms", ((o0 + 45.0 * TRUE_PPM * 1e-6) * 1000.0).round());
+    let serve = Serve::start(&[
+        ("SKEWGUARD_SOURCES", &chrony.uri()),
+        ("SKEWGUARD_INTERVAL", "1s"),
+        ("SKEWGUARD_TIMEOUT", "500ms"),
+        ("SKEWGUARD_WARN_SKEW", &warn),
+        ("SKEWGUARD_MAX_SKEW", "60s"),
+        ("SKEWGUARD_PROFILE", "aws-s3"),
+    ]);
+    let started = Instant::now();
+    // ~30 rounds, then the estimate and the forecast.
+    let (ppm, predicted) = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "no forecast after 40 s\n{}",
+            serve.log()
+        );
+        thread::sleep(Duration::from_secs(1));
+        if started.elapsed() < Duration::from_secs(30) {
+            continue;
+        }
+        let h = serve.get("/healthz");
+        let v = h.json();
+        let Some(until) = v["forecast"]["seconds_until_warn"].as_f64() else {
+            continue;
+        };
+        let m = serve.get("/metrics");
+        let ppm = m
+            .sample("skewguard_frequency_error_ppm")
+            .expect("ppm metric");
+        let until_metric = m
+            .sample("skewguard_seconds_until_breach{threshold=\"warn\"}")
+            .expect("until_breach metric");
+        assert!(
+            (until_metric - until).abs() < 2.0,
+            "{until_metric} vs {until}"
+        );
+        assert_eq!(v["verdict"], "ok", "{v}");
+        break (ppm, Instant::now() + Duration::from_secs_f64(until));
+    };
+    let estimated_at = started.elapsed();
+    assert!(
+        (ppm - TRUE_PPM).abs() < TOLERANCE_PPM,
+        "estimated {ppm} ppm, true {TRUE_PPM}\n{}",
+        serve.log()
+    );
+    // The verdict follows rounds (about one a second, ±10 %): within 2 s of the forecast.
+    let warned = loop {
+        let h = serve.get("/healthz");
+        if h.verdict() == "warn" {
+            break Instant::now();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(75),
+            "still {} after 75 s\n{}",
+            h.verdict(),
+            serve.log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    let off = warned.saturating_duration_since(predicted).as_secs_f64()
+        - predicted.saturating_duration_since(warned).as_secs_f64();
+    eprintln!(
+        "drift forecast: estimated {ppm:.1} ppm after {estimated_at:.0?} of 1 s rounds (true {TRUE_PPM} ppm, {:+.1} %); warn came {off:+.2}s from the forecast",
+        100.0 * (ppm - TRUE_PPM) / TRUE_PPM
+    );
+    assert!(
+        off.abs() < 2.0,
+        "warn {off:+.2}s from the forecast\n{}",
+        serve.log()
+    );
+    assert!(serve.log().contains("drift forecast"), "{}", serve.log());
+}

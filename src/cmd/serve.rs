@@ -144,6 +144,7 @@ async fn measure_loop(config: Arc<Config>, clock: &'static dyn Clock, state: Arc
     let mut rounds = Rounds::new(&config, clock);
     let mut last = ClockReading::now(clock);
     let mut previous = None;
+    let mut forecast_warned = None;
     loop {
         let started = clock.monotonic();
         let report = rounds.round().await;
@@ -162,6 +163,7 @@ async fn measure_loop(config: Arc<Config>, clock: &'static dyn Clock, state: Arc
             },
         );
         previous = Some(served.verdict);
+        forecast_warned = warn_forecast(served.forecast, forecast_warned, clock.monotonic());
 
         // A jump during the round shows up now; measure again (the round's
         // queries may straddle it).
@@ -184,6 +186,36 @@ async fn measure_loop(config: Arc<Config>, clock: &'static dyn Clock, state: Arc
             last = reading;
         }
     }
+}
+
+/// How often a breach that stays forecast is logged again.
+pub const FORECAST_WARN_EVERY: Duration = Duration::from_secs(3600);
+
+/// Logs at WARN a breach forecast within a day: when it first appears, then
+/// at most every [`FORECAST_WARN_EVERY`]. Returns when it last warned (`None`
+/// once no breach is due, so the next one is logged at once).
+fn warn_forecast(
+    forecast: Option<server::Forecast>,
+    warned: Option<Duration>,
+    now: Duration,
+) -> Option<Duration> {
+    let f = forecast.filter(server::Forecast::due)?;
+    if warned.is_some_and(|t| now.saturating_sub(t) < FORECAST_WARN_EVERY) {
+        return warned;
+    }
+    let when = |s: Option<f64>| s.map_or_else(|| "never".to_string(), human_duration);
+    tracing::warn!(
+        frequency_error_ppm = f.frequency_error_ppm,
+        frequency_error_uncertainty_ppm = f.frequency_error_uncertainty_ppm,
+        seconds_until_warn = f.seconds_until_warn,
+        seconds_until_max = f.seconds_until_max,
+        "drift forecast: the local clock drifts {:+.1} ppm (±{:.1}) against the references; the skew bound reaches WARN_SKEW in {} and MAX_SKEW in {}",
+        f.frequency_error_ppm,
+        f.frequency_error_uncertainty_ppm,
+        when(f.seconds_until_warn),
+        when(f.seconds_until_max),
+    );
+    Some(now)
 }
 
 /// Logs a jump and ends holdover (the measurements before it no longer
