@@ -414,6 +414,13 @@ fn sigterm_ends_serve_with_exit_0_within_2_seconds() {
     }
 }
 
+/// One heavy test at a time (the floods, the minute-long forecast): two at
+/// once would measure this machine more than `serve`.
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Raises this test process's soft descriptor limit to its hard limit; the new soft limit.
 fn raise_own_nofile() -> u64 {
     let mut lim = libc::rlimit {
@@ -561,9 +568,7 @@ fn probe(addr: std::net::SocketAddr, path: &str) -> (Result<u16, String>, Durati
 fn probes_survive_a_flood(wrapper: &[&str], what: &str) {
     const IDLE: usize = 5000;
     const SLOW: usize = 1000;
-    // One flood at a time: two would measure this machine more than `serve`.
-    static ONE_FLOOD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = ONE_FLOOD.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = heavy();
     let have = raise_own_nofile();
     if have < (IDLE + SLOW + 200) as u64 {
         assert!(
@@ -684,6 +689,7 @@ fn probes_and_rounds_survive_a_flood_under_a_1024_descriptor_limit() {
 fn the_drift_forecast_finds_a_500_ppm_reference_and_predicts_the_warn_crossing() {
     const TRUE_PPM: f64 = 500.0;
     const TOLERANCE_PPM: f64 = 25.0;
+    let _one = heavy();
     let Some(chrony) = Chrony::start(Some("+2 x1.0005")) else {
         return;
     };
@@ -730,7 +736,7 @@ fn the_drift_forecast_finds_a_500_ppm_reference_and_predicts_the_warn_crossing()
             (until_metric - until).abs() < 2.0,
             "{until_metric} vs {until}"
         );
-        assert_eq!(v["verdict"], "ok", "{v}");
+        assert!(until > 0.0, "the forecast came after the crossing: {v}");
         break (ppm, Instant::now() + Duration::from_secs_f64(until));
     };
     let estimated_at = started.elapsed();
