@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 NTPD=${NTPD:-/tmp/ntpd-rs/bin/ntp-daemon}
-BIN=${BIN:-$PWD/target/x86_64-unknown-linux-gnu/release/skewguard}
+BIN=${BIN:-$PWD/target/static/skewguard}   # scripts/static-build.sh, any architecture
 [[ -x $NTPD ]] || { echo "ntpd_rs_nts: $NTPD not found (cargo install ntpd --locked --root /tmp/ntpd-rs)" >&2; exit 2; }
 W=$(mktemp -d /tmp/skewguard-ntpdrs.XXXXXX); trap 'kill $PID 2>/dev/null; rm -rf "$W"' EXIT
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=ca -keyout $W/ca.key -out $W/ca.pem 2>/dev/null
