@@ -10,12 +10,14 @@
 # tests/saturation.rs) with more runs per case and collects one JSON line per run
 # (SKEWGUARD_COVERAGE_LOG), then prints a Markdown table (also to $OUT if set).
 # Knobs: FAKE_RUNS=20 runs per fake behaviour, WEB_RUNS=5 runs per server and shift,
-# SAT_ROUNDS=100 rounds each of chrony and nginx under load.
+# SAT_ROUNDS=100 rounds each of chrony and nginx under load, HTTP_BUDGET=2s per fake and
+# server run (the default of SKEWGUARD_HTTP_BUDGET; the tests alone use 600ms).
 # Needs what those tests need: chrony, libfaketime, nginx-light, apache2, lighttpd, python3.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 FAKE_RUNS=${FAKE_RUNS:-20}
 WEB_RUNS=${WEB_RUNS:-5}
+HTTP_BUDGET=${HTTP_BUDGET:-2s}
 SAT_ROUNDS=${SAT_ROUNDS:-100}
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
@@ -23,7 +25,7 @@ log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 # CI=true: a missing server fails instead of skipping, so no case is silently absent.
 run() { # runs test-binary [filter]
-    SKEWGUARD_COVERAGE_LOG=$LOG SKEWGUARD_TEST_RUNS=$1 CI=true \
+    SKEWGUARD_COVERAGE_LOG=$LOG SKEWGUARD_TEST_RUNS=$1 SKEWGUARD_TEST_HTTP_BUDGET=$HTTP_BUDGET CI=true \
         cargo test -q --test "$2" ${3:+"$3"} >&2
 }
 log "coverage: fake Date servers ($FAKE_RUNS runs per behaviour)"
@@ -40,7 +42,9 @@ for line in open(sys.argv[1]):
     r = json.loads(line)
     cases.setdefault(r["case"], []).append(r)
 def ms(x):
-    return f"{x*1e3:.1f} ms" if x >= 0.01 else f"{x*1e6:.0f} µs"
+    if x >= 0.01:
+        return f"{x*1e3:.1f} ms"
+    return f"{x*1e3:.2f} ms" if x >= 0.001 else f"{x*1e6:.0f} µs"
 print("| case | runs | truth inside | \\|error\\| median / worst | uncertainty (±) median | estimate \\|error\\| median / worst |")
 print("| --- | --- | --- | --- | --- | --- |")
 for case, rs in cases.items():

@@ -187,13 +187,16 @@ fn target(addr: SocketAddr) -> HttpTarget {
 }
 
 /// A budget short enough for many runs, long enough for a few cuts.
-const BUDGET: Duration = Duration::from_millis(600);
+fn budget() -> Duration {
+    let b = support::coverage_http_budget();
+    skewguard::config::parse_duration(&b).unwrap_or_else(|| panic!("not a duration: {b}"))
+}
 
 #[tokio::test]
 async fn every_behaviour_keeps_the_truth_inside_the_interval() {
     let settings = QuerySettings {
         timeout: Duration::from_secs(2),
-        http_budget: BUDGET,
+        http_budget: budget(),
         ..QuerySettings::default()
     };
     let runs = support::coverage_runs(6);

@@ -16,6 +16,7 @@ const SHIFTS: [&str; 4] = ["+0.3", "-0.7", "+0.75", "+1.2"];
 
 fn truth_inside_every_run(kind: WebKind) {
     let runs = support::coverage_runs(2);
+    let budget = support::coverage_http_budget();
     let mut missed = Vec::new();
     for shift in SHIFTS {
         let Some(server) = WebServer::start(kind, Some(shift)) else {
@@ -28,7 +29,7 @@ fn truth_inside_every_run(kind: WebKind) {
                 &[
                     ("SKEWGUARD_SOURCES", server.url().as_str()),
                     ("SKEWGUARD_TIMEOUT", "2s"),
-                    ("SKEWGUARD_HTTP_BUDGET", "600ms"),
+                    ("SKEWGUARD_HTTP_BUDGET", budget.as_str()),
                 ],
             );
             let src = &out.report()["sources"][0];

@@ -1515,6 +1515,13 @@ pub fn coverage_runs(default: usize) -> usize {
         .max(1)
 }
 
+/// `SKEWGUARD_HTTP_BUDGET` for the coverage tests: 600 ms (enough for a few
+/// cuts, short enough for many runs), or `SKEWGUARD_TEST_HTTP_BUDGET` when set
+/// (bench/run.sh gives the default 2 s, so its estimate figures are the real ones).
+pub fn coverage_http_budget() -> String {
+    std::env::var("SKEWGUARD_TEST_HTTP_BUDGET").unwrap_or_else(|_| "600ms".into())
+}
+
 /// Appends one run's numbers (seconds) as a JSON line to the file named by
 /// `SKEWGUARD_COVERAGE_LOG`, if set: bench/run.sh summarises them. Tests
 /// assert only that the truth is inside; the figures belong to the benchmark.
