@@ -612,7 +612,7 @@ fn nginx_temp_paths(nginx: &Path) -> String {
 /// A Debian web server whose `Date` header skewguard reads.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum WebKind {
-    /// apache2 (event MPM): a live clock.
+    /// apache2 (event MPM, one process: `-X`): a live clock.
     Apache,
     /// lighttpd: a second refreshed when its *monotonic* second ticks.
     Lighttpd,
@@ -691,7 +691,9 @@ impl WebServer {
                     ),
                 )
                 .expect("write apache2.conf");
-                cmd.arg("-f").arg(&conf).arg("-DFOREGROUND");
+                // -X: one process in the foreground. With -DFOREGROUND the event
+                // MPM forks children that outlive a killed parent.
+                cmd.arg("-f").arg(&conf).arg("-X");
             }
             WebKind::Lighttpd => {
                 let conf = dir.path().join("lighttpd.conf");
