@@ -183,7 +183,7 @@ impl<'a> Rounds<'a> {
             }
             match &o.result {
                 Ok(sample) => {
-                    tracing::debug!(source = %s, offset = sample.offset, uncertainty = sample.uncertainty, rtt = sample.rtt, "measured")
+                    tracing::debug!(source = %s, offset_seconds = sample.offset, uncertainty_seconds = sample.uncertainty, rtt_seconds = sample.rtt, "measured")
                 }
                 Err(e) => tracing::debug!(source = %s, error = %e, "no measurement"),
             }

@@ -746,10 +746,11 @@ fn the_drift_forecast_finds_a_500_ppm_reference_and_predicts_the_warn_crossing()
         serve.log()
     );
     // The verdict follows rounds (about one a second, ±10 %): within 2 s of the forecast.
-    let warned = loop {
+    let (warned, u_warn) = loop {
         let h = serve.get("/healthz");
         if h.verdict() == "warn" {
-            break Instant::now();
+            let u = h.json()["uncertainty_seconds"].as_f64().unwrap_or(0.0);
+            break (Instant::now(), u);
         }
         assert!(
             started.elapsed() < Duration::from_secs(75),
@@ -765,9 +766,13 @@ fn the_drift_forecast_finds_a_500_ppm_reference_and_predicts_the_warn_crossing()
         "drift forecast: estimated {ppm:.1} ppm after {estimated_at:.0?} of 1 s rounds (true {TRUE_PPM} ppm, {:+.1} %); warn came {off:+.2}s from the forecast",
         100.0 * (ppm - TRUE_PPM) / TRUE_PPM
     );
+    // Rounds come about every second; and the bound includes the warning
+    // round's own uncertainty, which a loaded machine's round trip can widen
+    // beyond the forecast's (at 500 ppm, each extra millisecond is 2 s early).
+    let allowed = 2.0 + u_warn / (TRUE_PPM * 1e-6);
     assert!(
-        off.abs() < 2.0,
-        "warn {off:+.2}s from the forecast\n{}",
+        off.abs() < allowed,
+        "warn {off:+.2}s from the forecast (allowed ±{allowed:.2}s)\n{}",
         serve.log()
     );
     assert!(serve.log().contains("drift forecast"), "{}", serve.log());

@@ -325,3 +325,67 @@ fn disabled_bypasses_the_guard_and_says_so() {
         "{out}"
     );
 }
+
+/// The log of `wait` as JSON lines: a failing attempt at WARN with numbers
+/// under the report's names, one WARN line per source saying why, and the
+/// retry pause it announces is the one it keeps.
+#[test]
+fn wait_logs_failures_at_warn_with_numbers_and_the_pause_it_keeps() {
+    let Some(chrony) = Chrony::start(Some("+1200")) else {
+        return;
+    };
+    let silent = Port::free();
+    let mut settings = quick(&format!("{},{}", chrony.uri(), silent.ntp_uri()));
+    settings.push(("SKEWGUARD_WAIT_TIMEOUT", "6s".into()));
+    settings.push(("SKEWGUARD_INTERVAL", "2s".into()));
+    settings.push(("SKEWGUARD_LOG_FORMAT", "json".into()));
+    let out = run(&["wait"], &envs(&settings));
+    out.assert_exit(1);
+    let lines: Vec<serde_json::Value> = out
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let attempts: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["attempt"].is_u64())
+        .collect();
+    assert!(attempts.len() >= 2, "{out}");
+    for a in &attempts {
+        assert_eq!(a["level"], "WARN", "{a}");
+        assert_eq!(a["fields"]["verdict"], "fail", "{a}");
+        let offset = a["fields"]["offset_seconds"].as_f64().expect("a number");
+        assert!((offset - 1200.0).abs() < 1.0, "{a}");
+        assert!(a["fields"]["uncertainty_seconds"].is_f64(), "{a}");
+    }
+    // Each source without a measurement gets a WARN line with its reason.
+    assert!(
+        lines.iter().any(|l| l["level"] == "WARN"
+            && l["fields"]["source"] == silent.ntp_uri().as_str()
+            && l["fields"]["error"].is_string()),
+        "{out}"
+    );
+    // The announced pause is the gap to the next attempt (rounds take milliseconds here).
+    let time = |l: &serde_json::Value| {
+        let t = l["timestamp"].as_str().expect("timestamp");
+        // 2026-12-01T09:13:00.995962Z → seconds of the day
+        let hms = &t[11..t.len() - 1];
+        let mut parts = hms.split(':').map(|p| p.parse::<f64>().expect("number"));
+        let (h, m, s) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        h * 3600.0 + m * 60.0 + s
+    };
+    for pair in attempts.windows(2) {
+        let said = pair[0]["fields"]["retry_in_seconds"]
+            .as_f64()
+            .expect("retry_in_seconds");
+        let gap = time(pair[1]) - time(pair[0]);
+        assert!(
+            gap >= said - 0.05 && gap < said + 0.5,
+            "said {said}, retried after {gap}\n{out}"
+        );
+    }
+}
