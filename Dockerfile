@@ -2,6 +2,10 @@
 #
 #   docker build -t skewguard:0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" .
 #
+# needs BuildKit (Docker's default builder since 23.0, or `docker buildx`): the
+# legacy builder cannot expand $BUILDPLATFORM below; with it, use the local
+# route further down.
+#
 # For both architectures at once (the builder runs on the build machine's own
 # platform and cross-compiles; nothing runs under emulation):
 #
