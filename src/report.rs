@@ -526,21 +526,50 @@ impl Report {
 }
 
 fn skew_headline(verdict: Verdict, offset: f64, uncertainty: f64, by: &str, j: &Judging) -> String {
-    let t = j.thresholds;
-    let what = j.profile.what();
-    let window = human_setting(t.window);
     let behind = offset > 0.0;
-    let size = if offset == 0.0 {
-        "local clock is on time".to_string()
+    let side = if offset == 0.0 {
+        "0".to_string()
     } else {
         format!(
-            "local clock is {} {}",
+            "{} {}",
             spoken_duration(offset.abs()),
             if behind { "behind" } else { "ahead" }
         )
     };
+    // An interval that holds zero says only how far off the clock may be: an
+    // HTTP `Date` bound is about a second wide with its centre some 0.3 s from
+    // the truth, so "304ms behind" would state a direction nobody measured.
+    let size = if uncertainty >= offset.abs() {
+        let verb = if verdict == Verdict::Fail {
+            "may be up to"
+        } else {
+            "is at most"
+        };
+        format!(
+            "local clock {verb} {} off ({side} ±{})",
+            spoken_duration(offset.abs() + uncertainty),
+            human_duration(uncertainty)
+        )
+    } else {
+        format!("local clock is {side} (±{})", human_duration(uncertainty))
+    };
+    // The sources come last: `health` keeps 300 characters of the headline,
+    // and the error the service answers matters more than the list of sources.
+    format!(
+        "{}: {size}; {}; according to {by}",
+        verdict.name().to_ascii_uppercase(),
+        tail(verdict, j, behind)
+    )
+}
+
+/// What the verdict means for the profile's service: the error it answers, or
+/// the threshold the clock stays within.
+fn tail(verdict: Verdict, j: &Judging, behind: bool) -> String {
+    let t = j.thresholds;
+    let what = j.profile.what();
+    let window = human_setting(t.window);
     let errors = j.profile.error_text(behind);
-    let tail = match verdict {
+    match verdict {
         Verdict::Fail => format!(
             "{what} fail with {errors} (window {window}; fail threshold {})",
             human_setting(t.max_skew)
@@ -554,14 +583,7 @@ fn skew_headline(verdict: Verdict, offset: f64, uncertainty: f64, by: &str, j: &
             "within {} of {what} (window {window})",
             human_setting(t.max_skew)
         ),
-    };
-    // The sources come last: `health` keeps 300 characters of the headline,
-    // and the error the service answers matters more than the list of sources.
-    format!(
-        "{}: {size} (±{}); {tail}; according to {by}",
-        verdict.name().to_ascii_uppercase(),
-        human_duration(uncertainty)
-    )
+    }
 }
 
 fn exemption_note(x: &Exemption) -> String {
@@ -643,6 +665,25 @@ mod tests {
         assert!(shown.contains("Signature expired"), "{shown}");
         assert!(
             r.headline.ends_with("sts.amazonaws.com/)"),
+            "{}",
+            r.headline
+        );
+    }
+
+    #[test]
+    fn an_interval_that_holds_zero_states_a_reach_not_a_direction() {
+        let sources = Source::parse_list("https://a").unwrap();
+        let wide = Outcome::from_result(Ok(Sample::plain(0.3042, 0.8049, 0.001)));
+        let r = Report::assess(
+            &sources,
+            &[wide],
+            &Judging::default(),
+            &HostFacts::default(),
+        );
+        assert_eq!(r.verdict, Verdict::Ok, "{}", r.headline);
+        assert!(
+            r.headline
+                .starts_with("OK: local clock is at most 1.1s off (304.2ms behind ±804.9ms)"),
             "{}",
             r.headline
         );
