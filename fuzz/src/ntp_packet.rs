@@ -16,8 +16,8 @@
 
 use skewguard::ntp::packet::{
     bounded_sample, check_reply, rate_backoff, sample, Exchange, KissCode, NtpTimestamp, Packet,
-    Rejection, MAX_RATE_BACKOFF, MAX_ROOT_DISTANCE_SECS, MIN_RATE_BACKOFF, MODE_SERVER,
-    PACKET_LEN, UNSYNCHRONISED_STRATUM,
+    Rejection, MAX_RATE_BACKOFF, MAX_ROOT_DISTANCE_SECS, MIN_RATE_BACKOFF, MODE_SERVER, PACKET_LEN,
+    UNSYNCHRONISED_STRATUM,
 };
 
 use crate::assert_printable;
@@ -147,13 +147,27 @@ fn check_sample(t1: NtpTimestamp, p: &Packet, t4: NtpTimestamp) {
     assert!(s.uncertainty.is_finite() && s.uncertainty >= 0.0, "{s:?}");
     assert!(s.uncertainty >= s.rtt / 2.0, "{s:?}");
     assert!(s.uncertainty >= p.root_distance(), "{s:?} for {p:?}");
-    // Two server clocks (δ < 0): the bound holds what T2 alone and T3 alone allow.
     let x = Exchange::new(t1, p.receive, p.transmit, t4);
+    // Two server clocks (δ < 0): the bound holds what T2 alone and T3 alone allow.
+    // T2 − T4 and T3 − T1 are read along the exchange, as `Exchange::new`
+    // does: (T2 − T1) − (T4 − T1) and (T2 − T1) + (T3 − T2). Each difference
+    // is only known modulo an era; when the four timestamps span more than
+    // half of one (a hostile 54-year hold time, or arbitrary T1/T4), the
+    // direct nearest differences contradict each other, and the rule
+    // promises nothing about a reading it does not use.
     if x.delay < 0.0 && (p.transmit - p.receive).0 >= 0 {
-        let secs = |a: NtpTimestamp, b: NtpTimestamp| (a - b).as_secs_f64();
+        let diff = |a: NtpTimestamp, b: NtpTimestamp| i128::from((a - b).0);
+        let (out, hold, local) = (
+            diff(p.receive, t1),
+            diff(p.transmit, p.receive),
+            diff(t4, t1),
+        );
+        let secs = |v: i128| v as f64 / 4_294_967_296.0;
         let slack = 1e-6 * (1.0 + s.offset.abs());
-        assert!(s.offset - s.uncertainty <= secs(p.receive, t4) + slack, "{s:?} {p:?}");
-        assert!(s.offset + s.uncertainty >= secs(p.transmit, t1) - slack, "{s:?} {p:?}");
+        let t2_alone = secs(out - local);
+        let t3_alone = secs(out + hold);
+        assert!(s.offset - s.uncertainty <= t2_alone + slack, "{s:?} {p:?}");
+        assert!(s.offset + s.uncertainty >= t3_alone - slack, "{s:?} {p:?}");
     }
     // The maximum error refuses exactly the wider samples.
     for max in [0.0, 0.5, 3.0, 1e9] {

@@ -161,7 +161,9 @@ impl OffsetInterval {
 /// The server's `Date` headers contradict each other: no single offset fits them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Inconsistent {
-    /// How far apart the two intervals are (ns).
+    /// How much farther apart than the allowances permit the two most
+    /// distant answers' intervals are (ns); any two answers may be the pair,
+    /// not only the latest one and the estimate.
     pub gap: i128,
 }
 
@@ -515,6 +517,27 @@ mod tests {
         assert!(r.is_done());
         let h = r.honest().unwrap();
         assert!(h.contains(100 * S + 50 * MS), "{h:?}");
+    }
+
+    #[test]
+    fn an_answer_that_meets_the_hull_can_still_contradict_an_earlier_one() {
+        // After a miss the estimate is the hull of both answers; consistency
+        // is judged over every answer, not against the estimate (what the
+        // fuzz property once assumed).
+        let at = |date: i64, sent: i128| Answer {
+            date,
+            sent,
+            received: sent,
+        };
+        let mut r = Refiner::new(at(100, 0)); // [100 s, 101 s]
+        r.add(at(102, 0)).unwrap(); // [102 s, 103 s]: 1 s apart, within the allowances
+        assert_eq!(r.interval(), OffsetInterval::new(100 * S, 103 * S).unwrap());
+        // [102.8 s, 103.8 s] meets the hull but is 1.8 s from the first answer.
+        let third = at(102, -800 * MS);
+        assert!(r.interval().intersect(&third.interval()).is_some());
+        let e = r.add(third).unwrap_err();
+        assert_eq!(e.gap, 1_800 * MS - DATE_LAG_ALLOWANCE - DATE_LEAD_ALLOWANCE);
+        assert_eq!(r.interval(), OffsetInterval::new(100 * S, 103 * S).unwrap());
     }
 
     #[test]

@@ -440,10 +440,21 @@ pub struct Exchange {
 
 impl Exchange {
     /// Computes θ, δ and the span from the four timestamps with era-safe differences.
+    ///
+    /// The timestamps are read as one chain along the exchange: T2 from T1
+    /// (the outbound leg, nearest representative), T3 from T2 (the hold time
+    /// that validation checked is ≥ 0) and T4 from T1 (the local round trip);
+    /// T3 − T4 is derived from those, never taken on its own. Each
+    /// difference is only known modulo an era (2^32 s), and four timestamps
+    /// that span more than half an era have no reading in which every
+    /// pairwise nearest difference agrees: a hostile hold time of 54 years
+    /// made the direct T3 − T4 wrap while T3 − T2 did not, which moved θ by
+    /// 68 years and left both server clocks outside the bound.
     pub fn new(t1: NtpTimestamp, t2: NtpTimestamp, t3: NtpTimestamp, t4: NtpTimestamp) -> Self {
-        // Sum in i128: each difference may be close to ±2^63.
-        let (out, back) = (i128::from((t2 - t1).0), i128::from((t3 - t4).0));
-        let (local, hold) = (i128::from((t4 - t1).0), i128::from((t3 - t2).0));
+        // Sums in i128: each difference may be close to ±2^63.
+        let (out, hold) = (i128::from((t2 - t1).0), i128::from((t3 - t2).0));
+        let local = i128::from((t4 - t1).0);
+        let back = out + hold - local;
         Exchange {
             offset: (out + back) as f64 / FRAC_PER_SEC / 2.0,
             delay: (local - hold) as f64 / FRAC_PER_SEC,
@@ -906,6 +917,26 @@ mod tests {
     }
 
     #[test]
+    fn a_hold_time_past_half_an_era_keeps_both_clocks_inside_the_bound() {
+        // Found by fuzzing: T2 1.5e9 s after T1 and a hold of 1e9 s put T3
+        // 2.5e9 s after T1/T4, past half an era (2^31 s), so the direct
+        // T3 − T4 wrapped to −1.79e9 s and θ came out at −0.147e9 s ± 0.5e9 s,
+        // which holds neither T2's offset (+1.5e9 s) nor T3's (+2.5e9 s).
+        let t1 = unix(1_780_000_000);
+        let mut p = good_reply();
+        p.root_delay = 0.0;
+        p.root_dispersion = 0.0;
+        p.receive = unix(1_780_000_000 + 1_500_000_000);
+        p.transmit = unix(1_780_000_000 + 2_500_000_000);
+        assert_eq!((p.transmit - p.receive).as_secs_f64(), 1e9);
+        let s = sample(t1, &p, t1);
+        assert!((s.offset - 2e9).abs() < 1e-3, "{s:?}");
+        assert!((s.uncertainty - 0.5e9).abs() < 1e-3, "{s:?}");
+        assert!(s.offset - s.uncertainty <= 1.5e9 + 1e-3, "{s:?}");
+        assert!(s.offset + s.uncertainty >= 2.5e9 - 1e-3, "{s:?}");
+    }
+
+    #[test]
     fn sample_bound_follows_clockbound_and_covers_a_negative_delay() {
         let t1 = unix_f(1_780_000_000.0);
         let mut p = good_reply();
@@ -1026,6 +1057,37 @@ mod tests {
                 );
             }
             prop_assert!(s.uncertainty >= 0.0);
+        }
+
+        /// Any T2 and hold time a server sends, at any point of any era, with
+        /// an honest local round trip: the bound holds what the server's
+        /// timestamps allow, read along the exchange (T2 from T1, T3 from T2).
+        #[test]
+        fn the_bound_holds_for_any_server_timestamps(
+            t1 in any::<u64>(),
+            local in 0u64..(10u64 << 32),
+            out in any::<i64>(),
+            hold in 0..i64::MAX,
+        ) {
+            let t2 = t1.wrapping_add(out as u64);
+            let (t3, t4) = (t2.wrapping_add(hold as u64), t1.wrapping_add(local));
+            let mut p = good_reply();
+            p.root_delay = 0.0;
+            p.root_dispersion = 0.0;
+            p.receive = NtpTimestamp(t2);
+            p.transmit = NtpTimestamp(t3);
+            let s = sample(NtpTimestamp(t1), &p, NtpTimestamp(t4));
+            let secs = |v: i128| v as f64 / FRAC_PER_SEC;
+            let (out, hold, local) = (i128::from(out), i128::from(hold), i128::from(local));
+            // One clock (δ ≥ 0): [T3 − T4, T2 − T1]; two (δ < 0): [T2 − T4, T3 − T1].
+            let (lo, hi) = if hold <= local {
+                (out + hold - local, out)
+            } else {
+                (out - local, out + hold)
+            };
+            let slack = 1e-6 * (1.0 + s.offset.abs());
+            prop_assert!(s.offset - s.uncertainty <= secs(lo) + slack, "{s:?} lo {}", secs(lo));
+            prop_assert!(s.offset + s.uncertainty >= secs(hi) - slack, "{s:?} hi {}", secs(hi));
         }
 
         #[test]
