@@ -14,7 +14,8 @@
 # because the machine may be shared. Prints a Markdown table (also written to $OUT if set).
 #
 # Then bench/nts.sh (NTS: check vs chronyd -Q, size, round cost with cookies reused vs a key
-# exchange every round); NTS=0 skips it.
+# exchange every round); NTS=0 skips it. Then bench/fleet.py (serve under a connection flood beside
+# nginx, holdover durations, drift estimate against libfaketime's true rate); FLEET=0 skips it.
 # Knobs (environment): RUNS=20 hyperfine runs per command per round, ROUNDS=3 rounds,
 # HTTP_RUNS=10 HTTP-Date runs per tool, WRK_ROUNDS=3, WRK_DURATION=10s, BIN=path of the binary,
 # OUT=file for the table, KEEP=1 keeps the work directory.
@@ -456,4 +457,10 @@ fi
 if [[ ${NTS:-1} == 1 ]]; then
     log "NTS benchmarks (bench/nts.sh)"
     BIN=$BIN bash "$ROOT/bench/nts.sh" || log "bench/nts.sh failed"
+fi
+
+# --- Fleet: probes under a flood (beside nginx), holdover, drift estimate vs true rate ----------
+if [[ ${FLEET:-1} == 1 ]]; then
+    log "fleet benchmarks (bench/fleet.py)"
+    python3 "$ROOT/bench/fleet.py" --bin "$BIN" || log "bench/fleet.py failed"
 fi
