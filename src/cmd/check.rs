@@ -115,6 +115,10 @@ fn servable(cached: Cached, config: &Config, now: f64) -> Result<Hit, String> {
     let grown = held.bound_seconds - anchor.offset_seconds.abs();
     let mut report = r;
     report.uncertainty_seconds = Some(grown);
+    // The headline is the first (often the only) line a reader sees, e.g. in
+    // `docker inspect`: it says the result is not measured now, as the
+    // holdover headline of `serve` does.
+    report.headline = cached_headline(&report.headline, held.age_seconds);
     report.note = Some(format!(
         "cached result from {} ago (SKEWGUARD_CACHE_FILE), not measured now; uncertainty grown by SKEWGUARD_MAX_DRIFT ({}ppm) to ±{}",
         human_duration(held.age_seconds),
@@ -125,6 +129,16 @@ fn servable(cached: Cached, config: &Config, now: f64) -> Result<Hit, String> {
         report,
         age_seconds: held.age_seconds,
     })
+}
+
+/// `OK: …` as `OK (cached, 12.0s old): …`; the rest of the headline is the
+/// measurement as it was then (the note gives the grown uncertainty).
+fn cached_headline(headline: &str, age_seconds: f64) -> String {
+    let age = human_duration(age_seconds);
+    match headline.split_once(": ") {
+        Some((verdict, rest)) => format!("{verdict} (cached, {age} old): {rest}"),
+        None => format!("{headline} (cached, {age} old)"),
+    }
 }
 
 /// What reading the cache gave.
@@ -185,6 +199,16 @@ fn write_cache(
     cache::write(path, text.as_bytes(), euid)
 }
 
+/// A cached result as JSON: the report's fields in their usual order, then
+/// `cached` and `age_seconds` (after the report, as `/healthz` puts its age).
+#[derive(Serialize)]
+struct CachedJson<'a> {
+    #[serde(flatten)]
+    report: &'a Report,
+    cached: bool,
+    age_seconds: f64,
+}
+
 /// A cached result in the configured format; JSON adds `"cached": true` and
 /// `age_seconds`.
 fn render_hit(config: &Config, hit: &Hit) -> String {
@@ -192,12 +216,15 @@ fn render_hit(config: &Config, hit: &Hit) -> String {
         Output::Text => hit.report.to_text(),
         Output::Npd => crate::npd::line(&hit.report),
         Output::Json => {
-            let mut v = serde_json::to_value(&hit.report).unwrap_or_default();
-            if let Some(o) = v.as_object_mut() {
-                o.insert("cached".into(), true.into());
-                o.insert("age_seconds".into(), hit.age_seconds.into());
+            let json = CachedJson {
+                report: &hit.report,
+                cached: true,
+                age_seconds: hit.age_seconds,
+            };
+            match serde_json::to_string(&json) {
+                Ok(text) => format!("{text}\n"),
+                Err(_) => format!("{}\n", hit.report.to_json()),
             }
-            format!("{v}\n")
         }
     }
 }
@@ -287,6 +314,23 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("cached result from 30.000s ago"));
+        assert!(
+            hit.report
+                .headline
+                .starts_with("OK (cached, 30.000s old): "),
+            "{}",
+            hit.report.headline
+        );
+        // JSON: the report's fields in their usual order, then cached and age.
+        let json = render_hit(&config(&[("OUTPUT", "json")]), &hit);
+        assert!(
+            json.starts_with("{\"verdict\":\"ok\",\"headline\":"),
+            "{json}"
+        );
+        assert!(
+            json.ends_with(",\"cached\":true,\"age_seconds\":30.0}\n"),
+            "{json}"
+        );
         assert!(
             servable(entry(&c, 100.0, &ok), &c, 161.0).is_err(),
             "older than 60 s"
