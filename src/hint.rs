@@ -23,6 +23,10 @@ pub struct Evidence {
     pub disagreement: bool,
     /// Nothing answered.
     pub no_answer: bool,
+    /// Some source was reached but its answer was refused (a certificate the
+    /// server's own clock calls invalid, a TLS, HTTP or NTP protocol error),
+    /// rather than every source being unreachable (DNS, no route, timeout).
+    pub reached_unusable: bool,
     /// Where the clock is kept.
     pub platform: Platform,
     /// The variable that fakes this process's clock (`FAKETIME=…`), if any.
@@ -41,6 +45,7 @@ impl Default for Evidence {
             certificate_gap: None,
             disagreement: false,
             no_answer: false,
+            reached_unusable: false,
             platform: Platform::Linux,
             faketime: None,
             aws: Vec::new(),
@@ -185,10 +190,17 @@ fn unknown_hint(e: &Evidence) -> Option<Hint> {
         });
     }
     if e.no_answer {
+        // A server that answered with an expired certificate or a broken
+        // reply is not a network problem of this container.
+        let fix = if e.reached_unusable {
+            "fix what the source lines name on the server's side (its certificate, TLS or HTTP set-up, its NTP service), or set SKEWGUARD_SOURCES to references that answer usably"
+        } else {
+            "check that this container may reach them (UDP 123 for ntp:// and nts://, TCP 443 for https://, TCP 4460 for the NTS key exchange) or set SKEWGUARD_SOURCES to references it can reach"
+        };
         return Some(Hint {
             cause: Cause::NoAnswer,
             text: "no source gave a usable answer (each source line says why)".into(),
-            fix: "check that this container may reach them (UDP 123 for ntp://, TCP 443 for https://) or set SKEWGUARD_SOURCES to references it can reach".into(),
+            fix: fix.into(),
         });
     }
     None
@@ -460,6 +472,17 @@ mod tests {
                 },
                 Cause::NoAnswer,
                 "UDP 123",
+            ),
+            // A server reached with a bad certificate: not the network.
+            (
+                Evidence {
+                    verdict: Some(Verdict::Unknown),
+                    no_answer: true,
+                    reached_unusable: true,
+                    ..Evidence::default()
+                },
+                Cause::NoAnswer,
+                "on the server's side",
             ),
         ];
         for (e, cause, want) in cases {

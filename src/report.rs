@@ -182,6 +182,7 @@ impl Report {
         let mut index = Vec::new();
         let mut certificate_gap = None;
         let mut unverified: Vec<usize> = Vec::new();
+        let mut reached_unusable = false;
         for (i, (source, outcome)) in sources.iter().zip(outcomes).enumerate() {
             let mut entry = SourceReport {
                 source: source.to_string(),
@@ -224,6 +225,7 @@ impl Report {
                         SourceError::Verification(_) => unverified.push(i),
                         _ => {}
                     }
+                    reached_unusable |= e.reached_server();
                     entry.error = Some(truncate(&e.to_string(), MAX_ERROR_CHARS));
                 }
             }
@@ -357,6 +359,7 @@ impl Report {
             certificate_gap,
             disagreement: matches!(selection, Selection::NoMajority { largest, answered } if *largest * 2 <= *answered),
             no_answer: matches!(selection, Selection::NoSources),
+            reached_unusable,
         };
         let hint = hint::hint(&evidence);
         Report {

@@ -389,6 +389,17 @@ impl fmt::Display for SourceError {
     }
 }
 
+impl SourceError {
+    /// Whether the server was reached and its answer refused, rather than no
+    /// server answering at all (DNS, the network, a timeout, a closed port).
+    pub fn reached_server(&self) -> bool {
+        !matches!(
+            self,
+            SourceError::Resolve(_) | SourceError::Io(_) | SourceError::Timeout(_)
+        )
+    }
+}
+
 /// What one query of one source produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {

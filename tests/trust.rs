@@ -283,6 +283,9 @@ fn a_really_expired_certificate_blames_the_server() {
     assert!(e.contains("by the server's own clock too"), "{out}");
     let hint = out.report()["hint"].as_str().unwrap_or_default();
     assert!(!hint.contains("clock itself"), "{out}");
+    // The server was reached: the fix is on its side, not this network's.
+    let fix = out.report()["fix"].as_str().unwrap_or_default();
+    assert!(fix.contains("on the server's side"), "{out}");
     // Beside an NTP source that says 0, the verdict is ok.
     let ntp = ForgedNtp::start(0.0);
     let out = check(&[ntp.uri(), https.url()], Some(&ca), &[]);
