@@ -8,8 +8,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::select::AuthSelect;
 use crate::source::{QuerySettings, Source};
 use crate::verdict::{Profile, Thresholds};
@@ -141,7 +139,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 // Every field is read as a string and validated below, so errors can name the variable.
-#[derive(Deserialize, Default)]
+#[derive(Default)]
 struct Raw {
     sources: Option<String>,
     profile: Option<String>,
@@ -429,20 +427,38 @@ impl Config {
     where
         I: IntoIterator<Item = (String, String)>,
     {
-        // Exact names only: envy folds case, so `SKEWGUARD_max_skew` would be
-        // applied (and reported unknown), and two spellings of one setting
-        // would fail as a duplicate field that names no variable. The map
-        // keeps the last of repeated names.
-        let vars: BTreeMap<String, String> = vars
-            .into_iter()
-            .filter(|(k, _)| {
-                k.strip_prefix(PREFIX)
-                    .is_some_and(|s| SETTINGS.iter().any(|x| x.name == s))
-            })
-            .collect();
-        let raw: Raw = envy::prefixed(PREFIX)
-            .from_iter(vars.clone())
-            .map_err(|e| err("?", "", e.to_string()))?;
+        // Exact names only (`SKEWGUARD_max_skew` is no setting; it is
+        // reported unknown); the map keeps the last of repeated names. Read
+        // by hand, not through a serde deserializer, which cost ~30 KB of
+        // binary for two dozen optional strings.
+        let vars: BTreeMap<String, String> = vars.into_iter().collect();
+        let get = |name: &str| vars.get(&format!("{PREFIX}{name}")).cloned();
+        let raw = Raw {
+            sources: get("SOURCES"),
+            profile: get("PROFILE"),
+            max_skew: get("MAX_SKEW"),
+            warn_skew: get("WARN_SKEW"),
+            on_unknown: get("ON_UNKNOWN"),
+            min_sources: get("MIN_SOURCES"),
+            timeout: get("TIMEOUT"),
+            samples: get("SAMPLES"),
+            sample_interval: get("SAMPLE_INTERVAL"),
+            http_budget: get("HTTP_BUDGET"),
+            auth_select: get("AUTH_SELECT"),
+            max_source_error: get("MAX_SOURCE_ERROR"),
+            ca_file: get("CA_FILE"),
+            output: get("OUTPUT"),
+            log: get("LOG"),
+            log_format: get("LOG_FORMAT"),
+            interval: get("INTERVAL"),
+            wait_timeout: get("WAIT_TIMEOUT"),
+            listen: get("LISTEN"),
+            stale_after: get("STALE_AFTER"),
+            max_drift: get("MAX_DRIFT"),
+            cache_file: get("CACHE_FILE"),
+            cache_max_age: get("CACHE_MAX_AGE"),
+            disabled: get("DISABLED"),
+        };
 
         let sources = Source::parse_list(raw.sources.as_deref().unwrap_or("aws"))
             .map_err(|e| err("SOURCES", raw.sources.as_deref().unwrap_or(""), e))?;

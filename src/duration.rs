@@ -7,16 +7,31 @@
 
 use std::fmt::Write as _;
 
-/// Formats a configured duration compactly: `5m`, `2m30s`, `1s`, `150ms`.
+/// Formats a configured duration compactly, to the millisecond, in the units
+/// the settings accept (largest first, zero parts left out): `5m`, `2m30s`,
+/// `1s`, `150ms`, `1d2h`, `0s`.
 pub fn human_setting(secs: f64) -> String {
     if !(secs.is_finite() && secs >= 0.0) {
         return "?".into();
     }
-    humantime::format_duration(std::time::Duration::from_millis(
-        (secs * 1000.0).round() as u64
-    ))
-    .to_string()
-    .replace(' ', "")
+    let mut ms = (secs * 1000.0).round() as u128;
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, len) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
+        if ms >= len {
+            let _ = write!(out, "{}{unit}", ms / len);
+            ms %= len;
+        }
+    }
+    out
 }
 
 /// Formats a signed offset: `+1200.000042s`, `-0.250000s`.
@@ -121,6 +136,9 @@ mod tests {
             (150.0, "2m30s"),
             (1.0, "1s"),
             (0.15, "150ms"),
+            (0.0, "0s"),
+            (93_784.005, "1d2h3m4s5ms"),
+            (86_400.0, "1d"),
         ] {
             assert_eq!(human_setting(s), want);
         }

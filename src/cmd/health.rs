@@ -146,9 +146,14 @@ impl Response {
     /// The line to print: the JSON body's `headline`, else the body's first
     /// non-empty line, else the status line; at most [`MAX_HEADLINE`] characters.
     pub fn headline(&self) -> String {
-        let from_json = serde_json::from_slice::<serde_json::Value>(&self.body)
+        // Only the one field, not a whole `serde_json::Value` (a few KB of binary).
+        #[derive(serde::Deserialize)]
+        struct Body {
+            headline: Option<String>,
+        }
+        let from_json = serde_json::from_slice::<Body>(&self.body)
             .ok()
-            .and_then(|v| v.get("headline")?.as_str().map(str::to_string));
+            .and_then(|b| b.headline);
         let line = from_json.or_else(|| {
             String::from_utf8_lossy(&self.body)
                 .lines()

@@ -154,7 +154,7 @@ async fn key_exchange(
     clock: &dyn Clock,
 ) -> Result<NtsState, SourceError> {
     let anchor = clock.stamp();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = tls::provider();
     let (verifier, slot) =
         tls::verifier(settings.ca_file.as_deref(), anchor.real, provider.clone())?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
