@@ -7,7 +7,7 @@
 //! cannot know the clock either, so NPD shows the condition Unknown for both;
 //! the configuration error is said on stderr, which NPD logs.
 
-use crate::duration::human_duration;
+use crate::duration::{human_duration, human_setting};
 use crate::report::{Report, SourceStatus};
 use crate::verdict::Verdict;
 
@@ -57,7 +57,7 @@ pub fn line(report: &Report) -> String {
                 "{}: clock off by up to {} ({relation} {}), {agreeing}/{} sources agree",
                 report.verdict.name().to_uppercase(),
                 human_duration(offset.abs() + uncertainty),
-                human_duration(limit),
+                human_setting(limit),
                 report.sources.len()
             )
         }
