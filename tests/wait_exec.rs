@@ -378,6 +378,12 @@ fn wait_logs_failures_at_warn_with_numbers_and_the_pause_it_keeps() {
         );
         h * 3600.0 + m * 60.0 + s
     };
+    // The last attempt announces no retry: none fits before the deadline.
+    let final_attempt = attempts.last().expect("attempts");
+    assert!(
+        final_attempt["fields"]["retry_in_seconds"].is_null(),
+        "{final_attempt}"
+    );
     for pair in attempts.windows(2) {
         let said = pair[0]["fields"]["retry_in_seconds"]
             .as_f64()

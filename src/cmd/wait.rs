@@ -65,8 +65,10 @@ pub async fn wait_until_fine(config: &Config, clock: &dyn Clock) -> (bool, Optio
                 wake = if now < last_chance { last_chance } else { d };
             }
         }
-        // The pause logged is the one kept (the deadline may shorten it).
-        ctx.retry_in_seconds = Some((wake - now).as_secs_f64());
+        // The pause logged is the one kept (the deadline may shorten it); none
+        // when no attempt fits before the deadline any more.
+        let final_wait = deadline.is_some_and(|d| wake >= d);
+        ctx.retry_in_seconds = (!final_wait).then(|| (wake - now).as_secs_f64());
         super::log_verdict(report.verdict, &report.headline, &report, ctx);
         previous = Some(report.verdict);
         last = Some(report);
