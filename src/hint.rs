@@ -13,6 +13,8 @@ pub struct Evidence {
     pub verdict: Option<Verdict>,
     /// Combined offset (reference minus local), if any.
     pub offset: Option<f64>,
+    /// Its uncertainty (half-width), seconds; 0 when unknown.
+    pub uncertainty: f64,
     /// How long the host has spent suspended since boot (CLOCK_BOOTTIME − CLOCK_MONOTONIC), seconds.
     pub suspended_seconds: f64,
     /// The kernel's view of its clock discipline.
@@ -40,6 +42,7 @@ impl Default for Evidence {
         Evidence {
             verdict: None,
             offset: None,
+            uncertainty: 0.0,
             suspended_seconds: 0.0,
             kernel: None,
             certificate_gap: None,
@@ -226,10 +229,19 @@ fn skew_hint(e: &Evidence) -> Option<Hint> {
         return Some(h);
     }
     let offset = e.offset?;
-    let size = offset.abs();
     let behind = offset > 0.0;
     let direction = if behind { "behind" } else { "ahead" };
-    let spoken = spoken_duration(size);
+    // A one-sided bound (the certificate gap alone) says only "at least": the
+    // causes read from the size use that near end, and the ones that need the
+    // size within a minute (time zone, whole days) cannot be told.
+    let one_sided = crate::verdict::one_sided(offset, e.uncertainty);
+    let (size, spoken) = if one_sided {
+        let near = offset.abs() - e.uncertainty;
+        (near, format!("at least {}", spoken_duration(near)))
+    } else {
+        (offset.abs(), spoken_duration(offset.abs()))
+    };
+    let sized = !one_sided && e.uncertainty <= 60.0;
     let p = e.platform;
     let mut h = if size >= 180.0 * DAY {
         Hint {
@@ -249,7 +261,7 @@ fn skew_hint(e: &Evidence) -> Option<Hint> {
             text: format!("this host has been suspended for {} since boot (CLOCK_BOOTTIME is ahead of CLOCK_MONOTONIC) and its clock has not caught up since it woke", spoken_duration(e.suspended_seconds)),
             fix: p.fix().into(),
         }
-    } else if let Some(zone) = utc_offset_of(offset) {
+    } else if let Some(zone) = utc_offset_of(offset).filter(|_| sized) {
         let also = if p == Platform::Linux {
             String::new()
         } else {
@@ -260,7 +272,7 @@ fn skew_hint(e: &Evidence) -> Option<Hint> {
             text: format!("the clock is {direction} by {spoken}, within a minute of the UTC offset {}: the host's hardware clock is probably kept in local time, or a time zone was applied to the clock itself", zone_name(zone)),
             fix: format!("on the host, keep the hardware clock in UTC (`timedatectl set-local-rtc 0`) and let chrony or systemd-timesyncd step the clock; TZ inside a container does not matter, signatures use UTC{also}"),
         }
-    } else if size >= DAY - 60.0 && (size - (size / DAY).round() * DAY).abs() <= 60.0 {
+    } else if sized && size >= DAY - 60.0 && (size - (size / DAY).round() * DAY).abs() <= 60.0 {
         Hint {
             cause: Cause::WholeDays,
             text: format!("the clock is {direction} by {spoken}, a whole number of days: no time zone is that far from UTC; a date set by hand a day off, or a VM paused or restored from a snapshot, leaves a clock like this"),
@@ -472,6 +484,16 @@ mod tests {
                 },
                 Cause::NoAnswer,
                 "UDP 123",
+            ),
+            // The certificate gap alone (~300 years wide, at least 2 days
+            // behind): neither a dead RTC nor whole days can be read from it.
+            (
+                Evidence {
+                    uncertainty: 1e10 - 2.0 * DAY,
+                    ..skewed(1e10)
+                },
+                Cause::NoTimeDaemon,
+                "behind by at least 2 days 0h00m",
             ),
             // A server reached with a bad certificate: not the network.
             (

@@ -354,6 +354,7 @@ impl Report {
             aws: host.platform.aws.clone(),
             verdict: Some(verdict),
             offset,
+            uncertainty: uncertainty.unwrap_or(0.0),
             suspended_seconds: host.suspended_seconds,
             kernel: host.kernel,
             certificate_gap,
@@ -551,6 +552,15 @@ fn skew_headline(verdict: Verdict, offset: f64, uncertainty: f64, by: &str, j: &
         format!(
             "local clock {verb} {} off ({side} ±{})",
             spoken_duration(offset.abs() + uncertainty),
+            human_duration(uncertainty)
+        )
+    } else if crate::verdict::one_sided(offset, uncertainty) {
+        // Far wider than its distance from zero (the certificate gap alone,
+        // ~300 years wide): only the near end is a measurement.
+        format!(
+            "local clock is at least {} {} ({side} ±{})",
+            spoken_duration(offset.abs() - uncertainty),
+            if behind { "behind" } else { "ahead" },
             human_duration(uncertainty)
         )
     } else {

@@ -174,9 +174,24 @@ pub fn judge_measurement(offset: f64, uncertainty: f64, t: &Thresholds) -> Verdi
     }
 }
 
+/// Whether an interval that excludes zero is so wide that its centre means
+/// nothing (it spans more than a factor of three): then only its near end,
+/// "at least |offset| − uncertainty", is worth saying.
+pub fn one_sided(offset: f64, uncertainty: f64) -> bool {
+    uncertainty < offset.abs() && uncertainty * 2.0 > offset.abs()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_sided_means_far_wider_than_its_distance_from_zero() {
+        assert!(one_sided(1e10, 1e10 - 172_800.0));
+        assert!(one_sided(-1.2, 0.8));
+        assert!(!one_sided(1200.0, 0.001));
+        assert!(!one_sided(0.3, 0.8), "holds zero: a case of its own");
+    }
 
     #[test]
     fn thresholds_are_inclusive_and_use_the_bound() {

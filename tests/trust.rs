@@ -266,6 +266,11 @@ fn a_server_clock_days_away_without_date_still_fails() {
     let lo = out.number("offset_seconds").unwrap_or(f64::NAN)
         - out.number("uncertainty_seconds").unwrap_or(f64::NAN);
     assert!(lo >= 2.0 * DAY as f64 - 5.0, "{out}");
+    // Said as "at least" the gap, not as the ~300-year centre, and no cause
+    // read from a size nobody measured (a dead RTC).
+    let headline = out.report()["headline"].as_str().unwrap_or_default();
+    assert!(headline.contains("local clock is at least 2 days"), "{out}");
+    assert_ne!(out.report()["cause"], "rtc-lost-power", "{out}");
 }
 
 #[test]
