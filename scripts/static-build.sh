@@ -20,7 +20,8 @@
 #
 # Static glibc (`crt-static`) with packed relative relocations
 # (`-z pack-relative-relocs`, binutils >= 2.38, glibc >= 2.36: the static-pie's
-# ~120 KB relocation table in ~1.4 KB, ASLR kept). The explicit --target is what
+# ~120 KB relocation table in ~1.4 KB, ASLR kept), and identical code folding
+# where the linker can (below). The explicit --target is what
 # keeps these flags away from build scripts and proc-macro crates, which cannot
 # be static; so no target is pinned in .cargo/config.toml and a plain
 # `cargo build` stays an ordinary build for whatever machine runs it.
@@ -35,7 +36,23 @@ case "${1:-}" in
 esac
 [ -n "$target" ] || { echo "static-build: cannot tell the host triple from rustc -vV" >&2; exit 2; }
 
-RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs" \
+# Identical code folding (`--icf=all`) when the linker is LLD, as rustc's own
+# for x86_64-unknown-linux-gnu is since Rust 1.90: LTO leaves many generic
+# copies that compile to the same bytes (~26 KB). GNU ld has no such option,
+# so it is asked for only when a probe link with it succeeds (same rustc,
+# target and CARGO_TARGET_<TRIPLE>_LINKER as the build).
+icf=
+probe=$(mktemp -d)
+trap 'rm -rf "$probe"' EXIT
+linker_var=CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_LINKER
+eval "linker=\${$linker_var:-}"
+echo 'fn main() {}' > "$probe/p.rs"
+if rustc --target "$target" ${linker:+-C linker="$linker"} -C link-arg=-Wl,--icf=all \
+    -o "$probe/p" "$probe/p.rs" 2>/dev/null; then
+    icf=" -C link-arg=-Wl,--icf=all"
+fi
+
+RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs$icf" \
     cargo build --release --target "$target" "$@"
 
 dir=${CARGO_TARGET_DIR:-target}
