@@ -333,6 +333,20 @@ mod tests {
         }
     }
 
+    /// The sample's bound holds `truth` (the fake server's shift). The fake
+    /// reads its clock once between T1 and T4, so the truth is inside
+    /// offset ± uncertainty however long the round trip took; a fixed
+    /// tolerance around the offset fails on a loaded machine (an idle one
+    /// already showed 8 ms, two cores under six busy loops 58 ms), and
+    /// would test the scheduler rather than the client. 1 ns for the
+    /// rounding of each timestamp to 2^-32 s.
+    fn assert_holds(s: &Sample, truth: f64) {
+        assert!(
+            (s.offset - truth).abs() <= s.uncertainty + 1e-9,
+            "{s:?} misses {truth}"
+        );
+    }
+
     async fn run(script: Script, s: &QuerySettings) -> (Outcome, Duration) {
         let (port, _) = fake(script);
         let start = StdInstant::now();
@@ -344,8 +358,9 @@ mod tests {
     async fn measures_a_good_server() {
         let (out, _) = run(answer(1200.5, |_| {}), &settings(1000)).await;
         let s = out.result.unwrap();
-        assert!((s.offset - 1200.5).abs() < 0.005, "{s:?}");
-        assert!(s.rtt >= 0.0 && s.rtt < 0.1, "{s:?}");
+        assert_holds(&s, 1200.5);
+        // Within the timeout; how fast is the machine's business, not the test's.
+        assert!(s.rtt >= 0.0 && s.rtt < 1.0, "{s:?}");
         assert!(s.uncertainty >= 0.001 / 2.0 + 0.002, "{s:?}");
         assert_eq!(out.retry_after, None);
     }
@@ -450,7 +465,7 @@ mod tests {
             ..settings(1000)
         };
         let out = query("127.0.0.1", port, &s, &SystemClock).await;
-        assert!((out.result.unwrap().offset - 2.5).abs() < 0.005);
+        assert_holds(&out.result.unwrap(), 2.5);
         assert_eq!(seen.load(Ordering::SeqCst), 3);
         assert_eq!(out.retry_after, None);
 
@@ -526,7 +541,8 @@ mod tests {
                     refused = true;
                     break;
                 }
-                Ok(s) => assert!(s.offset.abs() < 0.005, "the first one: {s:?}"),
+                // The first one, read before the second was queued.
+                Ok(s) => assert_holds(&s, 0.0),
                 other => panic!("{other:?}"),
             }
         }
@@ -538,7 +554,7 @@ mod tests {
             vec![(false, a.clone()), (false, a)]
         });
         let (out, _) = run(script, &settings(1000)).await;
-        assert!((out.result.unwrap().offset - 0.5).abs() < 0.005);
+        assert_holds(&out.result.unwrap(), 0.5);
     }
 
     #[tokio::test]
@@ -594,7 +610,7 @@ mod tests {
         });
         let (out, _) = run(script, &settings(1000)).await;
         let s = out.result.unwrap();
-        assert!((s.offset - 42.25).abs() < 0.005, "{s:?}");
+        assert_holds(&s, 42.25);
     }
 
     #[tokio::test]
@@ -650,7 +666,7 @@ mod tests {
         let out = query("127.0.0.1", port, &s, &SystemClock).await;
         let sample = out.result.unwrap();
         assert_eq!(seen.load(Ordering::SeqCst), 3);
-        assert!((sample.offset - 5.0).abs() < 0.005, "{sample:?}");
+        assert_holds(&sample, 5.0);
     }
 
     #[tokio::test]
@@ -672,7 +688,7 @@ mod tests {
             ..QuerySettings::default()
         };
         let out = query("127.0.0.1", port, &s, &SystemClock).await;
-        assert!((out.result.unwrap().offset - 3.0).abs() < 0.005);
+        assert_holds(&out.result.unwrap(), 3.0);
     }
 
     /// 56 years of 365.25 days: a local clock in 1970 while the server is in 2026.
@@ -708,11 +724,12 @@ mod tests {
         // Whichever of the (rarely several) reads the anchor kept: whole days off.
         let days = (want - s.offset) / 86_400.0;
         assert!(
-            (days - days.round()).abs() * 86_400.0 < 0.005,
+            (days - days.round()).abs() * 86_400.0 <= s.uncertainty + 1e-6,
             "{s:?} vs {want}"
         );
         assert!(days.round() >= 0.0 && days.round() < 8.0, "{s:?} vs {want}");
-        assert!(s.rtt < 0.1, "{s:?}");
+        // Within the 1 s timeout: a day's step counted into it would not be.
+        assert!(s.rtt < 1.0, "{s:?}");
         // Realtime is read once, unless a preempted read was retried.
         let reads = clock.reads.load(Ordering::SeqCst);
         assert!((1..=crate::clock::STAMP_TRIES as u32).contains(&reads));
