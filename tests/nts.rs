@@ -146,19 +146,32 @@ fn fake_ke(leaf: &support::tls::Leaf, alpn: &[&[u8]], reply: Vec<u8>) -> u16 {
     fake_ke_with(server_config(leaf, alpn), reply)
 }
 
+/// A key-exchange connection of a fake server.
+type KeStream = rustls::StreamOwned<rustls::ServerConnection, std::net::TcpStream>;
+
+/// Accepts one key-exchange connection: TLS over `tcp` (3 s read timeout) and
+/// the client's request records read; false when that read failed.
+fn accept_ke(
+    tcp: std::net::TcpStream,
+    config: &Arc<rustls::ServerConfig>,
+) -> Option<(KeStream, bool)> {
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(3)));
+    let conn = rustls::ServerConnection::new(config.clone()).ok()?;
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    let mut buf = [0u8; 64];
+    let read = s.read(&mut buf).is_ok();
+    Some((s, read))
+}
+
 fn fake_ke_with(config: Arc<rustls::ServerConfig>, reply: Vec<u8>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     std::thread::spawn(move || {
         for tcp in listener.incoming().take(4) {
             let Ok(tcp) = tcp else { continue };
-            let _ = tcp.set_read_timeout(Some(Duration::from_secs(3)));
-            let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+            let Some((mut s, _)) = accept_ke(tcp, &config) else {
                 continue;
             };
-            let mut s = rustls::StreamOwned::new(conn, tcp);
-            let mut buf = [0u8; 64];
-            let _ = s.read(&mut buf);
             let _ = s.write_all(&reply);
             let _ = s.flush();
         }
@@ -273,15 +286,9 @@ impl FakeNts {
         std::thread::spawn(move || {
             for tcp in listener.incoming().take(50) {
                 let Ok(tcp) = tcp else { continue };
-                let _ = tcp.set_read_timeout(Some(Duration::from_secs(3)));
-                let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+                let Some((mut s, true)) = accept_ke(tcp, &config) else {
                     continue;
                 };
-                let mut s = rustls::StreamOwned::new(conn, tcp);
-                let mut buf = [0u8; 64];
-                if s.read(&mut buf).is_err() {
-                    continue;
-                }
                 let export = |s2c| {
                     s.conn
                         .export_keying_material(
