@@ -73,7 +73,7 @@ impl Profile {
             (Profile::Kerberos, _) => "`KRB_AP_ERR_SKEW` (Clock skew too great)",
             (Profile::VaultJwt, true) => "`token is expired (exp)`",
             (Profile::VaultJwt, false) => "`token not valid yet (nbf)` / `token issued in the future (iat)`",
-            (Profile::Totp, _) => "codes rejected as invalid",
+            (Profile::Totp, _) => "an invalid-code error",
         }
     }
 
