@@ -37,6 +37,12 @@ pub fn exit_code(verdict: Verdict, unknown_passes: bool) -> i32 {
 /// how many sources agreed; without a measurement, the headline (which says
 /// why), shortened to fit.
 pub fn line(report: &Report) -> String {
+    marked_line(report, "")
+}
+
+/// [`line`] with `mark` after the verdict (`OK (cached): …`), still at most
+/// [`MAX_LINE`] characters.
+pub fn marked_line(report: &Report, mark: &str) -> String {
     let text = match (report.offset_seconds, report.uncertainty_seconds) {
         (Some(offset), Some(uncertainty)) => {
             let agreeing = report
@@ -54,7 +60,7 @@ pub fn line(report: &Report) -> String {
                 "under"
             };
             format!(
-                "{}: clock off by up to {} ({relation} {}), {agreeing}/{} sources agree",
+                "{}{mark}: clock off by up to {} ({relation} {}), {agreeing}/{} sources agree",
                 report.verdict.name().to_uppercase(),
                 human_duration(offset.abs() + uncertainty),
                 human_setting(limit),

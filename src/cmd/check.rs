@@ -214,7 +214,7 @@ struct CachedJson<'a> {
 fn render_hit(config: &Config, hit: &Hit) -> String {
     match config.output {
         Output::Text => hit.report.to_text(),
-        Output::Npd => crate::npd::line(&hit.report),
+        Output::Npd => crate::npd::marked_line(&hit.report, " (cached)"),
         Output::Json => {
             let json = CachedJson {
                 report: &hit.report,
@@ -331,6 +331,8 @@ mod tests {
             json.ends_with(",\"cached\":true,\"age_seconds\":30.0}\n"),
             "{json}"
         );
+        let npd = render_hit(&config(&[("OUTPUT", "npd")]), &hit);
+        assert!(npd.starts_with("OK (cached): clock off by up to "), "{npd}");
         assert!(
             servable(entry(&c, 100.0, &ok), &c, 161.0).is_err(),
             "older than 60 s"
