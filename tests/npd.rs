@@ -108,7 +108,7 @@ fn ok_warn_and_fail_give_one_short_line_and_npd_exit_codes() {
     let fail = plugin(&[("SKEWGUARD_SOURCES", &peers[2].uri())]);
     assert_status(&fail, 1, "FAIL: clock off by up to 20m");
 
-    // A result served from the cache file is the same one line.
+    // A result served from the cache file is one line too, and says so.
     let dir = TempDir::new("npd-cache");
     let cache = dir.path().join("cache.json").display().to_string();
     let cached = [
@@ -118,7 +118,7 @@ fn ok_warn_and_fail_give_one_short_line_and_npd_exit_codes() {
     let cached: Vec<(&str, &str)> = cached.iter().map(|(k, v)| (*k, v.as_str())).collect();
     assert_status(&plugin(&cached), 0, "OK: ");
     drop(peers);
-    assert_status(&plugin(&cached), 0, "OK: ");
+    assert_status(&plugin(&cached), 0, "OK (cached): ");
 }
 
 #[test]
