@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
 use crate::clock::Clock;
-use crate::duration::human_duration;
+use crate::duration::{human_setting, spoken_duration};
 use crate::holdover::{Anchor, MaxDrift};
 use crate::metrics::Metrics;
 use crate::report::Report;
@@ -382,20 +382,21 @@ fn holdover_headline(
     } else {
         format!("the latest round measured nothing ({})", latest.headline)
     };
-    let age = human_duration(h.age_seconds);
-    let bound = human_duration(h.bound_seconds);
+    // Sizes as the rest of the headline says them, thresholds as they are set.
+    let age = spoken_duration(h.age_seconds);
+    let bound = spoken_duration(h.bound_seconds);
     let drift = format!("SKEWGUARD_MAX_DRIFT={}ppm", h.max_drift_ppm);
     if judged.holds() {
         format!(
             "{} (holdover): {why}; the last good measurement, {age} old, bounds the skew by {bound} at {drift}, within SKEWGUARD_MAX_SKEW={} for {} more",
             judged.verdict.name().to_ascii_uppercase(),
-            human_duration(latest.max_skew_seconds),
-            human_duration(h.remaining_seconds),
+            human_setting(latest.max_skew_seconds),
+            spoken_duration(h.remaining_seconds),
         )
     } else {
         format!(
             "UNKNOWN: holdover ended: {why}; the last good measurement is {age} old and its bound has grown to {bound} at {drift}, past SKEWGUARD_MAX_SKEW={}",
-            human_duration(latest.max_skew_seconds),
+            human_setting(latest.max_skew_seconds),
         )
     }
 }
@@ -975,6 +976,11 @@ mod tests {
         let headline = v["headline"].as_str().unwrap();
         assert!(headline.starts_with("OK (holdover)"), "{headline}");
         assert!(headline.contains("none of the 1 source(s)"), "{headline}");
+        // Sizes spoken, the threshold as it is set.
+        assert!(
+            headline.ends_with("the last good measurement, 1m10s old, bounds the skew by 851.0ms at SKEWGUARD_MAX_DRIFT=5000ppm, within SKEWGUARD_MAX_SKEW=2m30s for 8h17m more"),
+            "{headline}"
+        );
         // Past warn (1 s) it warns, still 200.
         let h = health(&held, secs(300), false);
         assert_eq!((h.status, h.verdict), (200, Verdict::Warn), "{}", h.body);
@@ -983,6 +989,11 @@ mod tests {
         assert_eq!((h.status, h.verdict), (503, Verdict::Unknown), "{}", h.body);
         assert!(
             h.headline.starts_with("UNKNOWN: holdover ended"),
+            "{}",
+            h.headline
+        );
+        assert!(
+            h.headline.ends_with("past SKEWGUARD_MAX_SKEW=2m30s"),
             "{}",
             h.headline
         );
