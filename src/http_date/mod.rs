@@ -377,8 +377,11 @@ fn response_error(e: hyper::Error) -> SourceError {
 /// they are measurements, judged later.
 pub fn read_date(headers: &HeaderMap) -> Result<i64, SourceError> {
     // `Age: 0` is a cache miss (Varnish, Fastly): the origin's Date is fresh.
+    // Every `Age` counts, not only the first: `Age: 0` then `Age: 412` still
+    // says some hop served it from a cache 412 s old, and a guard must not
+    // pick the more flattering of two.
     let fresh = |a: &HeaderValue| a.to_str().is_ok_and(|t| t.trim().parse() == Ok(0u64));
-    if let Some(age) = headers.get(AGE).filter(|a| !fresh(a)) {
+    if let Some(age) = headers.get_all(AGE).iter().find(|a| !fresh(a)) {
         return Err(SourceError::Http(format!(
             "response has an Age header ({}): it came from a cache, so its Date is not the server's current time",
             shown(age)
@@ -468,6 +471,15 @@ mod tests {
             (
                 &[("date", b"Sun, 06 Nov 1994 08:49:37 GMT"), ("age", b"-0")],
                 "Age header (\"-0\")",
+            ),
+            // Found by fuzzing: only the first Age was looked at.
+            (
+                &[
+                    ("date", b"Sun, 06 Nov 1994 08:49:37 GMT"),
+                    ("age", b"0"),
+                    ("age", b"412"),
+                ],
+                "Age header (\"412\")",
             ),
             (
                 &[
