@@ -204,6 +204,10 @@ pub struct Health {
     pub body: String,
     /// The headline served (in the body too).
     pub headline: String,
+    /// The offset served (in the body too): in holdover, the held measurement's.
+    pub offset_seconds: Option<f64>,
+    /// The uncertainty served (in the body too): in holdover, the grown one.
+    pub uncertainty_seconds: Option<f64>,
     /// Holdover in force, if the verdict comes from an earlier measurement.
     pub holdover: Option<Holdover>,
     /// The drift forecast, when there is an estimate.
@@ -296,6 +300,8 @@ pub fn health(held: &Held<'_>, now: Duration, unknown_passes: bool) -> Health {
             status: 503,
             body: to_json(&body),
             headline: body.headline.to_string(),
+            offset_seconds: None,
+            uncertainty_seconds: None,
             holdover: None,
             forecast: None,
         };
@@ -365,6 +371,8 @@ pub fn health(held: &Held<'_>, now: Duration, unknown_passes: bool) -> Health {
             forecast: forecast.filter(Forecast::due),
         }),
         headline: report.headline.clone(),
+        offset_seconds: report.offset_seconds,
+        uncertainty_seconds: report.uncertainty_seconds,
         holdover,
         forecast,
     }
@@ -972,6 +980,10 @@ mod tests {
         assert!((hold["remaining_seconds"].as_f64().unwrap() - 29_829.8).abs() < 1e-6);
         assert_eq!(hold["max_drift_ppm"], 5000.0);
         assert_eq!(v["offset_seconds"], 0.5);
+        assert_eq!(h.offset_seconds, Some(0.5), "what serve logs");
+        let grown = h.uncertainty_seconds.unwrap();
+        assert_eq!(v["uncertainty_seconds"], grown);
+        assert!((grown - 0.351).abs() < 1e-9, "{grown}");
         assert_eq!(v["age_seconds"], 10.0, "age of the latest round");
         let headline = v["headline"].as_str().unwrap();
         assert!(headline.starts_with("OK (holdover)"), "{headline}");

@@ -278,6 +278,7 @@ fn holdover_keeps_readiness_until_the_grown_bound_reaches_max_skew() {
         ("SKEWGUARD_MAX_SKEW", "30ms"),
         ("SKEWGUARD_WARN_SKEW", "15ms"),
         ("SKEWGUARD_MAX_DRIFT", "5000ppm"),
+        ("SKEWGUARD_LOG_FORMAT", "json"),
     ]);
     serve.wait_for("/readyz", Duration::from_secs(5), |r| {
         r.status == 200 && r.json().get("holdover").is_none()
@@ -332,6 +333,24 @@ fn holdover_keeps_readiness_until_the_grown_bound_reaches_max_skew() {
     };
     let (r, at) = ended;
     let v = r.json();
+    // The round lines logged in holdover carry the numbers served: the held
+    // offset and the grown uncertainty, beside the holdover age and bound.
+    let log = serve.log();
+    let held_line = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["fields"]["holdover_bound_seconds"].is_f64())
+        .unwrap_or_else(|| panic!("no holdover log line:\n{log}"));
+    let f = &held_line["fields"];
+    let (offset, uncertainty, bound) = (
+        f["offset_seconds"].as_f64(),
+        f["uncertainty_seconds"].as_f64(),
+        f["holdover_bound_seconds"].as_f64(),
+    );
+    assert!(
+        matches!((offset, uncertainty, bound), (Some(o), Some(u), Some(b)) if (o.abs() + u - b).abs() < 1e-9),
+        "{held_line}"
+    );
     assert_eq!(
         (r.status, v["verdict"].as_str()),
         (503, Some("unknown")),

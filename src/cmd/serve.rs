@@ -151,10 +151,17 @@ async fn measure_loop(config: Arc<Config>, clock: &'static dyn Clock, state: Arc
         state.publish(report.clone());
         // What is served now, holdover included, is what gets logged.
         let served = state.health();
+        // In holdover the round measured nothing: the numbers logged are the
+        // ones served (the held offset, the grown uncertainty), as in the body.
+        let logged = crate::report::Report {
+            offset_seconds: served.offset_seconds,
+            uncertainty_seconds: served.uncertainty_seconds,
+            ..report
+        };
         super::log_verdict(
             served.verdict,
             &served.headline,
-            &report,
+            &logged,
             super::LogContext {
                 holdover_age_seconds: served.holdover.map(|h| h.age_seconds),
                 holdover_bound_seconds: served.holdover.map(|h| h.bound_seconds),
