@@ -61,6 +61,8 @@ pub struct State {
     /// Set when a step or suspend of the wall clock made every earlier
     /// measurement meaningless; cleared by the next round.
     jumped: Mutex<Option<String>>,
+    /// What is served before the first round: an unmeasured report.
+    pending: Report,
     /// How fast a held-over bound grows.
     pub max_drift: MaxDrift,
     /// Offsets since start or the last step or suspend, for the drift forecast.
@@ -80,8 +82,10 @@ pub struct State {
 }
 
 impl State {
-    /// A state with no measurement yet.
+    /// A state with no measurement yet; `judging` gives the thresholds and
+    /// profile its unmeasured body shows until the first round.
     pub fn new(
+        judging: &crate::report::Judging,
         metrics: Metrics,
         max_drift: MaxDrift,
         unknown_passes: bool,
@@ -92,6 +96,12 @@ impl State {
             latest: Mutex::new(None),
             anchor: Mutex::new(None),
             jumped: Mutex::new(None),
+            pending: Report::unmeasured(
+                judging,
+                clock.realtime() as f64 / 1e9,
+                Verdict::Unknown,
+                "UNKNOWN: no measurement yet (the first round is under way)".into(),
+            ),
             max_drift,
             history: Mutex::new(crate::forecast::History::new()),
             progress: Mutex::new(clock.monotonic()),
@@ -163,6 +173,7 @@ impl State {
                 latest: latest.as_ref(),
                 anchor,
                 jumped: jumped.as_deref(),
+                pending: &self.pending,
                 max_drift: self.max_drift,
                 drift,
             },
@@ -223,6 +234,8 @@ pub struct Held<'a> {
     pub anchor: Option<Anchor>,
     /// Why earlier measurements no longer count (a step or suspend), if they do not.
     pub jumped: Option<&'a str>,
+    /// What to serve before the first round (an unmeasured report).
+    pub pending: &'a Report,
     /// How fast the anchor's bound grows.
     pub max_drift: MaxDrift,
     /// The drift fitted over the recent rounds, if there are enough.
@@ -291,15 +304,18 @@ pub fn health(held: &Held<'_>, now: Duration, unknown_passes: bool) -> Health {
     let Some(latest) = held.latest else {
         // Not ready before the first round even with ON_UNKNOWN=pass: the first
         // round ends within a timeout, and until then nothing has been judged.
-        let body = Pending {
-            verdict: Verdict::Unknown,
-            headline: "UNKNOWN: no measurement yet (the first round is under way)",
+        // The body has every field a later one has (no age: nothing measured).
+        let body = Served {
+            report: held.pending,
+            age_seconds: None,
+            holdover: None,
+            forecast: None,
         };
         return Health {
             verdict: Verdict::Unknown,
             status: 503,
             body: to_json(&body),
-            headline: body.headline.to_string(),
+            headline: held.pending.headline.clone(),
             offset_seconds: None,
             uncertainty_seconds: None,
             holdover: None,
@@ -366,7 +382,7 @@ pub fn health(held: &Held<'_>, now: Duration, unknown_passes: bool) -> Health {
         },
         body: to_json(&Served {
             report: &report,
-            age_seconds: age.as_secs_f64(),
+            age_seconds: Some(age.as_secs_f64()),
             holdover,
             forecast: forecast.filter(Forecast::due),
         }),
@@ -409,20 +425,14 @@ fn holdover_headline(
     }
 }
 
-/// The body before the first measurement.
-#[derive(Serialize)]
-struct Pending {
-    verdict: Verdict,
-    headline: &'static str,
-}
-
 /// The report as `check --output json` prints it, plus its age and any
-/// holdover (fields in the same order).
+/// holdover (fields in the same order). Before the first round `age_seconds`
+/// is null.
 #[derive(Serialize)]
 struct Served<'a> {
     #[serde(flatten)]
     report: &'a Report,
-    age_seconds: f64,
+    age_seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     holdover: Option<Holdover>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -904,6 +914,18 @@ mod tests {
         serde_json::from_str(&h.body).unwrap()
     }
 
+    fn pending() -> &'static Report {
+        static PENDING: std::sync::OnceLock<Report> = std::sync::OnceLock::new();
+        PENDING.get_or_init(|| {
+            Report::unmeasured(
+                &Judging::default(),
+                0.0,
+                Verdict::Unknown,
+                "UNKNOWN: no measurement yet (the first round is under way)".into(),
+            )
+        })
+    }
+
     fn fresh(latest: &Latest) -> Held<'_> {
         Held {
             latest: Some(latest),
@@ -914,6 +936,7 @@ mod tests {
                 latest.taken,
             ),
             jumped: None,
+            pending: pending(),
             max_drift: MaxDrift::DEFAULT,
             drift: None,
         }
@@ -951,6 +974,7 @@ mod tests {
                 latest: None,
                 anchor: None,
                 jumped: None,
+                pending: pending(),
                 max_drift: MaxDrift::DEFAULT,
                 drift: None,
             };
@@ -962,6 +986,13 @@ mod tests {
                 .as_str()
                 .unwrap()
                 .starts_with("UNKNOWN: no measurement yet"));
+            // The same shape as every later body: numbers nobody measured are null.
+            for null in ["offset_seconds", "uncertainty_seconds", "age_seconds"] {
+                assert!(v[null].is_null() && v.get(null).is_some(), "{null}: {v}");
+            }
+            assert_eq!(v["max_skew_seconds"], 150.0, "{v}");
+            assert_eq!(v["profile"], "aws", "{v}");
+            assert!(v["sources"].is_array(), "{v}");
         }
     }
 
@@ -991,6 +1022,7 @@ mod tests {
             latest: Some(&failed),
             anchor,
             jumped: None,
+            pending: pending(),
             max_drift: MaxDrift::from_ppm(5000.0).unwrap(),
             drift: None,
         };
@@ -1071,6 +1103,7 @@ mod tests {
         static CLOCK: crate::clock::SystemClock = crate::clock::SystemClock;
         let sources = Source::parse_list("ntp://a").unwrap();
         let state = State::new(
+            &Judging::default(),
             Metrics::new(&sources, 150.0),
             MaxDrift::DEFAULT,
             false,
@@ -1158,6 +1191,7 @@ mod tests {
         static CLOCK: crate::clock::SystemClock = crate::clock::SystemClock;
         let sources = Source::parse_list("ntp://a").unwrap();
         let state = State::new(
+            &Judging::default(),
             Metrics::new(&sources, 150.0),
             MaxDrift::DEFAULT,
             false,

@@ -222,6 +222,12 @@ fn before_the_first_measurement_healthz_is_503_and_says_so() {
             .is_some_and(|h| h.starts_with("UNKNOWN: no measurement yet")),
         "{r:?}"
     );
+    // The shape of every other body: unmeasured numbers null, settings as set.
+    for null in ["offset_seconds", "uncertainty_seconds", "age_seconds"] {
+        assert!(v.get(null).is_some_and(|n| n.is_null()), "{null}: {v}");
+    }
+    assert_eq!(v["max_skew_seconds"], 150.0, "{v}");
+    assert!(v["sources"].is_array() && v["measured_at"].is_f64(), "{v}");
     assert_eq!(serve.get("/readyz").status, 503);
     assert_eq!(serve.get("/livez").status, 200, "alive while measuring");
 }

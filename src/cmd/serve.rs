@@ -83,6 +83,7 @@ async fn serve(config: Arc<Config>, clock: &'static dyn Clock) -> i32 {
         }
     };
     let state = Arc::new(State::new(
+        &crate::round::judging(&config),
         Metrics::for_config(&config),
         config.max_drift,
         config.unknown_passes,
@@ -419,6 +420,7 @@ mod tests {
         let clock: &'static SteppedClock =
             Box::leak(Box::new(SteppedClock(std::sync::atomic::AtomicI64::new(0))));
         let state = Arc::new(State::new(
+            &crate::round::judging(&config),
             Metrics::new(&config.sources, 150.0),
             config.max_drift,
             false,
