@@ -23,7 +23,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 BIN=${BIN:-$ROOT/target/static/skewguard}   # scripts/static-build.sh, any architecture
 # libfaketime in this machine's multiarch directory (x86_64-linux-gnu, aarch64-linux-gnu, …).
-FAKETIME_LIB=${FAKETIME_LIB:-$(ls /usr/lib/"$(gcc -dumpmachine 2>/dev/null || uname -m)"*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1 2>/dev/null | head -n1)}
+FAKETIME_LIB=${FAKETIME_LIB:-$(ls /usr/lib/"$(gcc -dumpmachine 2>/dev/null || uname -m)"*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1 2>/dev/null | head -n1 || true)}
 export PATH=$PATH:/usr/sbin:/sbin
 
 die() { echo "bench/nts: $*" >&2; exit 2; }

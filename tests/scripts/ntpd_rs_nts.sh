@@ -33,7 +33,7 @@ local-stratum = 1
 C
 # No CAP_SYS_TIME: in a new user namespace clock changes fail with EPERM.
 # libfaketime in this machine's multiarch directory (x86_64-linux-gnu, aarch64-linux-gnu, …).
-FAKETIME_LIB=${FAKETIME_LIB:-$(ls /usr/lib/*-linux-gnu*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1 2>/dev/null | head -n1)}
+FAKETIME_LIB=${FAKETIME_LIB:-$(ls /usr/lib/*-linux-gnu*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1 2>/dev/null | head -n1 || true)}
 FAKETIME=${SHIFT:-+1200} LD_PRELOAD=$FAKETIME_LIB \
     unshare --user --map-root-user "$NTPD" -c $W/ntp.toml >$W/log 2>&1 &
 PID=$!
