@@ -1,6 +1,7 @@
 //! The few system calls the standard library does not wrap: the Linux clocks,
 //! the kernel's clock-discipline state (adjtimex), signal dispositions and
-//! masks for a clean hand-over, descriptor limits, and execvp.
+//! masks for a clean hand-over, descriptor limits, and execve with a shell's
+//! PATH search (no shell itself).
 //!
 //! This is the only module with `unsafe`; each call is a plain libc call on
 //! values owned by the caller.
@@ -137,29 +138,98 @@ pub fn raise_nofile_limit(cap: u64) -> Option<u64> {
     Some(lim.rlim_cur)
 }
 
-/// Replaces this process with `program` (searched in PATH), keeping the PID.
+/// Where a shell looks when `PATH` is unset (glibc's `execvp` default).
+pub const DEFAULT_PATH: &[u8] = b"/bin:/usr/bin";
+
+/// The files to try for `program`, in order, as a shell finds a command: a
+/// name with a `/` is used as it is; any other is looked up in each directory
+/// of `path` (`PATH`, or [`DEFAULT_PATH`] if unset), an empty entry meaning
+/// the current directory. An empty name has none.
+pub fn exec_candidates(program: &[u8], path: Option<&[u8]>) -> Vec<Vec<u8>> {
+    if program.is_empty() {
+        return Vec::new();
+    }
+    if program.contains(&b'/') {
+        return vec![program.to_vec()];
+    }
+    path.unwrap_or(DEFAULT_PATH)
+        .split(|&b| b == b':')
+        .map(|dir| {
+            let dir = if dir.is_empty() { b".".as_slice() } else { dir };
+            let mut file = dir.to_vec();
+            if !file.ends_with(b"/") {
+                file.push(b'/');
+            }
+            file.extend_from_slice(program);
+            file
+        })
+        .collect()
+}
+
+/// Replaces this process with `program` (found as [`exec_candidates`] says),
+/// keeping the PID, with execve(2) and this process's environment. No shell
+/// is involved: a file the kernel cannot execute (a script without `#!`)
+/// fails with `ENOEXEC` instead of being handed to `/bin/sh`.
 ///
-/// Returns only on failure, with the OS error.
+/// Returns only on failure, with the OS error: of the first candidate that
+/// exists but cannot be executed, else `ENOENT` (or the last error).
 pub fn exec(program: &OsString, args: &[OsString]) -> std::io::Error {
-    let to_c = |s: &OsString| CString::new(s.as_bytes());
-    let prog = match to_c(program) {
-        Ok(p) => p,
-        Err(_) => return std::io::Error::from(std::io::ErrorKind::InvalidInput),
+    let invalid = || std::io::Error::from(std::io::ErrorKind::InvalidInput);
+    let Ok(argv0) = CString::new(program.as_bytes()) else {
+        return invalid();
     };
     let mut argv = Vec::with_capacity(args.len() + 1);
-    argv.push(prog.clone());
+    argv.push(argv0);
     for a in args {
-        match to_c(a) {
+        match CString::new(a.as_bytes()) {
             Ok(c) => argv.push(c),
-            Err(_) => return std::io::Error::from(std::io::ErrorKind::InvalidInput),
+            Err(_) => return invalid(),
         }
     }
-    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
-    ptrs.push(std::ptr::null());
-    // SAFETY: `prog` and every pointer in `ptrs` point to NUL-terminated strings
-    // that outlive the call; `ptrs` ends with a null pointer.
-    unsafe { libc::execvp(prog.as_ptr(), ptrs.as_ptr()) };
-    std::io::Error::last_os_error()
+    let mut envp = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        let mut kv = k.as_bytes().to_vec();
+        kv.push(b'=');
+        kv.extend_from_slice(v.as_bytes());
+        match CString::new(kv) {
+            Ok(c) => envp.push(c),
+            Err(_) => return invalid(),
+        }
+    }
+    let nul_ended = |v: &[CString]| {
+        let mut p: Vec<*const libc::c_char> = v.iter().map(|c| c.as_ptr()).collect();
+        p.push(std::ptr::null());
+        p
+    };
+    let (argv_p, envp_p) = (nul_ended(&argv), nul_ended(&envp));
+    let path = std::env::var_os("PATH");
+    let mut denied = None;
+    let mut last = std::io::Error::from_raw_os_error(libc::ENOENT);
+    for file in exec_candidates(program.as_bytes(), path.as_ref().map(|p| p.as_bytes())) {
+        let Ok(file) = CString::new(file) else {
+            continue;
+        };
+        // SAFETY: `file`, every pointer in `argv_p` and `envp_p` point to
+        // NUL-terminated strings that outlive the call; both arrays end with null.
+        unsafe { libc::execve(file.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            // Not in this directory: try the next, as a shell does.
+            Some(libc::ENOENT | libc::ENOTDIR) => last = err,
+            // There but not executable by us: remembered, the search goes on.
+            Some(libc::EACCES) => {
+                denied.get_or_insert(err);
+            }
+            _ => return err,
+        }
+    }
+    denied.unwrap_or(last)
+}
+
+/// Whether an exec error means the file is not in a format the kernel runs
+/// (`ENOEXEC`: no `#!` line and not a binary for this machine).
+pub fn is_not_executable_format(err: &std::io::Error) -> bool {
+    err.raw_os_error() == Some(libc::ENOEXEC)
 }
 
 /// The effective user id (geteuid(2) cannot fail).
@@ -176,6 +246,26 @@ mod tests {
         let before = raise_nofile_limit(0).expect("getrlimit");
         let after = raise_nofile_limit(u64::MAX).expect("getrlimit");
         assert!(after >= before);
+    }
+
+    #[test]
+    fn programs_are_found_as_a_shell_finds_them() {
+        let c = |p: &str, path: Option<&str>| -> Vec<String> {
+            exec_candidates(p.as_bytes(), path.map(str::as_bytes))
+                .into_iter()
+                .map(|f| String::from_utf8(f).unwrap())
+                .collect()
+        };
+        assert_eq!(c("/etc/hostname", Some("/bin")), ["/etc/hostname"]);
+        assert_eq!(c("./run", Some("/bin")), ["./run"]);
+        assert_eq!(c("a/b", None), ["a/b"]);
+        assert_eq!(
+            c("app", Some("/usr/local/bin/::/bin")),
+            ["/usr/local/bin/app", "./app", "/bin/app"]
+        );
+        assert_eq!(c("app", None), ["/bin/app", "/usr/bin/app"]);
+        assert_eq!(c("app", Some("")), ["./app"]);
+        assert!(c("", Some("/bin")).is_empty());
     }
 
     #[test]

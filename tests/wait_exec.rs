@@ -304,6 +304,29 @@ fn exec_of_a_missing_or_unexecutable_command_exits_like_a_shell() {
         &envs(&settings),
     );
     out.assert_exit(126);
+
+    // An executable text file without `#!`: execve says ENOEXEC and no shell
+    // steps in (a scratch image has none): 126 and a message that says why.
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.path().join("no-shebang");
+    std::fs::write(&script, "exit 3\n").expect("write");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = run(
+        &["exec", "--", script.to_str().expect("utf-8")],
+        &envs(&settings),
+    );
+    out.assert_exit(126);
+    assert!(out.stderr.contains("not an executable format"), "{out}");
+
+    // A name without `/` is looked up in PATH, as a shell does.
+    let named = dir.path().join("named-workload");
+    std::fs::write(&named, "#!/bin/sh\nexit 7\n").expect("write");
+    std::fs::set_permissions(&named, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut in_path = settings.clone();
+    let path = format!("/nonexistent:{}", dir.path().display());
+    in_path.push(("PATH", path));
+    run(&["exec", "--", "named-workload"], &envs(&in_path)).assert_exit(7);
+    run(&["exec", "--", "no-such-workload"], &envs(&in_path)).assert_exit(127);
 }
 
 #[test]

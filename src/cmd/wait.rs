@@ -212,8 +212,13 @@ pub fn exec(config: &Config, program: &OsString, args: &[OsString]) -> i32 {
         std::io::ErrorKind::NotFound => EXIT_NOT_FOUND,
         _ => EXIT_NOT_EXECUTABLE,
     };
+    let why = if crate::sys::is_not_executable_format(&err) {
+        "not an executable format (a script needs a #! line: exec runs CMD with execve, without a shell)".to_string()
+    } else {
+        err.to_string()
+    };
     eprintln!(
-        "skewguard: cannot execute {}: {err}",
+        "skewguard: cannot execute {}: {why}",
         program.to_string_lossy()
     );
     code
