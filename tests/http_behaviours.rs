@@ -143,7 +143,7 @@ fn date_server(how: Behaviour) -> SocketAddr {
             let requests = requests.clone();
             std::thread::spawn(move || {
                 let _ = tcp.set_nodelay(true);
-                while read_head(&mut tcp) {
+                while support::read_request_head(&mut tcp) {
                     let n = requests.fetch_add(1, Ordering::SeqCst);
                     let t = how.stamp(conn, n, now());
                     let date =
@@ -165,18 +165,6 @@ fn date_server(how: Behaviour) -> SocketAddr {
         }
     });
     addr
-}
-
-fn read_head(s: &mut impl std::io::Read) -> bool {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return false,
-        }
-    }
-    true
 }
 
 fn target(addr: SocketAddr) -> HttpTarget {

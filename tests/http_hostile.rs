@@ -6,6 +6,8 @@
 //! `query()` directly (the source's own contract), and the built binary as a
 //! user runs it (`skewguard check --output json`).
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -60,7 +62,7 @@ fn serve_with(
 /// Serves requests on one connection until the peer goes or a reply closes it.
 fn handle<S: Read + Write>(mut s: S, respond: &Respond, hits: &AtomicUsize) {
     for n in 0.. {
-        if !read_head(&mut s) {
+        if !support::read_request_head(&mut s) {
             return;
         }
         hits.fetch_add(1, Ordering::SeqCst);
@@ -76,18 +78,6 @@ fn handle<S: Read + Write>(mut s: S, respond: &Respond, hits: &AtomicUsize) {
             return;
         }
     }
-}
-
-fn read_head<S: Read>(s: &mut S) -> bool {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return false,
-        }
-    }
-    true
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

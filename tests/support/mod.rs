@@ -760,13 +760,7 @@ impl WebServer {
 
     /// The server's output and error log so far.
     pub fn log(&self) -> String {
-        let mut log = self
-            .daemon
-            .as_ref()
-            .map(Daemon::log_text)
-            .unwrap_or_default();
-        log += &fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default();
-        log
+        server_log(self.daemon.as_ref(), &self.dir)
     }
 }
 
@@ -954,13 +948,7 @@ impl Nginx {
 
     /// nginx's output and error log so far.
     pub fn log(&self) -> String {
-        let mut log = self
-            .daemon
-            .as_ref()
-            .map(Daemon::log_text)
-            .unwrap_or_default();
-        log += &fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default();
-        log
+        server_log(self.daemon.as_ref(), &self.dir)
     }
 }
 
@@ -1549,4 +1537,25 @@ pub fn record_coverage(
         use std::io::Write as _;
         let _ = writeln!(f, "{line}");
     }
+}
+
+/// A web server's captured output followed by the `error.log` in its directory.
+fn server_log(daemon: Option<&Daemon>, dir: &TempDir) -> String {
+    let mut log = daemon.map(Daemon::log_text).unwrap_or_default();
+    log += &fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+    log
+}
+
+/// Reads one HTTP request head (up to the blank line) byte by byte, for the
+/// in-process fake servers; `false` when the peer closed or failed first.
+pub fn read_request_head(s: &mut impl std::io::Read) -> bool {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return false,
+        }
+    }
+    true
 }
