@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use skewguard::clock::SystemClock;
 use skewguard::config::Config;
+use skewguard::os::clock::SystemClock;
 use skewguard::round::Rounds;
 
 fn cpu() -> Duration {

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use skewguard::cli::{self, Command};
 use skewguard::cmd::{self, EXIT_FAIL, EXIT_USAGE};
+use skewguard::config::cli::{self, Command};
 use skewguard::config::{self, Config, LogFormat};
 
 fn main() -> ExitCode {

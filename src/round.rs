@@ -3,10 +3,10 @@
 //!
 //! Above the protocols (`ntp`, `nts`, `http_date`) and the report; below the commands.
 
-use crate::clock::Clock;
 use crate::config::Config;
-use crate::report::{HostFacts, Judging, Report};
-use crate::source::{Outcome, QuerySettings, Source, SourceError};
+use crate::core::report::{HostFacts, Judging, Report};
+use crate::core::source::{Outcome, QuerySettings, Source, SourceError};
+use crate::os::clock::Clock;
 
 /// Queries one source once, keeping no state.
 pub async fn measure(source: &Source, settings: &QuerySettings, clock: &dyn Clock) -> Outcome {
@@ -16,9 +16,9 @@ pub async fn measure(source: &Source, settings: &QuerySettings, clock: &dyn Cloc
 /// What a source keeps between rounds: the NTS key exchange's keys and cookies.
 #[derive(Debug, Default)]
 pub struct SourceState {
-    nts: Option<crate::nts::client::NtsState>,
+    nts: Option<crate::proto::nts::client::NtsState>,
     /// NTS work counters.
-    pub nts_stats: crate::nts::client::NtsStats,
+    pub nts_stats: crate::proto::nts::client::NtsStats,
 }
 
 /// Queries one source, using and updating its state from earlier rounds.
@@ -29,10 +29,12 @@ pub async fn measure_with(
     state: &mut SourceState,
 ) -> Outcome {
     match source {
-        Source::Ntp { host, port } => crate::ntp::client::query(host, *port, settings, clock).await,
-        Source::Http(target) => crate::http_date::query(target, settings, clock).await,
+        Source::Ntp { host, port } => {
+            crate::proto::ntp::client::query(host, *port, settings, clock).await
+        }
+        Source::Http(target) => crate::proto::http_date::query(target, settings, clock).await,
         Source::Nts { host, port } => {
-            crate::nts::client::query(
+            crate::proto::nts::client::query(
                 host,
                 *port,
                 settings,
@@ -60,7 +62,7 @@ pub fn host_facts(clock: &dyn Clock) -> HostFacts {
     let boot = clock.boottime().as_secs_f64();
     let mono = clock.monotonic().as_secs_f64();
     HostFacts {
-        kernel: crate::sys::kernel_clock(),
+        kernel: crate::os::sys::kernel_clock(),
         suspended_seconds: (boot - mono).max(0.0),
         now: clock.realtime() as f64 / 1e9,
         platform: Default::default(),
@@ -153,7 +155,7 @@ impl<'a> Rounds<'a> {
                     if !wait.is_zero() {
                         return Outcome::from_result(Err(SourceError::KissOfDeath(format!(
                             "RATE (not queried again for {})",
-                            crate::duration::human_duration(wait.as_secs_f64())
+                            crate::core::duration::human_duration(wait.as_secs_f64())
                         ))));
                     }
                     measure_with(s, query, clock, state).await
@@ -232,12 +234,12 @@ pub async fn identities(
 ) -> (Vec<Vec<usize>>, Vec<Option<SourceError>>) {
     let lookups = sources.iter().map(|s| async move {
         let (proto, host, port) = protocol(s);
-        match tokio::time::timeout(timeout, crate::source::resolve(host, port)).await {
+        match tokio::time::timeout(timeout, crate::core::source::resolve(host, port)).await {
             Ok(Ok(addrs)) => Ok(addrs.into_iter().map(|a| (proto, a)).collect()),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(SourceError::Resolve(format!(
                 "{host}: no answer from the resolver within {}",
-                crate::duration::human_duration(timeout.as_secs_f64())
+                crate::core::duration::human_duration(timeout.as_secs_f64())
             ))),
         }
     });

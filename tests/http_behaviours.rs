@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use skewguard::clock::SystemClock;
-use skewguard::source::{HttpTarget, QuerySettings, Source};
+use skewguard::core::source::{HttpTarget, QuerySettings, Source};
+use skewguard::os::clock::SystemClock;
 
 /// One second.
 const S: f64 = 1.0;
@@ -195,9 +195,12 @@ async fn every_behaviour_keeps_the_truth_inside_the_interval() {
             let b = b.rephased();
             let settings = &settings;
             async move {
-                let out =
-                    skewguard::http_date::query(&target(date_server(b)), settings, &SystemClock)
-                        .await;
+                let out = skewguard::proto::http_date::query(
+                    &target(date_server(b)),
+                    settings,
+                    &SystemClock,
+                )
+                .await;
                 (b, out.result)
             }
         });
@@ -233,7 +236,7 @@ async fn every_behaviour_keeps_the_truth_inside_the_interval() {
 
 /// An honest SNTP server on 127.0.0.1 (the local clock, which is the truth).
 fn honest_ntp() -> SocketAddr {
-    use skewguard::ntp::packet::{NtpTimestamp, Packet, MODE_SERVER};
+    use skewguard::proto::ntp::packet::{NtpTimestamp, Packet, MODE_SERVER};
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
     sock.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use skewguard::clock::SystemClock;
-use skewguard::source::{HttpTarget, QuerySettings, Sample, Source, SourceError};
+use skewguard::core::source::{HttpTarget, QuerySettings, Sample, Source, SourceError};
+use skewguard::os::clock::SystemClock;
 
 /// What a fake sends for the n-th request on a connection (n from 0);
 /// `None` keeps the connection open and silent.
@@ -144,7 +144,7 @@ async fn query_with(
     settings: &QuerySettings,
 ) -> (Result<Sample, SourceError>, Duration) {
     let start = Instant::now();
-    let out = skewguard::http_date::query(&target(url), settings, &SystemClock).await;
+    let out = skewguard::proto::http_date::query(&target(url), settings, &SystemClock).await;
     (out.result, start.elapsed())
 }
 
@@ -230,7 +230,7 @@ fn holds(s: &Sample, truth: f64) -> bool {
 }
 
 /// The bisection's estimate of an HTTP sample.
-fn estimate(s: &Sample) -> skewguard::source::Estimate {
+fn estimate(s: &Sample) -> skewguard::core::source::Estimate {
     s.estimate
         .unwrap_or_else(|| panic!("an HTTP sample has an estimate: {s:?}"))
 }

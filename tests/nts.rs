@@ -244,10 +244,10 @@ fn nts_key_exchange_failures_are_clear_errors() {
 
 // ---- a fake NTS server: real key exchange and AEAD, scripted NTP replies ----
 
-use skewguard::nts::ext::{
+use skewguard::proto::nts::ext::{
     self as nts_ext, AUTHENTICATOR, COOKIE, COOKIE_PLACEHOLDER, UNIQUE_IDENTIFIER,
 };
-use skewguard::nts::ke as nts_ke;
+use skewguard::proto::nts::ke as nts_ke;
 
 /// What the fake's NTP side answers.
 #[derive(Clone, Copy, PartialEq)]

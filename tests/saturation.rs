@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use skewguard::clock::SystemClock;
-use skewguard::source::{HttpTarget, QuerySettings, Sample, Source};
-use skewguard::verdict::Verdict;
+use skewguard::core::source::{HttpTarget, QuerySettings, Sample, Source};
+use skewguard::core::verdict::Verdict;
+use skewguard::os::clock::SystemClock;
 use support::{Chrony, Nginx};
 
 /// Busy threads, eight per core; stopped and joined on drop.
@@ -113,7 +113,7 @@ fn the_bound_holds_with_every_core_saturated() {
     let mut errors = Vec::new();
     rt.block_on(async {
         for _ in 0..rounds {
-            let out = skewguard::ntp::client::query(
+            let out = skewguard::proto::ntp::client::query(
                 "127.0.0.1",
                 chrony.port(),
                 &ntp_settings,
@@ -139,8 +139,8 @@ fn the_bound_holds_with_every_core_saturated() {
         // HTTP rounds five at a time: each spends most of its time waiting
         // for its probe instants.
         for _ in 0..rounds.div_ceil(5) {
-            let futs =
-                (0..5).map(|_| skewguard::http_date::query(&http, &http_settings, &SystemClock));
+            let futs = (0..5)
+                .map(|_| skewguard::proto::http_date::query(&http, &http_settings, &SystemClock));
             for out in skewguard::round::join_all(futs).await {
                 match out.result {
                     Ok(s) => {

@@ -19,9 +19,9 @@ use std::os::unix::ffi::OsStringExt;
 use std::time::Instant;
 
 use arbitrary::{Arbitrary, Unstructured};
-use skewguard::cli::{self, Command};
+use skewguard::config::cli::{self, Command};
 use skewguard::config::{gather, setting_for_flag, unknown_variables, Config, PREFIX, SETTINGS};
-use skewguard::source::Source;
+use skewguard::core::source::Source;
 
 const UNITS: &[&str] = &[
     "", "ns", "us", "ms", "s", "m", "min", "h", "d", "w", "M", "y", "years", "sec",

@@ -13,9 +13,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use arbitrary::{Arbitrary, Unstructured};
 use http::header::{HeaderMap, HeaderName, HeaderValue, AGE, DATE};
-use skewguard::clock::NANOS_PER_SEC;
-use skewguard::http_date::interval::{DATE_LAG_ALLOWANCE, DATE_LEAD_ALLOWANCE, MAX_ANSWERS};
-use skewguard::http_date::{read_date, Answer, OffsetInterval, Refiner};
+use skewguard::os::clock::NANOS_PER_SEC;
+use skewguard::proto::http_date::interval::{DATE_LAG_ALLOWANCE, DATE_LEAD_ALLOWANCE, MAX_ANSWERS};
+use skewguard::proto::http_date::{read_date, Answer, OffsetInterval, Refiner};
 
 use crate::assert_printable;
 

@@ -14,7 +14,7 @@
 //!
 //! Inputs shorter than 25 bytes are zero-padded.
 
-use skewguard::ntp::packet::{
+use skewguard::proto::ntp::packet::{
     bounded_sample, check_reply, rate_backoff, sample, Exchange, KissCode, NtpTimestamp, Packet,
     Rejection, MAX_RATE_BACKOFF, MAX_ROOT_DISTANCE_SECS, MIN_RATE_BACKOFF, MODE_SERVER, PACKET_LEN,
     UNSYNCHRONISED_STRATUM,

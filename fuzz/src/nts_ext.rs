@@ -5,7 +5,7 @@
 //! genuine reply built around the input's cookies verifies and gives them back;
 //! the same reply with any one byte flipped never verifies.
 
-use skewguard::nts::ext::{check_reply, fields, push_field, seal_reply, AUTHENTICATOR, COOKIE, UID_LEN, UNIQUE_IDENTIFIER};
+use skewguard::proto::nts::ext::{check_reply, fields, push_field, seal_reply, AUTHENTICATOR, COOKIE, UID_LEN, UNIQUE_IDENTIFIER};
 
 use crate::assert_printable;
 

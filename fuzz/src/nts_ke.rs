@@ -3,7 +3,7 @@
 //! Properties: parsing never panics; an accepted response has 1..=8 cookies,
 //! and encoding it again parses to the same value; error texts are printable.
 
-use skewguard::nts::ke::{
+use skewguard::proto::nts::ke::{
     kind, parse_response, push_record, KeResponse, AEAD_AES_SIV_CMAC_256, MAX_COOKIES,
     NEXT_PROTOCOL_NTPV4,
 };

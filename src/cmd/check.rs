@@ -6,12 +6,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache;
-use crate::clock::Clock;
 use crate::config::{Config, Output};
-use crate::duration::human_duration;
-use crate::holdover::Anchor;
-use crate::report::Report;
+use crate::core::duration::human_duration;
+use crate::core::holdover::Anchor;
+use crate::core::report::Report;
+use crate::os::clock::Clock;
+use crate::os::file as cache;
 
 use super::{runtime, system_clock, EXIT_FAIL, EXIT_OK};
 use crate::round::assess;
@@ -26,14 +26,14 @@ pub fn render(config: &Config, report: &Report) -> String {
     match config.output {
         Output::Text => report.to_text(),
         Output::Json => format!("{}\n", report.to_json()),
-        Output::Npd => crate::npd::line(report),
+        Output::Npd => crate::output::npd::line(report),
     }
 }
 
 /// The exit code a report maps to.
 pub fn exit_code(config: &Config, report: &Report) -> i32 {
     if config.output == Output::Npd {
-        return crate::npd::exit_code(report.verdict, config.unknown_passes);
+        return crate::output::npd::exit_code(report.verdict, config.unknown_passes);
     }
     if report.verdict.passes(config.unknown_passes) {
         EXIT_OK
@@ -77,7 +77,7 @@ struct Hit {
 /// Whether a cached result may stand for a measurement at boottime `now`
 /// (seconds): same configuration, not older than `CACHE_MAX_AGE`, and an ok or
 /// warn result whose skew bound, grown by `MAX_DRIFT` over its age (the
-/// holdover rule, [`crate::holdover`]), still gives the same verdict. The
+/// holdover rule, [`crate::core::holdover`]), still gives the same verdict. The
 /// report served carries the grown uncertainty and a note saying it is cached
 /// and how old. `Err`: why not, for the debug log.
 fn servable(cached: Cached, config: &Config, now: f64) -> Result<Hit, String> {
@@ -214,7 +214,7 @@ struct CachedJson<'a> {
 fn render_hit(config: &Config, hit: &Hit) -> String {
     match config.output {
         Output::Text => hit.report.to_text(),
-        Output::Npd => crate::npd::marked_line(&hit.report, " (cached)"),
+        Output::Npd => crate::output::npd::marked_line(&hit.report, " (cached)"),
         Output::Json => {
             let json = CachedJson {
                 report: &hit.report,
@@ -233,7 +233,7 @@ fn render_hit(config: &Config, hit: &Hit) -> String {
 pub fn run(config: &Config) -> i32 {
     let clock = system_clock();
     let boottime = clock.boottime().as_secs_f64();
-    let euid = crate::sys::effective_uid();
+    let euid = crate::os::sys::effective_uid();
     let mut writable = true;
     if let Some(path) = &config.cache_file {
         match read_cache(path, config, boottime, euid) {
@@ -287,7 +287,7 @@ mod tests {
         r.note = None;
         r.offset_seconds = Some(offset);
         r.uncertainty_seconds = Some(uncertainty);
-        r.verdict = crate::verdict::judge(offset, uncertainty, &c.thresholds);
+        r.verdict = crate::core::verdict::judge(offset, uncertainty, &c.thresholds);
         r
     }
 
@@ -364,7 +364,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("cache.json");
         let c = config(&[]);
-        let euid = crate::sys::effective_uid();
+        let euid = crate::os::sys::effective_uid();
         let ok = measured(&c, 0.01, 0.001);
         write_cache(&path, &c, 100.0, &ok, euid).unwrap();
         match read_cache(&path, &c, 110.0, euid) {

@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs}
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::source::{HttpTarget, Source};
+use crate::core::source::{HttpTarget, Source};
 
 use super::{EXIT_FAIL, EXIT_OK};
 
@@ -91,8 +91,8 @@ pub fn serve_listen_flag(cmdline: &[u8]) -> Option<SocketAddr> {
     if !name.starts_with("skewguard") {
         return None;
     }
-    let invocation = crate::cli::parse(args).ok()?;
-    if invocation.command != crate::cli::Command::Serve {
+    let invocation = crate::config::cli::parse(args).ok()?;
+    if invocation.command != crate::config::cli::Command::Serve {
         return None;
     }
     invocation.overrides.get("LISTEN")?.trim().parse().ok()
@@ -188,7 +188,7 @@ pub fn get(target: &HttpTarget, timeout: Duration) -> Result<Response, String> {
             .ok_or_else(|| {
                 format!(
                     "no answer within {}",
-                    crate::duration::human_duration(timeout.as_secs_f64())
+                    crate::core::duration::human_duration(timeout.as_secs_f64())
                 )
             })
     };

@@ -5,7 +5,7 @@ pub mod health;
 pub mod serve;
 pub mod wait;
 
-use crate::clock::SystemClock;
+use crate::os::clock::SystemClock;
 
 /// Exit code: the clock is fine (or the command succeeded).
 pub const EXIT_OK: i32 = 0;
@@ -43,7 +43,7 @@ pub struct LogContext {
     /// `serve`: its grown skew bound, seconds.
     pub holdover_bound_seconds: Option<f64>,
     /// The previous verdict served, to tell a recovery.
-    pub previous: Option<crate::verdict::Verdict>,
+    pub previous: Option<crate::core::verdict::Verdict>,
 }
 
 /// Logs a verdict the same way in `wait`, `exec` and `serve`: ok and warn at
@@ -51,9 +51,9 @@ pub struct LogContext {
 /// with one more WARN line per source that gave no measurement, saying why.
 /// Numbers are numbers, under the names the JSON report uses.
 pub fn log_verdict(
-    verdict: crate::verdict::Verdict,
+    verdict: crate::core::verdict::Verdict,
     headline: &str,
-    report: &crate::report::Report,
+    report: &crate::core::report::Report,
     ctx: LogContext,
 ) {
     let v = verdict.name();

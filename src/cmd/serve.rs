@@ -1,7 +1,7 @@
 //! `skewguard serve`: the sidecar. Measures at start and then every
 //! `SKEWGUARD_INTERVAL` (±10 % jitter, so a fleet does not query in lockstep),
 //! measures again at once when the wall clock jumps, and answers probes and
-//! scrapes from the latest measurement (see [`crate::server`]).
+//! scrapes from the latest measurement (see [`crate::serve::server`]).
 //!
 //! The measurement loop runs as a task beside the server on one thread: every
 //! source query is asynchronous and bounded, so a slow source never delays
@@ -10,11 +10,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::{Clock, UnixNanos};
 use crate::config::Config;
-use crate::duration::human_duration;
-use crate::metrics::Metrics;
-use crate::server::{self, State};
+use crate::core::duration::human_duration;
+use crate::os::clock::{Clock, UnixNanos};
+use crate::serve::metrics::Metrics;
+use crate::serve::server::{self, State};
 
 use super::{EXIT_FAIL, EXIT_OK, EXIT_USAGE};
 use crate::round::Rounds;
@@ -65,7 +65,7 @@ async fn serve(config: Arc<Config>, clock: &'static dyn Clock) -> i32 {
     };
     // Every descriptor the hard limit allows, less a reserve for the
     // measurement, may hold a connection; a flood never starves a round.
-    let nofile = crate::sys::raise_nofile_limit(MAX_NOFILE);
+    let nofile = crate::os::sys::raise_nofile_limit(MAX_NOFILE);
     let cap = server::connection_cap(nofile);
     tracing::debug!(
         nofile,
@@ -154,7 +154,7 @@ async fn measure_loop(config: Arc<Config>, clock: &'static dyn Clock, state: Arc
         let served = state.health();
         // In holdover the round measured nothing: the numbers logged are the
         // ones served (the held offset, the grown uncertainty), as in the body.
-        let logged = crate::report::Report {
+        let logged = crate::core::report::Report {
             offset_seconds: served.offset_seconds,
             uncertainty_seconds: served.uncertainty_seconds,
             ..report
@@ -331,7 +331,7 @@ pub fn detect_jump(before: &ClockReading, after: &ClockReading) -> Option<ClockJ
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::NANOS_PER_SEC;
+    use crate::os::clock::NANOS_PER_SEC;
 
     fn reading(real_ms: i128, mono_ms: u64, boot_ms: u64) -> ClockReading {
         ClockReading {
@@ -399,14 +399,14 @@ mod tests {
 
     impl Clock for SteppedClock {
         fn realtime(&self) -> UnixNanos {
-            crate::clock::SystemClock.realtime()
+            crate::os::clock::SystemClock.realtime()
                 + i128::from(self.0.load(std::sync::atomic::Ordering::Relaxed))
         }
         fn monotonic(&self) -> Duration {
-            crate::clock::SystemClock.monotonic()
+            crate::os::clock::SystemClock.monotonic()
         }
         fn boottime(&self) -> Duration {
-            crate::clock::SystemClock.boottime()
+            crate::os::clock::SystemClock.boottime()
         }
     }
 

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::clock::Clock;
 use crate::config::Config;
-use crate::duration::human_setting;
-use crate::report::Report;
+use crate::core::duration::human_setting;
+use crate::core::report::Report;
+use crate::os::clock::Clock;
 use crate::round::Rounds;
 
 use super::{runtime, system_clock, EXIT_FAIL, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_OK};
@@ -95,7 +95,7 @@ fn timed_out(config: &Config, last: Option<Report>) -> Report {
         None => Report::unmeasured(
             &crate::round::judging(config),
             system_clock().realtime() as f64 / 1e9,
-            crate::verdict::Verdict::Unknown,
+            crate::core::verdict::Verdict::Unknown,
             format!("UNKNOWN: no measurement completed within SKEWGUARD_WAIT_TIMEOUT={waited}"),
         ),
     }
@@ -206,13 +206,13 @@ pub fn exec(config: &Config, program: &OsString, args: &[OsString]) -> i32 {
         return code;
     }
     let _ = std::io::stdout().flush();
-    crate::sys::reset_signals();
-    let err = crate::sys::exec(program, args);
+    crate::os::sys::reset_signals();
+    let err = crate::os::sys::exec(program, args);
     let code = match err.kind() {
         std::io::ErrorKind::NotFound => EXIT_NOT_FOUND,
         _ => EXIT_NOT_EXECUTABLE,
     };
-    let why = if crate::sys::is_not_executable_format(&err) {
+    let why = if crate::os::sys::is_not_executable_format(&err) {
         "not an executable format (a script needs a #! line: exec runs CMD with execve, without a shell)".to_string()
     } else {
         err.to_string()

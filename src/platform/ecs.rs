@@ -15,8 +15,8 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 
 use super::AwsClock;
-use crate::duration::human_duration;
-use crate::source::Source;
+use crate::core::duration::human_duration;
+use crate::core::source::Source;
 
 /// `source` of the evidence.
 pub const SOURCE: &str = "ecs-task-metadata";

@@ -432,7 +432,7 @@ impl AwsClock {
         if let Some(b) = self.error_bound_seconds {
             details.push(format!(
                 "error bound {}",
-                crate::duration::human_duration(b)
+                crate::core::duration::human_duration(b)
             ));
         }
         if let Some(t) = &self.as_of {

@@ -45,9 +45,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::config::Config;
-use crate::report::{Report, SourceStatus};
-use crate::source::Source;
-use crate::verdict::Verdict;
+use crate::core::report::{Report, SourceStatus};
+use crate::core::source::Source;
+use crate::core::verdict::Verdict;
 
 /// `Content-Type` of the OpenMetrics text.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -563,9 +563,9 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{HostFacts, Judging};
-    use crate::source::{Outcome, Sample, SourceError};
-    use crate::sys::KernelClock;
+    use crate::core::report::{HostFacts, Judging};
+    use crate::core::source::{Outcome, Sample, SourceError};
+    use crate::os::sys::KernelClock;
 
     /// The value of the sample line that starts with `series` followed by a space.
     fn value(text: &str, series: &str) -> Option<String> {

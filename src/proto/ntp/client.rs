@@ -1,6 +1,6 @@
 //! Queries one NTP server over UDP.
 //!
-//! Thin I/O around [`crate::ntp::packet`]: resolve, send a request carrying a
+//! Thin I/O around [`crate::proto::ntp::packet`]: resolve, send a request carrying a
 //! random nonce, and wait for the genuine reply. The socket is connected, so
 //! the kernel drops datagrams from any other address (they can neither cut the
 //! wait short nor pass for an answer) and reports an ICMP port unreachable as
@@ -10,7 +10,7 @@
 //! kiss) ends the exchange at once instead of waiting out the timeout.
 //!
 //! Timing: realtime is read once per exchange, bracketed by monotonic reads
-//! ([`crate::clock::Stamp`]); T1 is the earliest realtime the monotonic read
+//! ([`crate::os::clock::Stamp`]); T1 is the earliest realtime the monotonic read
 //! just before the send can be, T4 the latest the read just after the receive
 //! can be. A preemption anywhere in between only widens δ, and with it the
 //! bound; a wall-clock step during a query cannot distort the round trip.
@@ -25,9 +25,9 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::clock::Clock;
-use crate::ntp::packet::{self, KissAction, KissCode, NtpTimestamp, Packet, Rejection};
-use crate::source::{Outcome, QuerySettings, Sample, SourceError};
+use crate::core::source::{Outcome, QuerySettings, Sample, SourceError};
+use crate::os::clock::Clock;
+use crate::proto::ntp::packet::{self, KissAction, KissCode, NtpTimestamp, Packet, Rejection};
 
 /// Receive buffer: the 48-byte header plus room for extension fields; a longer
 /// datagram is truncated, which is harmless since only the header is read.
@@ -98,14 +98,14 @@ pub async fn query(host: &str, port: u16, settings: &QuerySettings, clock: &dyn 
     })
 }
 
-/// Resolves `host` ([`crate::source::resolve`]) within `timeout`.
+/// Resolves `host` ([`crate::core::source::resolve`]) within `timeout`.
 async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, SourceError> {
-    tokio::time::timeout(timeout, crate::source::resolve(host, port))
+    tokio::time::timeout(timeout, crate::core::source::resolve(host, port))
         .await
         .map_err(|_| {
             SourceError::Resolve(format!(
                 "{host}: no answer within {}",
-                crate::duration::human_duration(timeout.as_secs_f64())
+                crate::core::duration::human_duration(timeout.as_secs_f64())
             ))
         })?
 }
@@ -261,7 +261,7 @@ fn fresh_nonce() -> Result<NtpTimestamp, SourceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::{SystemClock, UnixNanos, NANOS_PER_SEC};
+    use crate::os::clock::{SystemClock, UnixNanos, NANOS_PER_SEC};
     use std::net::UdpSocket as StdUdpSocket;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
@@ -732,7 +732,7 @@ mod tests {
         assert!(s.rtt < 1.0, "{s:?}");
         // Realtime is read once, unless a preempted read was retried.
         let reads = clock.reads.load(Ordering::SeqCst);
-        assert!((1..=crate::clock::STAMP_TRIES as u32).contains(&reads));
+        assert!((1..=crate::os::clock::STAMP_TRIES as u32).contains(&reads));
     }
 
     #[tokio::test]

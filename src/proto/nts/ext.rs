@@ -1,14 +1,14 @@
 //! NTP extension fields for NTS (RFC 8915 §5) and their AEAD protection:
 //! building a request (Unique Identifier, NTS Cookie, placeholders, NTS
 //! Authenticator) and checking a reply. Pure: bytes and keys in, bytes or a
-//! reason out. The 48-byte header itself is `crate::ntp::packet`'s business.
+//! reason out. The 48-byte header itself is `crate::proto::ntp::packet`'s business.
 
 use std::fmt;
 
 use aes_siv::siv::Aes128Siv;
 use aes_siv::KeyInit;
 
-use crate::ntp::packet::PACKET_LEN;
+use crate::proto::ntp::packet::PACKET_LEN;
 
 /// Unique Identifier.
 pub const UNIQUE_IDENTIFIER: u16 = 0x0104;

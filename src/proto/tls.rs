@@ -30,8 +30,8 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
-use crate::clock::{UnixNanos, NANOS_PER_SEC};
-use crate::source::SourceError;
+use crate::core::source::SourceError;
+use crate::os::clock::{UnixNanos, NANOS_PER_SEC};
 
 /// Where the verifier leaves the date exemption of the latest handshake.
 pub type ExemptionSlot = Arc<Mutex<Option<DateExemption>>>;

@@ -8,9 +8,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::select::AuthSelect;
-use crate::source::{QuerySettings, Source};
-use crate::verdict::{Profile, Thresholds};
+pub mod cli;
+
+use crate::core::select::AuthSelect;
+use crate::core::source::{QuerySettings, Source};
+use crate::core::verdict::{Profile, Thresholds};
 
 /// Prefix of every variable.
 pub const PREFIX: &str = "SKEWGUARD_";
@@ -61,7 +63,7 @@ pub enum Output {
     /// One JSON object.
     Json,
     /// node-problem-detector's custom plugin protocol: one status line of at
-    /// most 80 characters; `check` exits 0 OK, 1 NonOK, 2 Unknown (see [`crate::npd`]).
+    /// most 80 characters; `check` exits 0 OK, 1 NonOK, 2 Unknown (see [`crate::output::npd`]).
     Npd,
 }
 
@@ -106,7 +108,7 @@ pub struct Config {
     /// `/livez`: how long the measurement loop may go without finishing a round.
     pub stale_after: Duration,
     /// How fast the bound of a held-over measurement grows.
-    pub max_drift: crate::holdover::MaxDrift,
+    pub max_drift: crate::core::holdover::MaxDrift,
     /// Where `check` keeps its cached result.
     pub cache_file: Option<PathBuf>,
     /// How old a cached result may be.
@@ -329,7 +331,7 @@ fn within_window(
         .filter(|p| p.window_seconds() == wider)
         .map(|p| p.name())
         .collect();
-    let human = crate::duration::human_setting;
+    let human = crate::core::duration::human_setting;
     let advice = if fits.is_empty() {
         format!("no profile has a window wider than {}", human(secs))
     } else {
@@ -356,7 +358,7 @@ fn within_window(
 pub const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
 
 /// Checks a log filter: comma-separated `LEVEL` or `TARGET=LEVEL` directives,
-/// a target being a lowercase Rust module path (`skewguard`, `skewguard::ntp`).
+/// a target being a lowercase Rust module path (`skewguard`, `skewguard::proto::ntp`).
 /// `tracing`'s own parser takes any word as a target, so `verbose` would
 /// silence every log line instead of being refused.
 pub fn check_log_filter(filter: &str) -> Result<(), String> {
@@ -494,7 +496,7 @@ impl Config {
                 raw.warn_skew.as_deref().unwrap_or_default(),
                 format!(
                     "a duration no larger than SKEWGUARD_MAX_SKEW ({})",
-                    crate::duration::human_setting(max_skew.as_secs_f64())
+                    crate::core::duration::human_setting(max_skew.as_secs_f64())
                 ),
             ));
         }
@@ -588,10 +590,10 @@ impl Config {
         };
         let stale_after = positive_duration("STALE_AFTER", &raw.stale_after, interval * 3)?;
         let max_drift = match &raw.max_drift {
-            None => crate::holdover::MaxDrift::DEFAULT,
+            None => crate::core::holdover::MaxDrift::DEFAULT,
             // Units in lowercase, as everywhere: `500PPM` is refused.
             Some(s) => (!s.contains(|c: char| c.is_ascii_uppercase()))
-                .then(|| crate::holdover::MaxDrift::parse(s))
+                .then(|| crate::core::holdover::MaxDrift::parse(s))
                 .flatten()
                 .ok_or_else(|| {
                     err(
@@ -700,7 +702,10 @@ mod tests {
         assert_eq!(c.max_drift.ppm(), 500.0);
         let c = cfg(&[("MAX_DRIFT", "5000ppm")]).unwrap();
         assert_eq!(c.max_drift.ppm(), 5000.0);
-        assert_eq!(crate::round::judging(&c), crate::report::Judging::default());
+        assert_eq!(
+            crate::round::judging(&c),
+            crate::core::report::Judging::default()
+        );
     }
 
     #[test]
@@ -848,7 +853,7 @@ mod tests {
             "info",
             "warn,skewguard=debug",
             "off",
-            "skewguard::ntp=trace,hyper=warn",
+            "skewguard::proto::ntp=trace,hyper=warn",
         ] {
             assert_eq!(check_log_filter(good), Ok(()), "{good}");
         }

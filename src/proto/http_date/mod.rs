@@ -16,7 +16,6 @@
 //! true.
 
 pub mod interval;
-pub mod tls;
 
 pub use interval::{Answer, Inconsistent, OffsetInterval, Refiner};
 
@@ -37,8 +36,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::clock::{Clock, Stamp, UnixNanos};
-use crate::source::{Exemption, HttpTarget, Outcome, QuerySettings, Sample, SourceError};
+use crate::core::source::{Exemption, HttpTarget, Outcome, QuerySettings, Sample, SourceError};
+use crate::os::clock::{Clock, Stamp, UnixNanos};
+use crate::proto::tls;
 
 /// Largest response head accepted (status line and headers, bytes). Real `Date`
 /// sources send a few hundred bytes; the bound keeps a hostile server from
@@ -204,7 +204,7 @@ impl Session<'_> {
 
     /// Resolves, connects and takes the first answer.
     async fn start(&mut self) -> Result<Answer, SourceError> {
-        self.addrs = crate::source::resolve(&self.target.host, self.target.port).await?;
+        self.addrs = crate::core::source::resolve(&self.target.host, self.target.port).await?;
         self.prepare().await?;
         self.ask().await
     }
@@ -505,7 +505,7 @@ mod tests {
             path: "/".into(),
         };
         let settings = QuerySettings::default();
-        let clock = crate::clock::SystemClock;
+        let clock = crate::os::clock::SystemClock;
         assert_send(&query(&target, &settings, &clock));
     }
 

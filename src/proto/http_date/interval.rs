@@ -30,8 +30,8 @@
 //! to `lag` is covered by the same allowance. Answers that contradict each
 //! other even with the allowance void the measurement.
 
-use crate::clock::{nanos_to_secs, UnixNanos, NANOS_PER_SEC};
-use crate::source::{Estimate, Sample};
+use crate::core::source::{Estimate, Sample};
+use crate::os::clock::{nanos_to_secs, UnixNanos, NANOS_PER_SEC};
 use std::fmt;
 
 /// Candidate offsets probed per round; ten cuts shrink the interval elevenfold.

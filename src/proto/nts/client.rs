@@ -1,7 +1,7 @@
 //! Queries one NTS server: the key exchange over TLS 1.3 (ALPN `ntske/1`, the
 //! same roots and date-exempted handshake as `https://` sources), then an
 //! authenticated NTP exchange over UDP. Thin I/O around [`super::ke`],
-//! [`super::ext`] and [`crate::ntp::packet`].
+//! [`super::ext`] and [`crate::proto::ntp::packet`].
 //!
 //! The key exchange's keys and cookies live in an [`NtsState`] that the caller
 //! keeps per source between rounds: each request spends one cookie and asks
@@ -19,12 +19,12 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tracing::debug;
 
-use crate::clock::{Clock, NANOS_PER_SEC};
-use crate::http_date::tls::{self, DateExemption};
-use crate::ntp::packet::{self, KissCode, NtpTimestamp, Packet, Rejection};
-use crate::nts::ext::{self, Keys, MAX_COOKIES, NONCE_LEN, UID_LEN};
-use crate::nts::ke;
-use crate::source::{Outcome, QuerySettings, Sample, SourceError};
+use crate::core::source::{Outcome, QuerySettings, Sample, SourceError};
+use crate::os::clock::{Clock, NANOS_PER_SEC};
+use crate::proto::ntp::packet::{self, KissCode, NtpTimestamp, Packet, Rejection};
+use crate::proto::nts::ext::{self, Keys, MAX_COOKIES, NONCE_LEN, UID_LEN};
+use crate::proto::nts::ke;
+use crate::proto::tls::{self, DateExemption};
 
 /// The kiss code of an NTS NAK: the server cannot use our cookie.
 pub const NAK: KissCode = KissCode(*b"NTSN");
@@ -140,7 +140,7 @@ fn vouch(st: &NtsState, sample: Sample, clock: &dyn Clock) -> Result<Sample, Sou
 }
 
 async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, SourceError> {
-    tokio::time::timeout(timeout, crate::source::resolve(host, port))
+    tokio::time::timeout(timeout, crate::core::source::resolve(host, port))
         .await
         .map_err(|_| SourceError::Resolve(format!("{host}: no answer within the timeout")))?
 }
@@ -166,7 +166,7 @@ async fn key_exchange(
     config.alpn_protocols = vec![ke::ALPN.to_vec()];
     let connector = TlsConnector::from(Arc::new(config));
     let work = async {
-        let addrs = crate::source::resolve(host, port).await?;
+        let addrs = crate::core::source::resolve(host, port).await?;
         let mut last = None;
         let mut tcp = None;
         for addr in &addrs {
@@ -407,7 +407,7 @@ mod tests {
         let s = QuerySettings::default();
         let mut state = None;
         let mut stats = NtsStats::default();
-        let clock = crate::clock::SystemClock;
+        let clock = crate::os::clock::SystemClock;
         let f = query("127.0.0.1", 1, &s, &clock, &mut state, &mut stats);
         is_send(&f);
     }

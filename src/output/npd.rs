@@ -7,9 +7,9 @@
 //! cannot know the clock either, so NPD shows the condition Unknown for both;
 //! the configuration error is said on stderr, which NPD logs.
 
-use crate::duration::{human_duration, human_setting};
-use crate::report::{Report, SourceStatus};
-use crate::verdict::Verdict;
+use crate::core::duration::{human_duration, human_setting};
+use crate::core::report::{Report, SourceStatus};
+use crate::core::verdict::Verdict;
 
 /// NPD's default `max_output_length`: longer lines are cut by NPD.
 pub const MAX_LINE: usize = 80;
@@ -85,8 +85,8 @@ fn shorten(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{HostFacts, Judging};
-    use crate::source::{Outcome, Sample, Source, SourceError};
+    use crate::core::report::{HostFacts, Judging};
+    use crate::core::source::{Outcome, Sample, Source, SourceError};
 
     fn assessed(offsets: &[Option<f64>]) -> Report {
         let uris: Vec<String> = (0..offsets.len())

@@ -187,7 +187,7 @@ mod tests {
     fn a_written_file_is_private_and_reads_back() {
         let d = dir("roundtrip");
         let path = d.join("c.json");
-        let euid = crate::sys::effective_uid();
+        let euid = crate::os::sys::effective_uid();
         assert_eq!(read(&path, euid), Ok(None));
         write(&path, b"{}", euid).unwrap();
         assert_eq!(read(&path, euid), Ok(Some(b"{}".to_vec())));
@@ -207,7 +207,7 @@ mod tests {
     #[test]
     fn links_devices_and_loose_modes_are_refused() {
         let d = dir("refused");
-        let euid = crate::sys::effective_uid();
+        let euid = crate::os::sys::effective_uid();
         let target = d.join("target");
         std::fs::write(&target, "keep").unwrap();
         let link = d.join("link");

@@ -4,14 +4,14 @@
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
-use crate::duration::{human_duration, human_setting, signed_seconds, spoken_duration};
+use crate::core::duration::{human_duration, human_setting, signed_seconds, spoken_duration};
 
-use crate::hint::{self, Evidence};
+use crate::core::hint::{self, Evidence};
+use crate::core::select::{self, AuthSelect, Candidate, Interval, Refusal, Selection};
+use crate::core::source::{Exemption, Outcome, Source, SourceError};
+use crate::core::verdict::{judge_measurement, Profile, Thresholds, Verdict};
+use crate::os::sys::KernelClock;
 use crate::platform::{AwsClock, Observation, Platform};
-use crate::select::{self, AuthSelect, Candidate, Interval, Refusal, Selection};
-use crate::source::{Exemption, Outcome, Source, SourceError};
-use crate::sys::KernelClock;
-use crate::verdict::{judge_measurement, Profile, Thresholds, Verdict};
 
 /// The result of one round of measurement, as `check` prints it and `/healthz` serves it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -554,7 +554,7 @@ fn skew_headline(verdict: Verdict, offset: f64, uncertainty: f64, by: &str, j: &
             spoken_duration(offset.abs() + uncertainty),
             human_duration(uncertainty)
         )
-    } else if crate::verdict::one_sided(offset, uncertainty) {
+    } else if crate::core::verdict::one_sided(offset, uncertainty) {
         // Far wider than its distance from zero (the certificate gap alone,
         // ~300 years wide): only the near end is a measurement.
         format!(
@@ -659,7 +659,7 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::Sample;
+    use crate::core::source::Sample;
 
     fn ok(offset: f64) -> Outcome {
         Outcome::from_result(Ok(Sample::plain(offset, 0.001, 0.0002)))

@@ -1,10 +1,10 @@
 //! Likely causes of a skewed clock and their fixes, told apart by evidence in
 //! a fixed order (see [`ORDER`]), each with a stable code for tools.
 
-use crate::duration::{human_duration, spoken_duration};
+use crate::core::duration::{human_duration, spoken_duration};
+use crate::core::verdict::Verdict;
+use crate::os::sys::KernelClock;
 use crate::platform::{AwsClock, Platform};
-use crate::sys::KernelClock;
-use crate::verdict::Verdict;
 
 /// What a hint is inferred from.
 #[derive(Debug, Clone)]
@@ -234,7 +234,7 @@ fn skew_hint(e: &Evidence) -> Option<Hint> {
     // A one-sided bound (the certificate gap alone) says only "at least": the
     // causes read from the size use that near end, and the ones that need the
     // size within a minute (time zone, whole days) cannot be told.
-    let one_sided = crate::verdict::one_sided(offset, e.uncertainty);
+    let one_sided = crate::core::verdict::one_sided(offset, e.uncertainty);
     let (size, spoken) = if one_sided {
         let near = offset.abs() - e.uncertainty;
         (near, format!("at least {}", spoken_duration(near)))

@@ -372,7 +372,7 @@ impl fmt::Display for SourceError {
         match self {
             SourceError::Resolve(e) => write!(f, "cannot resolve host: {e}"),
             SourceError::Io(e) => write!(f, "{e}"),
-            SourceError::Timeout(d) => write!(f, "no valid answer within {}", crate::duration::human_duration(d.as_secs_f64())),
+            SourceError::Timeout(d) => write!(f, "no valid answer within {}", crate::core::duration::human_duration(d.as_secs_f64())),
             SourceError::KissOfDeath(code) => write!(f, "server sent Kiss-o'-Death {code}"),
             SourceError::Refused(e) => write!(f, "refused: {e}"),
             SourceError::Invalid(e) => write!(f, "invalid reply: {e}"),
@@ -382,7 +382,7 @@ impl fmt::Display for SourceError {
             SourceError::OutsideCertificate { at_least, local_behind } => write!(
                 f,
                 "the local clock is outside this server certificate's validity period: it is at least {} {}",
-                crate::duration::human_duration(*at_least),
+                crate::core::duration::human_duration(*at_least),
                 if *local_behind { "behind" } else { "ahead" }
             ),
         }

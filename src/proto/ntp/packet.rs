@@ -3,14 +3,14 @@
 //! Pure code, no I/O: every decision about a reply (is it ours? is the server
 //! fit to be trusted? what offset does it give?) is a function of bytes and
 //! timestamps, so it can be tested without a network. The client in
-//! [`crate::ntp::client`] only moves datagrams and reads clocks.
+//! [`crate::proto::ntp::client`] only moves datagrams and reads clocks.
 
 use std::fmt;
 use std::ops::Sub;
 use std::time::Duration;
 
-use crate::clock::{UnixNanos, NANOS_PER_SEC};
-use crate::source::Sample;
+use crate::core::source::Sample;
+use crate::os::clock::{UnixNanos, NANOS_PER_SEC};
 
 /// Length of the NTP header; anything after it (extension fields, MAC) is ignored.
 pub const PACKET_LEN: usize = 48;

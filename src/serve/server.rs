@@ -24,12 +24,12 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
-use crate::clock::Clock;
-use crate::duration::{human_setting, spoken_duration};
-use crate::holdover::{Anchor, MaxDrift};
-use crate::metrics::Metrics;
-use crate::report::Report;
-use crate::verdict::{Thresholds, Verdict};
+use crate::core::duration::{human_setting, spoken_duration};
+use crate::core::holdover::{Anchor, MaxDrift};
+use crate::core::report::Report;
+use crate::core::verdict::{Thresholds, Verdict};
+use crate::os::clock::Clock;
+use crate::serve::metrics::Metrics;
 
 /// Most connections open at once (fewer under a low descriptor limit, see
 /// [`connection_cap`]); beyond it the oldest idle one is reclaimed.
@@ -66,7 +66,7 @@ pub struct State {
     /// How fast a held-over bound grows.
     pub max_drift: MaxDrift,
     /// Offsets since start or the last step or suspend, for the drift forecast.
-    history: Mutex<crate::forecast::History>,
+    history: Mutex<crate::core::forecast::History>,
     /// CLOCK_MONOTONIC when the loop last finished a round (or started): the
     /// liveness signal. Monotonic, not boottime: a sleeping host is not a hung loop.
     progress: Mutex<Duration>,
@@ -85,7 +85,7 @@ impl State {
     /// A state with no measurement yet; `judging` gives the thresholds and
     /// profile its unmeasured body shows until the first round.
     pub fn new(
-        judging: &crate::report::Judging,
+        judging: &crate::core::report::Judging,
         metrics: Metrics,
         max_drift: MaxDrift,
         unknown_passes: bool,
@@ -103,7 +103,7 @@ impl State {
                 "UNKNOWN: no measurement yet (the first round is under way)".into(),
             ),
             max_drift,
-            history: Mutex::new(crate::forecast::History::new()),
+            history: Mutex::new(crate::core::forecast::History::new()),
             progress: Mutex::new(clock.monotonic()),
             rounds: AtomicU64::new(0),
             metrics,
@@ -137,7 +137,7 @@ impl State {
         if let (Some(offset), Some(uncertainty)) =
             (report.offset_seconds, report.uncertainty_seconds)
         {
-            lock(&self.history).push(crate::forecast::Point {
+            lock(&self.history).push(crate::core::forecast::Point {
                 at: taken.as_secs_f64(),
                 offset,
                 uncertainty,
@@ -239,7 +239,7 @@ pub struct Held<'a> {
     /// How fast the anchor's bound grows.
     pub max_drift: MaxDrift,
     /// The drift fitted over the recent rounds, if there are enough.
-    pub drift: Option<crate::forecast::Drift>,
+    pub drift: Option<crate::core::forecast::Drift>,
 }
 
 /// The drift forecast as the body and `/metrics` show it.
@@ -396,7 +396,7 @@ pub fn health(held: &Held<'_>, now: Duration, unknown_passes: bool) -> Health {
 
 /// The headline of a held-over verdict: why, how old, how wide, how long left.
 fn holdover_headline(
-    judged: &crate::holdover::Held,
+    judged: &crate::core::holdover::Held,
     h: &Holdover,
     from_this_round: bool,
     latest: &Report,
@@ -547,7 +547,7 @@ pub fn respond(method: &Method, path: &str, accept: Option<&str>, state: &State)
             response(if l.alive { 200 } else { 503 }, "application/json", body)
         }
         _ => {
-            let format = crate::metrics::negotiate(accept);
+            let format = crate::serve::metrics::negotiate(accept);
             let h = state.health();
             state.metrics.scrape(h.verdict, state.age());
             state
@@ -887,8 +887,8 @@ async fn connection(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{HostFacts, Judging};
-    use crate::source::{Outcome, Sample, Source};
+    use crate::core::report::{HostFacts, Judging};
+    use crate::core::source::{Outcome, Sample, Source};
 
     fn report(offset: f64) -> Report {
         let sources = Source::parse_list("ntp://a").unwrap();
@@ -1001,7 +1001,7 @@ mod tests {
         Report::assess(
             &sources,
             &[Outcome::from_result(Err(
-                crate::source::SourceError::Timeout(Duration::from_secs(1)),
+                crate::core::source::SourceError::Timeout(Duration::from_secs(1)),
             ))],
             &Judging::default(),
             &HostFacts::default(),
@@ -1100,7 +1100,7 @@ mod tests {
 
     #[test]
     fn state_keeps_the_anchor_through_failed_rounds_and_drops_it_on_fail_or_jump() {
-        static CLOCK: crate::clock::SystemClock = crate::clock::SystemClock;
+        static CLOCK: crate::os::clock::SystemClock = crate::os::clock::SystemClock;
         let sources = Source::parse_list("ntp://a").unwrap();
         let state = State::new(
             &Judging::default(),
@@ -1188,7 +1188,7 @@ mod tests {
 
     #[test]
     fn routes_methods_and_paths() {
-        static CLOCK: crate::clock::SystemClock = crate::clock::SystemClock;
+        static CLOCK: crate::os::clock::SystemClock = crate::os::clock::SystemClock;
         let sources = Source::parse_list("ntp://a").unwrap();
         let state = State::new(
             &Judging::default(),
@@ -1207,12 +1207,15 @@ mod tests {
         state.publish(report(0.0));
         assert_eq!(status(Method::HEAD, "/readyz"), 200);
         let r = respond(&Method::GET, "/metrics", None, &state);
-        assert_eq!(r.headers()[CONTENT_TYPE], crate::metrics::TEXT_CONTENT_TYPE);
+        assert_eq!(
+            r.headers()[CONTENT_TYPE],
+            crate::serve::metrics::TEXT_CONTENT_TYPE
+        );
         let om = Some("application/openmetrics-text;version=1.0.0,*/*;q=0.1");
         let r = respond(&Method::GET, "/metrics", om, &state);
         assert_eq!(
             r.headers()[CONTENT_TYPE],
-            crate::metrics::OPENMETRICS_CONTENT_TYPE
+            crate::serve::metrics::OPENMETRICS_CONTENT_TYPE
         );
         let r = respond(&Method::PUT, "/metrics", None, &state);
         assert_eq!(r.headers()[ALLOW], "GET, HEAD");

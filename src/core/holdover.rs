@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use crate::verdict::{judge, Thresholds, Verdict};
+use crate::core::verdict::{judge, Thresholds, Verdict};
 
 /// The most the local clock is assumed to drift from true time, as a rate.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]

@@ -107,13 +107,17 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn realtime(&self) -> UnixNanos {
-        crate::sys::clock_nanos(crate::sys::ClockId::Realtime)
+        crate::os::sys::clock_nanos(crate::os::sys::ClockId::Realtime)
     }
     fn monotonic(&self) -> Duration {
-        nanos_to_duration(crate::sys::clock_nanos(crate::sys::ClockId::Monotonic))
+        nanos_to_duration(crate::os::sys::clock_nanos(
+            crate::os::sys::ClockId::Monotonic,
+        ))
     }
     fn boottime(&self) -> Duration {
-        nanos_to_duration(crate::sys::clock_nanos(crate::sys::ClockId::Boottime))
+        nanos_to_duration(crate::os::sys::clock_nanos(
+            crate::os::sys::ClockId::Boottime,
+        ))
     }
 }
 

@@ -1,0 +1,12 @@
+//! The domain without I/O: sources and their samples, selection, verdicts and
+//! profiles, holdover, forecast, hints and the report. Every hard decision is a
+//! function of values that a unit test can call.
+
+pub mod duration;
+pub mod forecast;
+pub mod hint;
+pub mod holdover;
+pub mod report;
+pub mod select;
+pub mod source;
+pub mod verdict;

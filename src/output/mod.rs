@@ -1,0 +1,3 @@
+//! Renderings of a report for the places people and programs read it.
+
+pub mod npd;
