@@ -5,47 +5,9 @@
 
 use crate::config::Config;
 use crate::core::report::{HostFacts, Judging, Report};
-use crate::core::source::{Outcome, QuerySettings, Source, SourceError};
+use crate::core::sample::{Outcome, SourceError};
 use crate::os::clock::Clock;
-
-/// Queries one source once, keeping no state.
-pub async fn measure(source: &Source, settings: &QuerySettings, clock: &dyn Clock) -> Outcome {
-    measure_with(source, settings, clock, &mut SourceState::default()).await
-}
-
-/// What a source keeps between rounds: the NTS key exchange's keys and cookies.
-#[derive(Debug, Default)]
-pub struct SourceState {
-    nts: Option<crate::proto::nts::client::NtsState>,
-    /// NTS work counters.
-    pub nts_stats: crate::proto::nts::client::NtsStats,
-}
-
-/// Queries one source, using and updating its state from earlier rounds.
-pub async fn measure_with(
-    source: &Source,
-    settings: &QuerySettings,
-    clock: &dyn Clock,
-    state: &mut SourceState,
-) -> Outcome {
-    match source {
-        Source::Ntp { host, port } => {
-            crate::proto::ntp::client::query(host, *port, settings, clock).await
-        }
-        Source::Http(target) => crate::proto::http_date::query(target, settings, clock).await,
-        Source::Nts { host, port } => {
-            crate::proto::nts::client::query(
-                host,
-                *port,
-                settings,
-                clock,
-                &mut state.nts,
-                &mut state.nts_stats,
-            )
-            .await
-        }
-    }
-}
+use crate::proto::{measure_with, Source, SourceState};
 
 /// The judging part of a configuration.
 pub fn judging(config: &Config) -> Judging {
@@ -106,7 +68,7 @@ impl<'a> Rounds<'a> {
 
     /// Key exchanges made so far, summed over the NTS sources.
     pub fn nts_key_exchanges(&self) -> u64 {
-        self.states.iter().map(|s| s.nts_stats.key_exchanges).sum()
+        self.states.iter().map(SourceState::key_exchanges).sum()
     }
 
     /// How long to hold off before the next round on account of Kiss-o'-Death
@@ -213,17 +175,6 @@ impl<'a> Rounds<'a> {
 /// What identifies a server: the protocol and a socket address it answers on.
 type Endpoint = (&'static str, std::net::SocketAddr);
 
-/// The protocol, host and port a source is reached at. `http://` and
-/// `https://` on one address are different services; paths do not matter
-/// (one server has one clock).
-fn protocol(source: &Source) -> (&'static str, &str, u16) {
-    match source {
-        Source::Ntp { host, port } => ("ntp", host, *port),
-        Source::Nts { host, port } => ("nts", host, *port),
-        Source::Http(t) => (if t.tls { "https" } else { "http" }, &t.host, t.port),
-    }
-}
-
 /// Resolves every source (all at once, each bounded by `timeout`) and groups
 /// those that reach one server: see [`group_by_endpoint`]. A source whose name
 /// does not resolve stands alone, with the error it will be reported with
@@ -233,8 +184,10 @@ pub async fn identities(
     timeout: std::time::Duration,
 ) -> (Vec<Vec<usize>>, Vec<Option<SourceError>>) {
     let lookups = sources.iter().map(|s| async move {
-        let (proto, host, port) = protocol(s);
-        match tokio::time::timeout(timeout, crate::core::source::resolve(host, port)).await {
+        // `http://` and `https://` on one address are different services;
+        // paths do not matter (one server has one clock).
+        let (proto, host, port) = (s.scheme(), s.host(), s.port());
+        match tokio::time::timeout(timeout, crate::proto::source::resolve(host, port)).await {
             Ok(Ok(addrs)) => Ok(addrs.into_iter().map(|a| (proto, a)).collect()),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(SourceError::Resolve(format!(

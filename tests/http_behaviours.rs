@@ -17,8 +17,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use skewguard::core::source::{HttpTarget, QuerySettings, Source};
+use skewguard::core::sample::QuerySettings;
+
 use skewguard::os::clock::SystemClock;
+use skewguard::proto::source::{HttpTarget, Source};
 
 /// One second.
 const S: f64 = 1.0;

@@ -15,8 +15,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use skewguard::core::source::{HttpTarget, QuerySettings, Sample, Source, SourceError};
+use skewguard::core::sample::{QuerySettings, Sample, SourceError};
+
 use skewguard::os::clock::SystemClock;
+use skewguard::proto::source::{HttpTarget, Source};
 
 /// What a fake sends for the n-th request on a connection (n from 0);
 /// `None` keeps the connection open and silent.
@@ -230,7 +232,7 @@ fn holds(s: &Sample, truth: f64) -> bool {
 }
 
 /// The bisection's estimate of an HTTP sample.
-fn estimate(s: &Sample) -> skewguard::core::source::Estimate {
+fn estimate(s: &Sample) -> skewguard::core::sample::Estimate {
     s.estimate
         .unwrap_or_else(|| panic!("an HTTP sample has an estimate: {s:?}"))
 }

@@ -14,9 +14,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use skewguard::core::source::{HttpTarget, QuerySettings, Sample, Source};
+use skewguard::core::sample::{QuerySettings, Sample};
+
 use skewguard::core::verdict::Verdict;
 use skewguard::os::clock::SystemClock;
+use skewguard::proto::source::{HttpTarget, Source};
 use support::{Chrony, Nginx};
 
 /// Busy threads, eight per core; stopped and joined on drop.

@@ -21,7 +21,7 @@ use std::time::Instant;
 use arbitrary::{Arbitrary, Unstructured};
 use skewguard::config::cli::{self, Command};
 use skewguard::config::{gather, setting_for_flag, unknown_variables, Config, PREFIX, SETTINGS};
-use skewguard::core::source::Source;
+use skewguard::proto::source::Source;
 
 const UNITS: &[&str] = &[
     "", "ns", "us", "ms", "s", "m", "min", "h", "d", "w", "M", "y", "years", "sec",

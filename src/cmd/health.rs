@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs}
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::core::source::{HttpTarget, Source};
+use crate::proto::source::{HttpTarget, Source};
 
 use super::{EXIT_FAIL, EXIT_OK};
 

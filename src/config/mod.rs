@@ -10,9 +10,11 @@ use std::time::Duration;
 
 pub mod cli;
 
+use crate::core::sample::QuerySettings;
 use crate::core::select::AuthSelect;
-use crate::core::source::{QuerySettings, Source};
+
 use crate::core::verdict::{Profile, Thresholds};
+use crate::proto::source::Source;
 
 /// Prefix of every variable.
 pub const PREFIX: &str = "SKEWGUARD_";

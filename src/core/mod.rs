@@ -7,6 +7,6 @@ pub mod forecast;
 pub mod hint;
 pub mod holdover;
 pub mod report;
+pub mod sample;
 pub mod select;
-pub mod source;
 pub mod verdict;

@@ -86,7 +86,9 @@ fn shorten(text: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use crate::core::report::{HostFacts, Judging};
-    use crate::core::source::{Outcome, Sample, Source, SourceError};
+    use crate::core::sample::{Outcome, Sample, SourceError};
+
+    use crate::proto::source::Source;
 
     fn assessed(offsets: &[Option<f64>]) -> Report {
         let uris: Vec<String> = (0..offsets.len())

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::AwsClock;
 use crate::core::duration::human_duration;
-use crate::core::source::Source;
+use crate::proto::source::Source;
 
 /// `source` of the evidence.
 pub const SOURCE: &str = "ecs-task-metadata";

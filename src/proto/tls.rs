@@ -30,7 +30,7 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
-use crate::core::source::SourceError;
+use crate::core::sample::SourceError;
 use crate::os::clock::{UnixNanos, NANOS_PER_SEC};
 
 /// Where the verifier leaves the date exemption of the latest handshake.

@@ -46,8 +46,8 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::config::Config;
 use crate::core::report::{Report, SourceStatus};
-use crate::core::source::Source;
 use crate::core::verdict::Verdict;
+use crate::proto::source::Source;
 
 /// `Content-Type` of the OpenMetrics text.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -564,7 +564,7 @@ impl Metrics {
 mod tests {
     use super::*;
     use crate::core::report::{HostFacts, Judging};
-    use crate::core::source::{Outcome, Sample, SourceError};
+    use crate::core::sample::{Outcome, Sample, SourceError};
     use crate::os::sys::KernelClock;
 
     /// The value of the sample line that starts with `series` followed by a space.

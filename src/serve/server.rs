@@ -888,7 +888,9 @@ async fn connection(
 mod tests {
     use super::*;
     use crate::core::report::{HostFacts, Judging};
-    use crate::core::source::{Outcome, Sample, Source};
+    use crate::core::sample::{Outcome, Sample};
+
+    use crate::proto::source::Source;
 
     fn report(offset: f64) -> Report {
         let sources = Source::parse_list("ntp://a").unwrap();
@@ -1001,7 +1003,7 @@ mod tests {
         Report::assess(
             &sources,
             &[Outcome::from_result(Err(
-                crate::core::source::SourceError::Timeout(Duration::from_secs(1)),
+                crate::core::sample::SourceError::Timeout(Duration::from_secs(1)),
             ))],
             &Judging::default(),
             &HostFacts::default(),

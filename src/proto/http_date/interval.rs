@@ -30,7 +30,7 @@
 //! to `lag` is covered by the same allowance. Answers that contradict each
 //! other even with the allowance void the measurement.
 
-use crate::core::source::{Estimate, Sample};
+use crate::core::sample::{Estimate, Sample};
 use crate::os::clock::{nanos_to_secs, UnixNanos, NANOS_PER_SEC};
 use std::fmt;
 

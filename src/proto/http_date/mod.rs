@@ -36,8 +36,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::core::source::{Exemption, HttpTarget, Outcome, QuerySettings, Sample, SourceError};
+use crate::core::sample::{Exemption, Outcome, QuerySettings, Sample, SourceError};
+
 use crate::os::clock::{Clock, Stamp, UnixNanos};
+use crate::proto::source::HttpTarget;
 use crate::proto::tls;
 
 /// Largest response head accepted (status line and headers, bytes). Real `Date`
@@ -204,7 +206,7 @@ impl Session<'_> {
 
     /// Resolves, connects and takes the first answer.
     async fn start(&mut self) -> Result<Answer, SourceError> {
-        self.addrs = crate::core::source::resolve(&self.target.host, self.target.port).await?;
+        self.addrs = crate::proto::source::resolve(&self.target.host, self.target.port).await?;
         self.prepare().await?;
         self.ask().await
     }

@@ -25,7 +25,7 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::core::source::{Outcome, QuerySettings, Sample, SourceError};
+use crate::core::sample::{Outcome, QuerySettings, Sample, SourceError};
 use crate::os::clock::Clock;
 use crate::proto::ntp::packet::{self, KissAction, KissCode, NtpTimestamp, Packet, Rejection};
 
@@ -98,9 +98,9 @@ pub async fn query(host: &str, port: u16, settings: &QuerySettings, clock: &dyn 
     })
 }
 
-/// Resolves `host` ([`crate::core::source::resolve`]) within `timeout`.
+/// Resolves `host` ([`crate::proto::source::resolve`]) within `timeout`.
 async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, SourceError> {
-    tokio::time::timeout(timeout, crate::core::source::resolve(host, port))
+    tokio::time::timeout(timeout, crate::proto::source::resolve(host, port))
         .await
         .map_err(|_| {
             SourceError::Resolve(format!(

@@ -9,7 +9,7 @@ use std::fmt;
 use std::ops::Sub;
 use std::time::Duration;
 
-use crate::core::source::Sample;
+use crate::core::sample::Sample;
 use crate::os::clock::{UnixNanos, NANOS_PER_SEC};
 
 /// Length of the NTP header; anything after it (extension fields, MAC) is ignored.

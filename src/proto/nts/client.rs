@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tracing::debug;
 
-use crate::core::source::{Outcome, QuerySettings, Sample, SourceError};
+use crate::core::sample::{Outcome, QuerySettings, Sample, SourceError};
 use crate::os::clock::{Clock, NANOS_PER_SEC};
 use crate::proto::ntp::packet::{self, KissCode, NtpTimestamp, Packet, Rejection};
 use crate::proto::nts::ext::{self, Keys, MAX_COOKIES, NONCE_LEN, UID_LEN};
@@ -140,7 +140,7 @@ fn vouch(st: &NtsState, sample: Sample, clock: &dyn Clock) -> Result<Sample, Sou
 }
 
 async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, SourceError> {
-    tokio::time::timeout(timeout, crate::core::source::resolve(host, port))
+    tokio::time::timeout(timeout, crate::proto::source::resolve(host, port))
         .await
         .map_err(|_| SourceError::Resolve(format!("{host}: no answer within the timeout")))?
 }
@@ -166,7 +166,7 @@ async fn key_exchange(
     config.alpn_protocols = vec![ke::ALPN.to_vec()];
     let connector = TlsConnector::from(Arc::new(config));
     let work = async {
-        let addrs = crate::core::source::resolve(host, port).await?;
+        let addrs = crate::proto::source::resolve(host, port).await?;
         let mut last = None;
         let mut tcp = None;
         for addr in &addrs {

@@ -1,0 +1,232 @@
+//! What measuring a source yields: a [`Sample`] with its honest error bound, or
+//! a [`SourceError`] saying why there is none, and the [`QuerySettings`] every
+//! protocol is queried with. Shared by every protocol; imports no protocol.
+
+use std::fmt;
+use std::time::Duration;
+
+/// One usable measurement of a source.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// Reference minus local, in seconds (positive: the local clock is behind).
+    pub offset: f64,
+    /// Half-width of the interval that holds the true offset, in seconds (≥ 0).
+    pub uncertainty: f64,
+    /// Round-trip time of the query that gave this sample, in seconds (≥ 0).
+    pub rtt: f64,
+    /// The answer came over a verified channel (`https://` with a verified
+    /// chain and name, `nts://`); plain `ntp://` and `http://` are not.
+    pub authenticated: bool,
+    /// Set when the certificate was outside its validity by the local clock and
+    /// the handshake was finished on a date-exempted basis (see `http_date`).
+    pub exemption: Option<Exemption>,
+    /// A narrower estimate that holds only under an assumption the source
+    /// cannot prove (HTTP `Date`: a live, truncated server clock); reported
+    /// beside the honest interval, never voted with.
+    pub estimate: Option<Estimate>,
+}
+
+/// A narrower offset estimate than a sample's honest interval (see [`Sample::estimate`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    /// Centre, seconds (reference minus local).
+    pub offset: f64,
+    /// Half-width, seconds.
+    pub uncertainty: f64,
+}
+
+impl Sample {
+    /// This sample, from a date-exempted handshake whose server time lay inside
+    /// the certificate's validity, narrowed by the certificate gap (`offset ≥
+    /// gap` when the local clock is behind, `≤ −gap` when ahead) where the two
+    /// agree, and marked authenticated and exempted.
+    pub fn with_certificate_gap(self, at_least: f64, local_behind: bool) -> Sample {
+        let (mut lo, mut hi) = (
+            self.offset - self.uncertainty,
+            self.offset + self.uncertainty,
+        );
+        if local_behind {
+            lo = lo.max(at_least.min(hi));
+        } else {
+            hi = hi.min((-at_least).max(lo));
+        }
+        Sample {
+            offset: (lo + hi) / 2.0,
+            uncertainty: (hi - lo) / 2.0,
+            authenticated: true,
+            exemption: Some(Exemption {
+                at_least,
+                local_behind,
+                server_time_read: true,
+            }),
+            ..self
+        }
+    }
+
+    /// An unauthenticated sample without exemption.
+    pub fn plain(offset: f64, uncertainty: f64, rtt: f64) -> Sample {
+        Sample {
+            offset,
+            uncertainty,
+            rtt,
+            authenticated: false,
+            exemption: None,
+            estimate: None,
+        }
+    }
+}
+
+/// How a date-exempted handshake came to count: the certificate was outside its
+/// validity period by the local clock, its chain and name verified at the edge
+/// of that period, and the server's own time lies inside it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Exemption {
+    /// The certificate gap: a lower bound on |offset|, seconds.
+    pub at_least: f64,
+    /// The local clock is before `notBefore` (behind) rather than after `notAfter`.
+    pub local_behind: bool,
+    /// `false` when no server time could be read after the handshake: the
+    /// sample is then the one-sided interval the gap alone gives.
+    pub server_time_read: bool,
+}
+
+/// Half-width of the interval standing for "at least the gap" when only the
+/// certificate gap is known (about 300 years: unbounded for any signing window).
+pub const ONE_SIDED_HALF_WIDTH: f64 = 1e10;
+
+impl Exemption {
+    /// The one-sided interval `offset ≥ gap` (local behind) or `offset ≤ −gap`,
+    /// as a finite sample.
+    pub fn gap_only_sample(at_least: f64, local_behind: bool, rtt: f64) -> Sample {
+        let centre = at_least + ONE_SIDED_HALF_WIDTH;
+        Sample {
+            offset: if local_behind { centre } else { -centre },
+            uncertainty: ONE_SIDED_HALF_WIDTH,
+            rtt,
+            authenticated: true,
+            exemption: Some(Exemption {
+                at_least,
+                local_behind,
+                server_time_read: false,
+            }),
+            estimate: None,
+        }
+    }
+}
+
+/// Why a source gave no usable measurement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceError {
+    /// The host name did not resolve.
+    Resolve(String),
+    /// A socket or connection error.
+    Io(String),
+    /// No valid answer within the timeout.
+    Timeout(Duration),
+    /// The NTP server sent a Kiss-o'-Death with this code (RATE, or one that
+    /// means "not ready", such as INIT).
+    KissOfDeath(String),
+    /// The server refused service for good (NTP DENY or RSTR): it is not
+    /// queried again by this process.
+    Refused(String),
+    /// An answer arrived but failed validation (the reason says which check).
+    Invalid(String),
+    /// An HTTP-level failure (no or bad `Date`, `Age` present, oversized headers, …).
+    Http(String),
+    /// A TLS failure other than certificate validity.
+    Tls(String),
+    /// An authenticated source's credentials did not verify (unknown issuer,
+    /// wrong name, a bad NTS authenticator): a warning sign, not an absence.
+    Verification(String),
+    /// The server's certificate is expired or not yet valid *by the local clock*:
+    /// evidence of skew. `at_least` is a lower bound on |offset| in seconds;
+    /// `local_behind` says the local clock is before the certificate's validity.
+    OutsideCertificate {
+        /// Lower bound on how far off the local clock is, in seconds.
+        at_least: f64,
+        /// The local clock is before `notBefore` (behind) rather than after `notAfter`.
+        local_behind: bool,
+    },
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceError::Resolve(e) => write!(f, "cannot resolve host: {e}"),
+            SourceError::Io(e) => write!(f, "{e}"),
+            SourceError::Timeout(d) => write!(f, "no valid answer within {}", crate::core::duration::human_duration(d.as_secs_f64())),
+            SourceError::KissOfDeath(code) => write!(f, "server sent Kiss-o'-Death {code}"),
+            SourceError::Refused(e) => write!(f, "refused: {e}"),
+            SourceError::Invalid(e) => write!(f, "invalid reply: {e}"),
+            SourceError::Http(e) => write!(f, "{e}"),
+            SourceError::Tls(e) => write!(f, "TLS: {e}"),
+            SourceError::Verification(e) => write!(f, "verification failed: {e}"),
+            SourceError::OutsideCertificate { at_least, local_behind } => write!(
+                f,
+                "the local clock is outside this server certificate's validity period: it is at least {} {}",
+                crate::core::duration::human_duration(*at_least),
+                if *local_behind { "behind" } else { "ahead" }
+            ),
+        }
+    }
+}
+
+impl SourceError {
+    /// Whether the server was reached and its answer refused, rather than no
+    /// server answering at all (DNS, the network, a timeout, a closed port).
+    pub fn reached_server(&self) -> bool {
+        !matches!(
+            self,
+            SourceError::Resolve(_) | SourceError::Io(_) | SourceError::Timeout(_)
+        )
+    }
+}
+
+/// What one query of one source produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The measurement, or why there is none.
+    pub result: Result<Sample, SourceError>,
+    /// Do not query this source again sooner than this (NTP RATE kiss).
+    pub retry_after: Option<Duration>,
+}
+
+impl Outcome {
+    /// An outcome without a back-off request.
+    pub fn from_result(result: Result<Sample, SourceError>) -> Self {
+        Outcome {
+            result,
+            retry_after: None,
+        }
+    }
+}
+
+/// How sources are queried.
+#[derive(Debug, Clone)]
+pub struct QuerySettings {
+    /// Bound on one query (DNS, connect and answer).
+    pub timeout: Duration,
+    /// NTP queries per source; the sample with the least delay is kept.
+    pub samples: u32,
+    /// Pause between two NTP queries of the same address.
+    pub sample_interval: Duration,
+    /// Time the HTTP `Date` refinement may spend after the first answer.
+    pub http_budget: Duration,
+    /// Extra PEM root certificates trusted for `https://` sources (besides the built-in webpki roots).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// A measurement whose error bound is wider than this is an error, not a vote.
+    pub max_source_error: Duration,
+}
+
+impl Default for QuerySettings {
+    fn default() -> Self {
+        QuerySettings {
+            timeout: Duration::from_secs(2),
+            samples: 1,
+            sample_interval: Duration::from_secs(2),
+            http_budget: Duration::from_secs(2),
+            ca_file: None,
+            max_source_error: Duration::from_secs(3),
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! How time references are named: `ntp://…`, `nts://…`, `https://…`,
+//! `http://…` and presets. One row of [`SCHEMES`] per URI scheme gives its
+//! default port, whether it takes a path and whether it can authenticate.
+
+use std::fmt;
+
+use crate::core::sample::SourceError;
+
+/// A configured time reference.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// An SNTPv4 server.
+    Ntp {
+        /// Host name or IP address literal (IPv6 without brackets).
+        host: String,
+        /// UDP port, 123 unless given.
+        port: u16,
+    },
+    /// An HTTP(S) server whose `Date` response header is read.
+    Http(HttpTarget),
+    /// An NTS (RFC 8915) server: key exchange on TCP `port`, then NTP.
+    Nts {
+        /// Host name or IP address literal of the NTS-KE server.
+        host: String,
+        /// NTS-KE TCP port, 4460 unless given.
+        port: u16,
+    },
+}
+
+/// Where an HTTP `Date` source lives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HttpTarget {
+    /// `true` for `https://`.
+    pub tls: bool,
+    /// Host name or IP address literal (IPv6 without brackets).
+    pub host: String,
+    /// TCP port (443 or 80 unless given).
+    pub port: u16,
+    /// Request path, starting with `/`.
+    pub path: String,
+}
+
+/// One URI scheme: how a source of it is written and what it can vouch for.
+pub struct Scheme {
+    /// The scheme, as in `ntp://`.
+    pub name: &'static str,
+    /// The port when the URI names none.
+    pub default_port: u16,
+    /// The form shown in error messages and help.
+    pub form: &'static str,
+    /// Whether the URI may carry a path (else only `/` or nothing).
+    pub takes_path: bool,
+    /// Whether a measurement can come over a verified channel.
+    pub authenticates: bool,
+    /// Builds the source from a parsed host, port and path.
+    make: fn(String, u16, String) -> Source,
+}
+
+/// Every scheme, in the order error messages list them.
+pub const SCHEMES: &[Scheme] = &[
+    Scheme {
+        name: "ntp",
+        default_port: 123,
+        form: "ntp://HOST[:PORT]",
+        takes_path: false,
+        authenticates: false,
+        make: |host, port, _| Source::Ntp { host, port },
+    },
+    Scheme {
+        name: "nts",
+        default_port: 4460,
+        form: "nts://HOST[:PORT]",
+        takes_path: false,
+        authenticates: true,
+        make: |host, port, _| Source::Nts { host, port },
+    },
+    Scheme {
+        name: "https",
+        default_port: 443,
+        form: "https://HOST[:PORT][/PATH]",
+        takes_path: true,
+        authenticates: true,
+        make: |host, port, path| {
+            Source::Http(HttpTarget {
+                tls: true,
+                host,
+                port,
+                path,
+            })
+        },
+    },
+    Scheme {
+        name: "http",
+        default_port: 80,
+        form: "http://HOST[:PORT][/PATH]",
+        takes_path: true,
+        authenticates: false,
+        make: |host, port, path| {
+            Source::Http(HttpTarget {
+                tls: false,
+                host,
+                port,
+                path,
+            })
+        },
+    },
+];
+
+/// Presets: a name that stands for a list of sources.
+pub const PRESETS: &[(&str, &[&str])] = &[("aws", AWS_PRESET), ("nts", NTS_PRESET)];
+
+/// The sources that the `aws` preset stands for.
+pub const AWS_PRESET: &[&str] = &[
+    "ntp://169.254.169.123",
+    "ntp://time.aws.com",
+    "https://sts.amazonaws.com/",
+];
+
+/// The sources that the `nts` preset stands for: public NTS servers.
+pub const NTS_PRESET: &[&str] = &[
+    "nts://time.cloudflare.com",
+    "nts://nts.netnod.se",
+    "nts://ptbtime1.ptb.de",
+];
+
+impl Source {
+    /// The scheme row, host, port and path (empty where the scheme has none).
+    fn parts(&self) -> (&'static Scheme, &str, u16, &str) {
+        let scheme = |name: &str| {
+            SCHEMES
+                .iter()
+                .find(|s| s.name == name)
+                .expect("every variant has a row in SCHEMES")
+        };
+        match self {
+            Source::Ntp { host, port } => (scheme("ntp"), host, *port, ""),
+            Source::Nts { host, port } => (scheme("nts"), host, *port, ""),
+            Source::Http(t) => (
+                scheme(if t.tls { "https" } else { "http" }),
+                &t.host,
+                t.port,
+                &t.path,
+            ),
+        }
+    }
+
+    /// The scheme of this source (`ntp`, `nts`, `https`, `http`).
+    pub fn scheme(&self) -> &'static str {
+        self.parts().0.name
+    }
+
+    /// Host name or address literal.
+    pub fn host(&self) -> &str {
+        self.parts().1
+    }
+
+    /// The port it is reached at.
+    pub fn port(&self) -> u16 {
+        self.parts().2
+    }
+
+    /// Whether a measurement of this source can be authenticated
+    /// (`https://` and `nts://`).
+    pub fn can_authenticate(&self) -> bool {
+        self.parts().0.authenticates
+    }
+
+    /// Parses a comma-separated list of source URIs and presets.
+    ///
+    /// The error says which element is wrong and what forms are accepted.
+    pub fn parse_list(list: &str) -> Result<Vec<Source>, String> {
+        let mut out = Vec::new();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match PRESETS.iter().find(|(name, _)| *name == item) {
+                Some((_, uris)) => {
+                    for uri in *uris {
+                        out.push(Source::parse(uri)?);
+                    }
+                }
+                None => out.push(Source::parse(item)?),
+            }
+        }
+        if out.is_empty() {
+            return Err(format!("no source given; expected e.g. {}", accepted()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|s| seen.insert(s.clone()));
+        Ok(out)
+    }
+
+    /// Parses one source URI.
+    pub fn parse(uri: &str) -> Result<Source, String> {
+        let bad = |why: &str| format!("`{uri}`: {why}; expected {}", accepted());
+        let (name, rest) = uri.split_once("://").ok_or_else(|| bad("no scheme"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let scheme = SCHEMES
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| bad("unknown scheme"))?;
+        let (host, port) = split_host_port(authority, scheme.default_port).map_err(|e| bad(&e))?;
+        if !scheme.takes_path && path != "/" {
+            return Err(bad(&format!("an {name} source has no path")));
+        }
+        if path.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(bad("the path holds spaces or control characters"));
+        }
+        let path = if scheme.takes_path { path } else { "" };
+        Ok((scheme.make)(host, port, path.to_string()))
+    }
+}
+
+/// The accepted forms, for error messages: every scheme's form, then the presets.
+fn accepted() -> String {
+    let forms: Vec<String> = SCHEMES.iter().map(|s| format!("`{}`", s.form)).collect();
+    let presets: Vec<String> = PRESETS.iter().map(|(p, _)| format!("`{p}`")).collect();
+    format!("{} or a preset ({})", forms.join(", "), presets.join(", "))
+}
+
+fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
+    if authority.contains('@') {
+        return Err("user information is not allowed".into());
+    }
+    let bracketed = authority.starts_with('[');
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or("an IPv6 literal lacks its closing `]`")?;
+        if h.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("`{h}` is not an IPv6 address"));
+        }
+        match after {
+            "" => (h, None),
+            p => (
+                h,
+                Some(p.strip_prefix(':').ok_or("junk after the IPv6 literal")?),
+            ),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("the host is empty".into());
+    }
+    if !bracketed
+        && (!host.starts_with(|c: char| c.is_ascii_alphanumeric())
+            || host.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-')))
+    {
+        return Err(format!("`{host}` is not a host name or address"));
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => match p.parse::<u16>() {
+            Ok(p) if p != 0 => p,
+            _ => return Err(format!("`{p}` is not a port (1-65535)")),
+        },
+    };
+    Ok((host.to_string(), port))
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (scheme, host, port, path) = self.parts();
+        if host.contains(':') {
+            write!(f, "{}://[{host}]", scheme.name)?;
+        } else {
+            write!(f, "{}://{host}", scheme.name)?;
+        }
+        if port != scheme.default_port {
+            write!(f, ":{port}")?;
+        }
+        f.write_str(path)
+    }
+}
+
+/// Resolves a source's host: IP literals are used as they are, without DNS;
+/// names go to the system resolver, duplicates dropped, order kept.
+pub async fn resolve(host: &str, port: u16) -> Result<Vec<std::net::SocketAddr>, SourceError> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![std::net::SocketAddr::new(ip, port)]);
+    }
+    let found = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| SourceError::Resolve(format!("{host}: {e}")))?;
+    let mut addrs = Vec::new();
+    for a in found {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    if addrs.is_empty() {
+        return Err(SourceError::Resolve(format!("{host}: no addresses")));
+    }
+    Ok(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_uris_and_presets() {
+        let cases: &[(&str, &str)] = &[
+            ("ntp://127.0.0.1:11123", "ntp://127.0.0.1:11123"),
+            ("ntp://time.aws.com", "ntp://time.aws.com"),
+            ("ntp://[fd00:ec2::123]", "ntp://[fd00:ec2::123]"),
+            ("ntp://[::1]:1123", "ntp://[::1]:1123"),
+            ("https://sts.amazonaws.com", "https://sts.amazonaws.com/"),
+            ("http://127.0.0.1:8080/x?y=1", "http://127.0.0.1:8080/x?y=1"),
+            ("https://h:443/", "https://h/"),
+        ];
+        for (input, shown) in cases {
+            let s = Source::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(s.to_string(), *shown);
+        }
+        let aws = Source::parse_list("aws").unwrap();
+        assert_eq!(aws.len(), 3);
+        assert_eq!(Source::parse_list("aws,nts").unwrap().len(), 6);
+        assert_eq!(
+            Source::parse("nts://127.0.0.1:11132").unwrap(),
+            Source::Nts {
+                host: "127.0.0.1".into(),
+                port: 11132
+            }
+        );
+        assert_eq!(
+            Source::parse("nts://time.cloudflare.com")
+                .unwrap()
+                .to_string(),
+            "nts://time.cloudflare.com"
+        );
+        assert!(Source::parse("nts://x/p").is_err());
+        let mixed = Source::parse_list("aws, ntp://169.254.169.123,ntp://x").unwrap();
+        assert_eq!(mixed.len(), 4, "duplicates are dropped");
+    }
+
+    #[test]
+    fn rejects_bad_uris_with_the_accepted_form() {
+        for bad in [
+            "",
+            "ntp:/x",
+            "ftp://x",
+            "ntp://",
+            "ntp://x:0",
+            "ntp://x:70000",
+            "ntp://x/path",
+            "ntp://[::1",
+            "ntp://[zz]",
+            "https://u@h/",
+            "http://h/a b",
+            "ntp://-x",
+            "ntp://a b",
+        ] {
+            let e = Source::parse_list(bad).expect_err(bad);
+            assert!(e.contains("expected"), "{bad}: {e}");
+        }
+    }
+}
