@@ -3,7 +3,7 @@
 //! tests/alerts/ (where every alert has a case that fires it and one that keeps
 //! it silent), rendered up to date into k8s/alert-rules.yaml and
 //! k8s/prometheus-rule.yaml, prefixed, with `for:` durations their text states
-//! and runbooks that exist in the README. promtool missing → SKIPPED (a failure
+//! and runbooks that exist in docs/alerts.md. promtool missing → SKIPPED (a failure
 //! under `CI=true`).
 
 mod support;
@@ -108,8 +108,8 @@ fn the_manifests_are_the_rendered_rules_file() {
 
 #[test]
 fn every_alert_is_prefixed_timed_as_it_says_and_has_a_runbook() {
-    let readme = read(&repo().join("README.md"));
-    let anchors: Vec<String> = readme
+    let runbooks = read(&repo().join("docs/alerts.md"));
+    let anchors: Vec<String> = runbooks
         .lines()
         .filter_map(|l| l.strip_prefix("### ").or_else(|| l.strip_prefix("## ")))
         .map(anchor)
@@ -136,8 +136,8 @@ fn every_alert_is_prefixed_timed_as_it_says_and_has_a_runbook() {
             .field("runbook_url")
             .unwrap_or_else(|| panic!("{}: no runbook_url", r.name));
         let (_, fragment) = url
-            .split_once("README.md#")
-            .unwrap_or_else(|| panic!("{}: runbook {url} is not a README section", r.name));
+            .split_once("docs/alerts.md#")
+            .unwrap_or_else(|| panic!("{}: runbook {url} is not in docs/alerts.md", r.name));
         assert_eq!(
             fragment,
             anchor(&r.name),
@@ -146,7 +146,7 @@ fn every_alert_is_prefixed_timed_as_it_says_and_has_a_runbook() {
         );
         assert!(
             anchors.iter().any(|a| a == fragment),
-            "{}: README has no section #{fragment}",
+            "{}: docs/alerts.md has no section #{fragment}",
             r.name
         );
         assert!(
