@@ -323,13 +323,11 @@ fn within_window(
     if secs < window {
         return Ok(());
     }
-    let wider = Profile::ALL
-        .iter()
+    let wider = Profile::all()
         .map(|p| p.window_seconds())
         .filter(|w| *w > secs)
         .fold(f64::INFINITY, f64::min);
-    let fits: Vec<&str> = Profile::ALL
-        .iter()
+    let fits: Vec<&str> = Profile::all()
         .filter(|p| p.window_seconds() == wider)
         .map(|p| p.name())
         .collect();
@@ -468,9 +466,9 @@ impl Config {
             .map_err(|e| err("SOURCES", raw.sources.as_deref().unwrap_or(""), e))?;
 
         let profile = match &raw.profile {
-            None => Profile::Aws,
+            None => Profile::AWS,
             Some(s) => Profile::parse(s.trim()).ok_or_else(|| {
-                let names: Vec<&str> = Profile::ALL.iter().map(|p| p.name()).collect();
+                let names: Vec<&str> = Profile::all().map(|p| p.name()).collect();
                 err(
                     "PROFILE",
                     s,
@@ -694,7 +692,7 @@ mod tests {
     fn defaults() {
         let c = cfg(&[]).unwrap();
         assert_eq!(c.sources.len(), 3);
-        assert_eq!(c.profile, Profile::Aws);
+        assert_eq!(c.profile, Profile::AWS);
         assert_eq!(c.thresholds.max_skew, 150.0);
         assert_eq!(c.thresholds.warn_skew, 1.0);
         assert_eq!(c.query.timeout, Duration::from_secs(2));

@@ -140,9 +140,9 @@ impl Default for Judging {
     /// What an empty configuration judges by: the `aws` profile (300 s window),
     /// fail at half of it, warn at 1 s, one source enough.
     fn default() -> Self {
-        let window = Profile::Aws.window_seconds();
+        let window = Profile::AWS.window_seconds();
         Judging {
-            profile: Profile::Aws,
+            profile: Profile::AWS,
             thresholds: Thresholds {
                 window,
                 max_skew: window / 2.0,

@@ -3,88 +3,120 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A kind of signed request and the clock skew it tolerates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Profile {
-    /// AWS Signature Version 4: 5 minutes.
-    Aws,
-    /// Amazon S3 (`RequestTimeTooSkewed`): 15 minutes.
-    AwsS3,
-    /// Azure Storage shared key: 15 minutes.
-    Azure,
-    /// Kerberos `clockskew`: 5 minutes.
-    Kerberos,
-    /// HashiCorp Vault JWT `clock_skew_leeway`: 60 seconds.
-    VaultJwt,
-    /// TOTP: one 30-second step.
-    Totp,
+/// A kind of signed request: the clock skew it tolerates and the errors its
+/// service answers outside that window. One row of [`PROFILES`] each.
+#[derive(Debug)]
+pub struct ProfileSpec {
+    /// The name used in configuration.
+    pub name: &'static str,
+    /// What breaks when the clock is outside the window.
+    pub what: &'static str,
+    /// The skew the signature scheme tolerates, in seconds.
+    pub window_seconds: f64,
+    /// The service's error when the local clock is behind (requests look expired).
+    pub error_behind: &'static str,
+    /// The service's error when the local clock is ahead (requests not yet valid).
+    pub error_ahead: &'static str,
 }
 
+/// Every profile, in help order; the first is the default.
+pub const PROFILES: &[ProfileSpec] = &[
+    ProfileSpec {
+        name: "aws",
+        what: "AWS SigV4 requests",
+        window_seconds: 300.0,
+        error_behind: "`SignatureDoesNotMatch … Signature expired` / `InvalidSignatureException` (EC2: `AuthFailure`, `RequestExpired`)",
+        error_ahead: "`SignatureDoesNotMatch … Signature not yet current` / `InvalidSignatureException` (EC2: `AuthFailure`, `RequestInTheFuture`)",
+    },
+    ProfileSpec {
+        name: "aws-s3",
+        what: "Amazon S3 requests",
+        window_seconds: 900.0,
+        error_behind: "`RequestTimeTooSkewed` (MaxAllowedSkewMilliseconds 900000)",
+        error_ahead: "`RequestTimeTooSkewed` (MaxAllowedSkewMilliseconds 900000)",
+    },
+    ProfileSpec {
+        name: "azure",
+        what: "Azure Storage shared-key requests",
+        window_seconds: 900.0,
+        error_behind: "`AuthenticationFailed … Request date header too old`",
+        error_ahead: "`AuthenticationFailed` (the request date is in the future)",
+    },
+    ProfileSpec {
+        name: "kerberos",
+        what: "Kerberos tickets",
+        window_seconds: 300.0,
+        error_behind: "`KRB_AP_ERR_SKEW` (Clock skew too great)",
+        error_ahead: "`KRB_AP_ERR_SKEW` (Clock skew too great)",
+    },
+    ProfileSpec {
+        name: "vault-jwt",
+        what: "Vault JWT logins",
+        window_seconds: 60.0,
+        error_behind: "`token is expired (exp)`",
+        error_ahead: "`token not valid yet (nbf)` / `token issued in the future (iat)`",
+    },
+    ProfileSpec {
+        name: "totp",
+        what: "TOTP codes",
+        window_seconds: 30.0,
+        error_behind: "an invalid-code error",
+        error_ahead: "an invalid-code error",
+    },
+];
+
+/// A profile: a row of [`PROFILES`].
+#[derive(Debug, Clone, Copy)]
+pub struct Profile(&'static ProfileSpec);
+
+impl PartialEq for Profile {
+    fn eq(&self, other: &Profile) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for Profile {}
+
 impl Profile {
-    /// Every profile, for help texts.
-    pub const ALL: [Profile; 6] = [
-        Profile::Aws,
-        Profile::AwsS3,
-        Profile::Azure,
-        Profile::Kerberos,
-        Profile::VaultJwt,
-        Profile::Totp,
-    ];
+    /// AWS Signature Version 4 (5 minutes): the default.
+    pub const AWS: Profile = Profile(&PROFILES[0]);
+    /// Amazon S3 (`RequestTimeTooSkewed`, 15 minutes).
+    pub const AWS_S3: Profile = Profile(&PROFILES[1]);
+
+    /// Every profile, in help order.
+    pub fn all() -> impl Iterator<Item = Profile> {
+        PROFILES.iter().map(Profile)
+    }
 
     /// Parses a profile name.
     pub fn parse(s: &str) -> Option<Profile> {
-        Profile::ALL.into_iter().find(|p| p.name() == s)
+        Profile::all().find(|p| p.name() == s)
     }
 
     /// The name used in configuration.
     pub fn name(self) -> &'static str {
-        match self {
-            Profile::Aws => "aws",
-            Profile::AwsS3 => "aws-s3",
-            Profile::Azure => "azure",
-            Profile::Kerberos => "kerberos",
-            Profile::VaultJwt => "vault-jwt",
-            Profile::Totp => "totp",
-        }
+        self.0.name
     }
 
     /// What breaks when the clock is outside the window.
     pub fn what(self) -> &'static str {
-        match self {
-            Profile::Aws => "AWS SigV4 requests",
-            Profile::AwsS3 => "Amazon S3 requests",
-            Profile::Azure => "Azure Storage shared-key requests",
-            Profile::Kerberos => "Kerberos tickets",
-            Profile::VaultJwt => "Vault JWT logins",
-            Profile::Totp => "TOTP codes",
-        }
+        self.0.what
     }
 
     /// The error the service answers when the local clock is outside the
     /// window, as people see it and search for it. The direction matters: a
     /// clock behind makes requests look expired, one ahead not yet valid.
     pub fn error_text(self, local_behind: bool) -> &'static str {
-        match (self, local_behind) {
-            (Profile::Aws, true) => "`SignatureDoesNotMatch … Signature expired` / `InvalidSignatureException` (EC2: `AuthFailure`, `RequestExpired`)",
-            (Profile::Aws, false) => "`SignatureDoesNotMatch … Signature not yet current` / `InvalidSignatureException` (EC2: `AuthFailure`, `RequestInTheFuture`)",
-            (Profile::AwsS3, _) => "`RequestTimeTooSkewed` (MaxAllowedSkewMilliseconds 900000)",
-            (Profile::Azure, true) => "`AuthenticationFailed … Request date header too old`",
-            (Profile::Azure, false) => "`AuthenticationFailed` (the request date is in the future)",
-            (Profile::Kerberos, _) => "`KRB_AP_ERR_SKEW` (Clock skew too great)",
-            (Profile::VaultJwt, true) => "`token is expired (exp)`",
-            (Profile::VaultJwt, false) => "`token not valid yet (nbf)` / `token issued in the future (iat)`",
-            (Profile::Totp, _) => "an invalid-code error",
+        if local_behind {
+            self.0.error_behind
+        } else {
+            self.0.error_ahead
         }
     }
 
     /// The skew the signature scheme tolerates, in seconds.
     pub fn window_seconds(self) -> f64 {
-        match self {
-            Profile::Aws | Profile::Kerberos => 300.0,
-            Profile::AwsS3 | Profile::Azure => 900.0,
-            Profile::VaultJwt => 60.0,
-            Profile::Totp => 30.0,
-        }
+        self.0.window_seconds
     }
 }
 
@@ -244,7 +276,7 @@ mod tests {
 
     #[test]
     fn profiles_round_trip() {
-        for p in Profile::ALL {
+        for p in Profile::all() {
             assert_eq!(Profile::parse(p.name()), Some(p));
         }
         assert_eq!(Profile::parse("nope"), None);
@@ -252,12 +284,12 @@ mod tests {
 
     #[test]
     fn error_texts_follow_the_direction() {
-        assert!(Profile::Aws.error_text(true).contains("Signature expired"));
-        assert!(Profile::Aws.error_text(false).contains("not yet current"));
-        assert!(Profile::AwsS3
+        assert!(Profile::AWS.error_text(true).contains("Signature expired"));
+        assert!(Profile::AWS.error_text(false).contains("not yet current"));
+        assert!(Profile::AWS_S3
             .error_text(true)
             .contains("RequestTimeTooSkewed"));
-        for p in Profile::ALL {
+        for p in Profile::all() {
             assert!(!p.error_text(true).is_empty() && !p.error_text(false).is_empty());
         }
     }
