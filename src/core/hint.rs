@@ -2,9 +2,9 @@
 //! a fixed order (see [`ORDER`]), each with a stable code for tools.
 
 use crate::core::duration::{human_duration, spoken_duration};
+use crate::core::platform::{AwsClock, Platform};
 use crate::core::verdict::Verdict;
 use crate::os::sys::KernelClock;
-use crate::platform::{AwsClock, Platform};
 
 /// What a hint is inferred from.
 #[derive(Debug, Clone)]
@@ -49,7 +49,7 @@ impl Default for Evidence {
             disagreement: false,
             no_answer: false,
             reached_unusable: false,
-            platform: Platform::Linux,
+            platform: Platform::LINUX,
             faketime: None,
             aws: Vec::new(),
         }
@@ -262,7 +262,7 @@ fn skew_hint(e: &Evidence) -> Option<Hint> {
             fix: p.fix().into(),
         }
     } else if let Some(zone) = utc_offset_of(offset).filter(|_| sized) {
-        let also = if p == Platform::Linux {
+        let also = if p == Platform::LINUX {
             String::new()
         } else {
             format!("; {}", p.fix())
@@ -364,7 +364,7 @@ mod tests {
             (
                 Evidence {
                     faketime: Some("FAKETIME=+1d".into()),
-                    ..on(Platform::DockerDesktop, DAY)
+                    ..on(Platform::from_code("docker-desktop").unwrap(), DAY)
                 },
                 Cause::FakedClock,
                 "FAKETIME=+1d",
@@ -382,21 +382,29 @@ mod tests {
             // Years: an RTC, on any platform, before a paused VM.
             (skewed(-1.7e9), Cause::RtcLostPower, "lost power"),
             (
-                on(Platform::DockerDesktop, 3.0 * YEAR),
+                on(Platform::from_code("docker-desktop").unwrap(), 3.0 * YEAR),
                 Cause::RtcLostPower,
                 "years",
             ),
             // A laptop VM behind: paused, whatever the size, never a time zone.
             (
-                on(Platform::DockerDesktop, DAY),
+                on(Platform::from_code("docker-desktop").unwrap(), DAY),
                 Cause::VmPaused,
                 "Docker Desktop",
             ),
-            (on(Platform::Wsl2, 19_800.0), Cause::VmPaused, "WSL2"),
-            (on(Platform::AppleVz, 1200.0), Cause::VmPaused, "colima"),
+            (
+                on(Platform::from_code("wsl2").unwrap(), 19_800.0),
+                Cause::VmPaused,
+                "WSL2",
+            ),
+            (
+                on(Platform::from_code("apple-vz").unwrap(), 1200.0),
+                Cause::VmPaused,
+                "colima",
+            ),
             // Ahead on a laptop VM is not a pause.
             (
-                on(Platform::DockerDesktop, -19_800.0),
+                on(Platform::from_code("docker-desktop").unwrap(), -19_800.0),
                 Cause::TimeZone,
                 "UTC+05:30",
             ),
@@ -425,13 +433,17 @@ mod tests {
             (skewed(3720.0), Cause::NoTimeDaemon, "1h02m"),
             (skewed(DAY), Cause::WholeDays, "no time zone"),
             (skewed(-3.0 * DAY - 20.0), Cause::WholeDays, "3 days 0h00m"),
-            (on(Platform::Ec2, DAY), Cause::WholeDays, "169.254.169.123"),
+            (
+                on(Platform::from_code("ec2").unwrap(), DAY),
+                Cause::WholeDays,
+                "169.254.169.123",
+            ),
             // AWS's word beats the kernel flag.
             (
                 Evidence {
                     aws: vec![aws_says(false)],
                     kernel: synced,
-                    ..on(Platform::Ecs, 1200.0)
+                    ..on(Platform::from_code("ecs").unwrap(), 1200.0)
                 },
                 Cause::AwsUnsynchronised,
                 "NOT_SYNCHRONIZED",
@@ -440,7 +452,7 @@ mod tests {
                 Evidence {
                     aws: vec![aws_says(true)],
                     kernel: synced,
-                    ..on(Platform::Ecs, 1200.0)
+                    ..on(Platform::from_code("ecs").unwrap(), 1200.0)
                 },
                 Cause::DaemonBadSources,
                 "SYNCHRONIZED",
@@ -448,7 +460,7 @@ mod tests {
             (
                 Evidence {
                     kernel: synced,
-                    ..on(Platform::Eks, 1200.0)
+                    ..on(Platform::from_code("eks").unwrap(), 1200.0)
                 },
                 Cause::DaemonBadSources,
                 "linklocal_allowance_exceeded",
@@ -517,7 +529,7 @@ mod tests {
 
     #[test]
     fn a_paused_vm_hint_says_nothing_of_time_zones() {
-        let h = hint(&on(Platform::DockerDesktop, DAY)).unwrap();
+        let h = hint(&on(Platform::from_code("docker-desktop").unwrap(), DAY)).unwrap();
         let all = format!("{} {}", h.text, h.fix).to_lowercase();
         assert!(
             !all.contains("time zone") && !all.contains("tz") && !all.contains("local time"),

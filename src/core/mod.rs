@@ -6,6 +6,7 @@ pub mod duration;
 pub mod forecast;
 pub mod hint;
 pub mod holdover;
+pub mod platform;
 pub mod report;
 pub mod sample;
 pub mod select;

@@ -10,9 +10,9 @@ use crate::core::hint::{self, Evidence};
 use crate::core::sample::{Exemption, Outcome, SourceError};
 use crate::core::select::{self, AuthSelect, Candidate, Interval, Refusal, Selection};
 
+use crate::core::platform::{AwsClock, Observation, Platform};
 use crate::core::verdict::{judge_measurement, Profile, Thresholds, Verdict};
 use crate::os::sys::KernelClock;
-use crate::platform::{AwsClock, Observation, Platform};
 
 /// The result of one round of measurement, as `check` prints it and `/healthz` serves it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ use std::io::Read as _;
 use std::path::Path;
 use std::time::Duration;
 
-use super::AwsClock;
+use crate::core::platform::AwsClock;
 
 /// Where ClockBound 2.x maps its segment, then where 1.x did.
 pub const PATHS: [&str; 2] = ["/var/run/clockbound/shm0", "/var/run/clockbound/shm"];

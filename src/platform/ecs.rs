@@ -14,8 +14,8 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 
-use super::AwsClock;
 use crate::core::duration::human_duration;
+use crate::core::platform::AwsClock;
 use crate::proto::source::Source;
 
 /// `source` of the evidence.

@@ -277,7 +277,8 @@ impl Metrics {
                 arch: std::env::consts::ARCH,
                 os: std::env::consts::OS,
                 // Where this runs does not change while it runs: read once.
-                platform: crate::platform::Platform::classify(&crate::platform::read()).code(),
+                platform: crate::core::platform::Platform::classify(&crate::platform::read())
+                    .code(),
             })
             .set(1);
         add(
