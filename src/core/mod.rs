@@ -2,6 +2,7 @@
 //! profiles, holdover, forecast, hints and the report. Every hard decision is a
 //! function of values that a unit test can call.
 
+pub mod assess;
 pub mod duration;
 pub mod forecast;
 pub mod hint;

@@ -1,3 +1,4 @@
 //! Renderings of a report for the places people and programs read it.
 
 pub mod npd;
+pub mod text;
