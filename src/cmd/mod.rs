@@ -1,5 +1,6 @@
 //! The commands: each takes a validated configuration and returns an exit code.
 
+mod cache;
 pub mod check;
 pub mod health;
 pub mod serve;

@@ -151,7 +151,7 @@ async fn wait_or_signal(config: &Config, clock: &dyn Clock) -> Waited {
 /// workload (`exec`) or to nobody (`wait`), and stderr is what `docker logs`
 /// and `kubectl logs` show.
 fn report_to_stderr(config: &Config, report: &Report) {
-    let text = super::check::render(config, report);
+    let text = crate::output::render(config.output, report);
     let mut err = std::io::stderr().lock();
     let _ = err.write_all(text.as_bytes());
     let _ = err.flush();
