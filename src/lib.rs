@@ -19,7 +19,7 @@ pub mod cmd;
 pub mod config;
 pub mod core;
 pub mod os;
-pub mod output;
+pub(crate) mod output;
 pub mod platform;
 pub mod proto;
 pub mod round;

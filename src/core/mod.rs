@@ -2,13 +2,13 @@
 //! profiles, holdover, forecast, hints and the report. Every hard decision is a
 //! function of values that a unit test can call.
 
-pub mod assess;
-pub mod duration;
+pub(crate) mod assess;
+pub(crate) mod duration;
 pub mod forecast;
 pub mod hint;
-pub mod holdover;
+pub(crate) mod holdover;
 pub mod platform;
 pub mod report;
 pub mod sample;
-pub mod select;
+pub(crate) mod select;
 pub mod verdict;

@@ -2,5 +2,5 @@
 //! what another party may have placed. The bottom rung: imports nothing of the crate.
 
 pub mod clock;
-pub mod file;
-pub mod sys;
+pub(crate) mod file;
+pub(crate) mod sys;

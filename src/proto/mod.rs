@@ -9,7 +9,7 @@ pub mod http_date;
 pub mod ntp;
 pub mod nts;
 pub mod source;
-pub mod tls;
+pub(crate) mod tls;
 
 pub use source::{HttpTarget, Source};
 
