@@ -9,6 +9,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod cli;
+mod parse;
+
+pub use parse::{
+    check_ca_file, check_log_filter, parse_duration, ENUM_RULE, LOG_LEVELS, MAX_CA_FILE,
+    MAX_DURATION,
+};
 
 use crate::core::sample::QuerySettings;
 use crate::core::select::AuthSelect;
@@ -182,72 +188,6 @@ fn err(name: &str, value: &str, expected: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Units a duration may use, largest first, with their length in nanoseconds.
-/// Only these, only in lowercase: `5M` (humantime's months) or `1y` must not
-/// be mistaken for minutes, and `m` is minutes whatever the case elsewhere.
-const UNITS: &[(&str, u128)] = &[
-    ("d", 86_400_000_000_000),
-    ("h", 3_600_000_000_000),
-    ("m", 60_000_000_000),
-    ("s", 1_000_000_000),
-    ("ms", 1_000_000),
-];
-
-/// Parses a duration: `0`, or one or more `NUMBER UNIT` parts without spaces
-/// (`90s`, `2m30s`, `1.5s`, `150ms`, `1d`), units from [`UNITS`] in lowercase,
-/// each at most once and largest first. Exact to the nanosecond (integer
-/// arithmetic; fraction digits below a nanosecond are dropped).
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if s == "0" {
-        return Some(Duration::ZERO);
-    }
-    if s.is_empty() {
-        return None;
-    }
-    let mut rest = s;
-    let mut total: u128 = 0;
-    let mut last_unit = None;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let (number, tail) = rest.split_at(digits);
-        // Digits with at most one inner point: `1.5`, not `.5`, `1.` or `1.2.3`.
-        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-        if whole.is_empty()
-            || fraction.contains('.')
-            || (number.contains('.') && fraction.is_empty())
-            || whole.len() > 12
-        {
-            return None;
-        }
-        let unit_len = tail
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(tail.len());
-        let (unit, after) = tail.split_at(unit_len);
-        let position = UNITS.iter().position(|(u, _)| *u == unit)?;
-        if last_unit.is_some_and(|l| position <= l) {
-            return None;
-        }
-        last_unit = Some(position);
-        let unit_ns = UNITS[position].1;
-        total += whole.parse::<u128>().ok()? * unit_ns;
-        let mut scale = unit_ns;
-        for digit in fraction.bytes() {
-            scale /= 10;
-            total += u128::from(digit - b'0') * scale;
-        }
-        rest = after;
-    }
-    let max = MAX_DURATION.as_nanos();
-    (total <= max).then(|| Duration::from_nanos(total as u64))
-}
-
-/// Longest duration any setting accepts (365 days): the I/O layer adds
-/// durations to `Instant`s and multiplies them, which must not overflow.
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
-
 fn duration(name: &str, v: &Option<String>, default: Duration) -> Result<Duration, ConfigError> {
     match v {
         None => Ok(default),
@@ -295,9 +235,6 @@ fn choice<T: Copy>(
             }),
     }
 }
-
-/// How every named value (profile, output, log level, …) is matched.
-pub const ENUM_RULE: &str = "exactly as written here, in lowercase";
 
 fn count(name: &str, v: &Option<String>, default: u32, max: u32) -> Result<u32, ConfigError> {
     match v {
@@ -352,68 +289,6 @@ fn within_window(
             profile.what()
         ),
     ))
-}
-
-/// Log levels a filter may name.
-pub const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
-
-/// Checks a log filter: comma-separated `LEVEL` or `TARGET=LEVEL` directives,
-/// a target being a lowercase Rust module path (`skewguard`, `skewguard::proto::ntp`).
-/// `tracing`'s own parser takes any word as a target, so `verbose` would
-/// silence every log line instead of being refused.
-pub fn check_log_filter(filter: &str) -> Result<(), String> {
-    for directive in filter.split(',') {
-        let directive = directive.trim();
-        let (target, level) = match directive.split_once('=') {
-            Some((t, l)) => (Some(t), l),
-            None => (None, directive),
-        };
-        if !LOG_LEVELS.contains(&level) {
-            return Err(format!("`{level}` is not a log level"));
-        }
-        if let Some(t) = target {
-            let module = t.split("::").all(|part| {
-                !part.is_empty()
-                    && part
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            });
-            if !module {
-                return Err(format!("`{t}` is not a module path"));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Largest CA file read.
-pub const MAX_CA_FILE: u64 = 1024 * 1024;
-
-/// Reads and parses a CA file as the `https://` sources will: PEM, at least one
-/// certificate, each usable as a trust anchor.
-pub fn check_ca_file(path: &std::path::Path) -> Result<(), String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
-    let mut pem = Vec::new();
-    file.take(MAX_CA_FILE + 1)
-        .read_to_end(&mut pem)
-        .map_err(|e| format!("cannot read it: {e}"))?;
-    if pem.len() as u64 > MAX_CA_FILE {
-        return Err(format!("it is larger than {} KiB", MAX_CA_FILE / 1024));
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| format!("it is not valid PEM: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("it holds a certificate that cannot be a CA: {e}"))?;
-    }
-    if roots.is_empty() {
-        return Err("it holds no PEM certificate".into());
-    }
-    Ok(())
 }
 
 fn path(v: &Option<String>) -> Option<PathBuf> {
@@ -757,54 +632,6 @@ mod tests {
     }
 
     #[test]
-    fn durations_take_only_unambiguous_units() {
-        let secs = |s: &str| parse_duration(s).map(|d| d.as_secs_f64());
-        for (text, want) in [
-            ("0", 0.0),
-            ("90s", 90.0),
-            ("2m30s", 150.0),
-            ("150ms", 0.15),
-            ("1.5s", 1.5),
-            ("1d2h", 93_600.0),
-            ("1m0.5s", 60.5),
-            ("365d", 31_536_000.0),
-        ] {
-            assert_eq!(secs(text), Some(want), "{text}");
-        }
-        for bad in [
-            "5M", "1y", "1month", "5min", "5S", "2h1d", "1s1s", "s", "1", ".5s", "1.s", "1 s",
-            "1.2.3s", "-1s", "366d", "1us", "",
-        ] {
-            assert_eq!(secs(bad), None, "{bad}");
-        }
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn any_text_parses_to_a_bounded_duration_or_nothing(text in "[0-9a-zA-Z. ]{0,12}") {
-            if let Some(d) = parse_duration(&text) {
-                proptest::prop_assert!(d <= MAX_DURATION);
-                proptest::prop_assert!(!text.chars().any(|c| c.is_ascii_uppercase()));
-            }
-        }
-
-        #[test]
-        fn composed_durations_parse_to_their_sum(
-            d in 0u64..300, h in 0u64..24, m in 0u64..60, s in 0u64..60, ms in 0u64..1000,
-        ) {
-            let mut text = String::new();
-            for (n, unit) in [(d, "d"), (h, "h"), (m, "m"), (s, "s"), (ms, "ms")] {
-                if n > 0 {
-                    text += &format!("{n}{unit}");
-                }
-            }
-            let want = (((d * 24 + h) * 60 + m) * 60 + s) * 1000 + ms;
-            let got = parse_duration(if text.is_empty() { "0" } else { &text });
-            proptest::prop_assert_eq!(got.map(|g| g.as_millis()), Some(u128::from(want)), "{}", text);
-        }
-    }
-
-    #[test]
     fn thresholds_at_or_beyond_the_window_name_a_profile_that_fits() {
         let e = cfg(&[("MAX_SKEW", "25m")]).expect_err("25m on aws");
         let msg = e.to_string();
@@ -845,29 +672,6 @@ mod tests {
             assert!(msg.contains("lowercase"), "{msg}");
         }
         assert!(cfg(&[("ON_UNKNOWN", "pass"), ("PROFILE", "aws-s3")]).is_ok());
-    }
-
-    #[test]
-    fn log_filters_are_levels_or_target_levels() {
-        for good in [
-            "info",
-            "warn,skewguard=debug",
-            "off",
-            "skewguard::proto::ntp=trace,hyper=warn",
-        ] {
-            assert_eq!(check_log_filter(good), Ok(()), "{good}");
-        }
-        for bad in [
-            "verbose",
-            "",
-            "info,",
-            "skewguard",
-            "=info",
-            "Skew=info",
-            "a=loud",
-        ] {
-            assert!(check_log_filter(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]
