@@ -120,28 +120,12 @@ const COMMANDS: &[CommandHelp] = &[
     },
 ];
 
-/// Settings only some commands read; every other setting is read by the four
-/// that measure (check, wait, exec, serve).
-const ONLY: &[(&str, &[&str])] = &[
-    ("OUTPUT", &["check", "wait", "exec"]),
-    ("INTERVAL", &["wait", "exec", "serve"]),
-    ("WAIT_TIMEOUT", &["wait", "exec"]),
-    ("LISTEN", &["serve", "health"]),
-    ("STALE_AFTER", &["serve"]),
-    ("MAX_DRIFT", &["serve", "check"]),
-    ("CACHE_FILE", &["check"]),
-    ("CACHE_MAX_AGE", &["check"]),
-    ("TIMEOUT", &["check", "wait", "exec", "serve", "health"]),
-    ("LOG", &["check", "wait", "exec", "serve", "health"]),
-    ("LOG_FORMAT", &["check", "wait", "exec", "serve", "health"]),
-];
-
-/// Whether `command` reads the setting `name`.
+/// Whether `command` reads the setting `name` (the `commands` of its row in
+/// [`SETTINGS`]).
 pub fn reads(command: &str, name: &str) -> bool {
-    match ONLY.iter().find(|(n, _)| *n == name) {
-        Some((_, commands)) => commands.contains(&command),
-        None => command != "health",
-    }
+    SETTINGS
+        .iter()
+        .any(|s| s.name == name && s.commands.contains(&command))
 }
 
 /// The usage error of a bare `skewguard`: main prints the general help after it.
@@ -420,6 +404,18 @@ mod tests {
         let serve = help(Some("serve"));
         assert!(serve.contains("SKEWGUARD_STALE_AFTER") && !serve.contains("SKEWGUARD_OUTPUT"));
         assert!(help(Some("exec")).contains("127"));
+    }
+
+    #[test]
+    fn settings_name_only_commands_there_are() {
+        for s in SETTINGS {
+            for c in s.commands {
+                assert!(COMMANDS.iter().any(|h| h.name == *c), "{}: {c}", s.name);
+            }
+        }
+        assert!(reads("health", "LISTEN") && !reads("health", "SOURCES"));
+        assert!(reads("check", "CACHE_FILE") && !reads("serve", "CACHE_FILE"));
+        assert!(!reads("check", "NO_SUCH_SETTING"));
     }
 
     #[test]

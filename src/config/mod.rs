@@ -1,6 +1,12 @@
 //! Configuration: `SKEWGUARD_*` environment variables (flags override them by
 //! name) turned into a validated [`Config`]. Every error names the variable,
 //! the value given and the form that is accepted.
+//!
+//! The settings are one table, [`SETTINGS`] (in `settings.rs`): each row reads
+//! its value into a `Draft`; `Draft::settle` then works out the defaults
+//! that depend on other settings and checks settings against each other.
+//! Value parsers shared by the rows live in `parse.rs`, the command line and
+//! help in [`cli`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,12 +16,12 @@ use std::time::Duration;
 
 pub mod cli;
 mod parse;
+mod settings;
 
-pub use parse::{
-    check_ca_file, check_log_filter, parse_duration, ENUM_RULE, LOG_LEVELS, MAX_CA_FILE,
-    MAX_DURATION,
-};
+pub use parse::parse_duration;
+pub use settings::{Setting, Unset, SETTINGS};
 
+use crate::core::holdover::MaxDrift;
 use crate::core::sample::QuerySettings;
 use crate::core::select::AuthSelect;
 
@@ -24,44 +30,6 @@ use crate::proto::source::Source;
 
 /// Prefix of every variable.
 pub const PREFIX: &str = "SKEWGUARD_";
-
-/// One setting: its name without the prefix, its default as shown in help, and what it does.
-pub struct Setting {
-    /// Name without `SKEWGUARD_`, e.g. `MAX_SKEW` (flag `--max-skew`).
-    pub name: &'static str,
-    /// Default, as shown to people.
-    pub default: &'static str,
-    /// One line of help.
-    pub help: &'static str,
-}
-
-/// Every setting, in help order.
-pub const SETTINGS: &[Setting] = &[
-    Setting { name: "SOURCES", default: "aws", help: "comma-separated references: ntp://HOST[:PORT], nts://HOST[:PORT], https://HOST[:PORT][/PATH], http://…, presets `aws`, `nts` (combine: aws,nts)" },
-    Setting { name: "PROFILE", default: "aws", help: "signing window: aws 300s, aws-s3 900s, azure 900s, kerberos 300s, vault-jwt 60s, totp 30s" },
-    Setting { name: "MAX_SKEW", default: "half the window", help: "skew bound (|offset| + uncertainty) at which the verdict is fail" },
-    Setting { name: "WARN_SKEW", default: "1s, at most MAX_SKEW", help: "the verdict is warn when the skew is certainly at least this (|offset| - uncertainty); may not exceed MAX_SKEW" },
-    Setting { name: "ON_UNKNOWN", default: "fail", help: "fail|pass: what an unknown verdict does to the exit code and /healthz" },
-    Setting { name: "MIN_SOURCES", default: "1", help: "fewest agreeing sources that may give a verdict" },
-    Setting { name: "TIMEOUT", default: "2s", help: "bound on one query of one source" },
-    Setting { name: "SAMPLES", default: "1", help: "NTP queries per source (the least-delay one is kept)" },
-    Setting { name: "SAMPLE_INTERVAL", default: "2s", help: "pause between NTP queries of one server" },
-    Setting { name: "HTTP_BUDGET", default: "2s", help: "time the HTTP Date refinement may take after the first answer (0 = one request)" },
-    Setting { name: "AUTH_SELECT", default: "mix", help: "mix|require|ignore: whether authenticated sources (https, nts) outrank unauthenticated ones (ntp, http)" },
-    Setting { name: "MAX_SOURCE_ERROR", default: "3s", help: "a source whose error bound (±) is wider than this is an error, not a vote (like chrony's maxdistance)" },
-    Setting { name: "CA_FILE", default: "none", help: "PEM file of extra root certificates for https and nts sources" },
-    Setting { name: "OUTPUT", default: "text", help: "text|json|npd (check, wait, exec; npd: node-problem-detector's one line, check exits 0 OK, 1 NonOK, 2 Unknown)" },
-    Setting { name: "LOG", default: "warn (check, health), info (others)", help: "log filter on stderr, e.g. `info` or `warn,skewguard=debug`" },
-    Setting { name: "LOG_FORMAT", default: "text", help: "text|json" },
-    Setting { name: "INTERVAL", default: "60s", help: "serve: time between measurements; wait: longest pause between attempts" },
-    Setting { name: "WAIT_TIMEOUT", default: "5m", help: "wait/exec: give up after this long (0 = never)" },
-    Setting { name: "LISTEN", default: "0.0.0.0:8080", help: "serve: address of /healthz, /readyz, /livez, /metrics; health: port to probe" },
-    Setting { name: "MAX_DRIFT", default: "500ppm", help: "serve, and check's cache: how fast the skew bound of the last good measurement grows while no source answers (holdover); `500ppm` or `500`, up to 100000ppm" },
-    Setting { name: "STALE_AFTER", default: "3 intervals", help: "serve: /livez fails when no round has finished for this long (plus jitter and two round times): a stuck loop; the verdict outlives a failed round by the MAX_DRIFT holdover rule instead" },
-    Setting { name: "CACHE_FILE", default: "none", help: "check: reuse a result written by an earlier run within CACHE_MAX_AGE (a private regular file of this user only)" },
-    Setting { name: "CACHE_MAX_AGE", default: "60s", help: "check: how old a cached result may be" },
-    Setting { name: "DISABLED", default: "false", help: "true: bypass the guard (wait/exec proceed, check and /healthz report ok with a note)" },
-];
 
 /// Output format of `check`, `wait` and `exec`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +84,7 @@ pub struct Config {
     /// `/livez`: how long the measurement loop may go without finishing a round.
     pub stale_after: Duration,
     /// How fast the bound of a held-over measurement grows.
-    pub max_drift: crate::core::holdover::MaxDrift,
+    pub max_drift: MaxDrift,
     /// Where `check` keeps its cached result.
     pub cache_file: Option<PathBuf>,
     /// How old a cached result may be.
@@ -148,38 +116,6 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-// Every field is read as a string and validated below, so errors can name the variable.
-#[derive(Default)]
-struct Raw {
-    sources: Option<String>,
-    profile: Option<String>,
-    max_skew: Option<String>,
-    warn_skew: Option<String>,
-    on_unknown: Option<String>,
-    min_sources: Option<String>,
-    timeout: Option<String>,
-    samples: Option<String>,
-    sample_interval: Option<String>,
-    http_budget: Option<String>,
-    auth_select: Option<String>,
-    max_source_error: Option<String>,
-    ca_file: Option<String>,
-    output: Option<String>,
-    log: Option<String>,
-    log_format: Option<String>,
-    interval: Option<String>,
-    wait_timeout: Option<String>,
-    listen: Option<String>,
-    stale_after: Option<String>,
-    max_drift: Option<String>,
-    cache_file: Option<String>,
-    cache_max_age: Option<String>,
-    disabled: Option<String>,
-}
-
-const DURATION_FORM: &str =
-    "a duration: numbers with the units ms, s, m, h or d (lowercase, largest first), e.g. 90s, 2m30s, 150ms or 0";
-
 fn err(name: &str, value: &str, expected: impl Into<String>) -> ConfigError {
     ConfigError {
         name: format!("{PREFIX}{name}"),
@@ -188,61 +124,101 @@ fn err(name: &str, value: &str, expected: impl Into<String>) -> ConfigError {
     }
 }
 
-fn duration(name: &str, v: &Option<String>, default: Duration) -> Result<Duration, ConfigError> {
-    match v {
-        None => Ok(default),
-        Some(s) => {
-            parse_duration(s).ok_or_else(|| err(name, s, format!("{DURATION_FORM}; at most 365d")))
+/// A configuration being read. Each row of [`SETTINGS`] writes its value
+/// here: into `config`, or, for a setting whose default depends on other
+/// settings, into its own field, which [`Draft::settle`] resolves.
+pub(crate) struct Draft {
+    config: Config,
+    /// `MAX_SKEW`, if given (else half the profile's window).
+    max_skew: Option<Duration>,
+    /// `WARN_SKEW`, if given (else 1s, at most `MAX_SKEW`).
+    warn_skew: Option<Duration>,
+    /// `STALE_AFTER`, if given (else three intervals).
+    stale_after: Option<Duration>,
+}
+
+impl Draft {
+    /// Before any row is read. Every field with a value as its default is
+    /// written by its row (so these starting values never survive); the
+    /// fields of settings whose default is a rule start as that rule's
+    /// "off" (`None`) or are filled in by [`Draft::settle`].
+    fn new() -> Draft {
+        Draft {
+            config: Config {
+                sources: Vec::new(),
+                query: QuerySettings::default(),
+                min_sources: 0,
+                auth_select: AuthSelect::default(),
+                profile: Profile::AWS,
+                thresholds: Thresholds {
+                    window: 0.0,
+                    max_skew: 0.0,
+                    warn_skew: 0.0,
+                },
+                unknown_passes: false,
+                output: Output::Text,
+                log: None,
+                log_format: LogFormat::Text,
+                interval: Duration::ZERO,
+                wait_timeout: None,
+                listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+                stale_after: Duration::ZERO,
+                max_drift: MaxDrift::DEFAULT,
+                cache_file: None,
+                cache_max_age: Duration::ZERO,
+                disabled: false,
+            },
+            max_skew: None,
+            warn_skew: None,
+            stale_after: None,
         }
     }
-}
 
-fn positive_duration(
-    name: &str,
-    v: &Option<String>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    let d = duration(name, v, default)?;
-    if d.is_zero() {
-        return Err(err(
-            name,
-            v.as_deref().unwrap_or(""),
-            format!("{DURATION_FORM}, greater than zero"),
-        ));
-    }
-    Ok(d)
-}
-
-fn choice<T: Copy>(
-    name: &str,
-    v: &Option<String>,
-    default: T,
-    options: &[(&str, T)],
-) -> Result<T, ConfigError> {
-    match v {
-        None => Ok(default),
-        Some(s) => options
-            .iter()
-            .find(|(k, _)| *k == s.trim())
-            .map(|(_, t)| *t)
-            .ok_or_else(|| {
-                let names: Vec<&str> = options.iter().map(|(k, _)| *k).collect();
-                err(
-                    name,
-                    s,
-                    format!("one of {} ({ENUM_RULE})", names.join(", ")),
-                )
-            }),
-    }
-}
-
-fn count(name: &str, v: &Option<String>, default: u32, max: u32) -> Result<u32, ConfigError> {
-    match v {
-        None => Ok(default),
-        Some(s) => match s.trim().parse::<u32>() {
-            Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(err(name, s, format!("a whole number from 1 to {max}"))),
-        },
+    /// The defaults that depend on other settings, and the checks across
+    /// settings: the thresholds against the profile's window and each other.
+    /// `given` is the text of a variable, by name without the prefix.
+    fn settle<'a>(self, given: impl Fn(&str) -> Option<&'a str>) -> Result<Config, ConfigError> {
+        let Draft {
+            mut config,
+            max_skew,
+            warn_skew,
+            stale_after,
+        } = self;
+        let profile = config.profile;
+        let window = profile.window_seconds();
+        let given = |name| given(name).unwrap_or_default();
+        let max_skew = match max_skew {
+            Some(d) => {
+                within_window("MAX_SKEW", given("MAX_SKEW"), d, profile)?;
+                d
+            }
+            None => Duration::from_secs_f64(window / 2.0),
+        };
+        // The default warn threshold never exceeds a small MAX_SKEW; an explicit one may not.
+        let warn_skew = match warn_skew {
+            Some(d) => {
+                within_window("WARN_SKEW", given("WARN_SKEW"), d, profile)?;
+                if d > max_skew {
+                    return Err(err(
+                        "WARN_SKEW",
+                        given("WARN_SKEW"),
+                        format!(
+                            "a duration no larger than SKEWGUARD_MAX_SKEW ({})",
+                            crate::core::duration::human_setting(max_skew.as_secs_f64())
+                        ),
+                    ));
+                }
+                d
+            }
+            None => Duration::from_secs(1).min(max_skew),
+        };
+        config.thresholds = Thresholds {
+            window,
+            max_skew: max_skew.as_secs_f64(),
+            warn_skew: warn_skew.as_secs_f64(),
+        };
+        config.stale_after = stale_after.unwrap_or(config.interval * 3);
+        Ok(config)
     }
 }
 
@@ -250,11 +226,10 @@ fn count(name: &str, v: &Option<String>, default: u32, max: u32) -> Result<u32, 
 /// never fail before the signatures do), naming the profiles it would fit.
 fn within_window(
     name: &str,
-    v: &Option<String>,
+    given: &str,
     value: Duration,
     profile: Profile,
 ) -> Result<(), ConfigError> {
-    let Some(given) = v else { return Ok(()) };
     let secs = value.as_secs_f64();
     let window = profile.window_seconds();
     if secs < window {
@@ -291,15 +266,13 @@ fn within_window(
     ))
 }
 
-fn path(v: &Option<String>) -> Option<PathBuf> {
-    v.as_deref().filter(|s| !s.is_empty()).map(PathBuf::from)
-}
-
 impl Config {
     /// Builds the configuration from `SKEWGUARD_*` variables (name → value).
     ///
     /// Variables without the prefix are ignored; unknown prefixed ones are
-    /// not errors here (see [`unknown_variables`]).
+    /// not errors here (see [`unknown_variables`]). Each setting is read in
+    /// the order of [`SETTINGS`], the checks across settings come after:
+    /// the first refusal is the one returned.
     pub fn from_vars<I>(vars: I) -> Result<Config, ConfigError>
     where
         I: IntoIterator<Item = (String, String)>,
@@ -309,219 +282,27 @@ impl Config {
         // by hand, not through a serde deserializer, which cost ~30 KB of
         // binary for two dozen optional strings.
         let vars: BTreeMap<String, String> = vars.into_iter().collect();
-        let get = |name: &str| vars.get(&format!("{PREFIX}{name}")).cloned();
-        let raw = Raw {
-            sources: get("SOURCES"),
-            profile: get("PROFILE"),
-            max_skew: get("MAX_SKEW"),
-            warn_skew: get("WARN_SKEW"),
-            on_unknown: get("ON_UNKNOWN"),
-            min_sources: get("MIN_SOURCES"),
-            timeout: get("TIMEOUT"),
-            samples: get("SAMPLES"),
-            sample_interval: get("SAMPLE_INTERVAL"),
-            http_budget: get("HTTP_BUDGET"),
-            auth_select: get("AUTH_SELECT"),
-            max_source_error: get("MAX_SOURCE_ERROR"),
-            ca_file: get("CA_FILE"),
-            output: get("OUTPUT"),
-            log: get("LOG"),
-            log_format: get("LOG_FORMAT"),
-            interval: get("INTERVAL"),
-            wait_timeout: get("WAIT_TIMEOUT"),
-            listen: get("LISTEN"),
-            stale_after: get("STALE_AFTER"),
-            max_drift: get("MAX_DRIFT"),
-            cache_file: get("CACHE_FILE"),
-            cache_max_age: get("CACHE_MAX_AGE"),
-            disabled: get("DISABLED"),
-        };
-
-        let sources = Source::parse_list(raw.sources.as_deref().unwrap_or("aws"))
-            .map_err(|e| err("SOURCES", raw.sources.as_deref().unwrap_or(""), e))?;
-
-        let profile = match &raw.profile {
-            None => Profile::AWS,
-            Some(s) => Profile::parse(s.trim()).ok_or_else(|| {
-                let names: Vec<&str> = Profile::all().map(|p| p.name()).collect();
-                err(
-                    "PROFILE",
-                    s,
-                    format!("one of {} ({ENUM_RULE})", names.join(", ")),
-                )
-            })?,
-        };
-        let window = profile.window_seconds();
-        let max_skew = positive_duration(
-            "MAX_SKEW",
-            &raw.max_skew,
-            Duration::from_secs_f64(window / 2.0),
-        )?;
-        within_window("MAX_SKEW", &raw.max_skew, max_skew, profile)?;
-        // The default warn threshold never exceeds a small MAX_SKEW; an explicit one may not.
-        let warn_skew = duration(
-            "WARN_SKEW",
-            &raw.warn_skew,
-            Duration::from_secs(1).min(max_skew),
-        )?;
-        within_window("WARN_SKEW", &raw.warn_skew, warn_skew, profile)?;
-        if warn_skew > max_skew {
-            return Err(err(
-                "WARN_SKEW",
-                raw.warn_skew.as_deref().unwrap_or_default(),
-                format!(
-                    "a duration no larger than SKEWGUARD_MAX_SKEW ({})",
-                    crate::core::duration::human_setting(max_skew.as_secs_f64())
-                ),
-            ));
+        let given = |name: &str| vars.get(&format!("{PREFIX}{name}")).map(String::as_str);
+        let mut draft = Draft::new();
+        for setting in SETTINGS {
+            let value = match (given(setting.name), setting.default) {
+                (Some(value), _) | (None, Unset::Value(value)) => value,
+                (None, Unset::Rule(_)) => continue,
+            };
+            (setting.parse)(&mut draft, value).map_err(|why| err(setting.name, value, why))?;
         }
-        let thresholds = Thresholds {
-            window,
-            max_skew: max_skew.as_secs_f64(),
-            warn_skew: warn_skew.as_secs_f64(),
-        };
-
-        let unknown_passes = choice(
-            "ON_UNKNOWN",
-            &raw.on_unknown,
-            false,
-            &[("fail", false), ("pass", true)],
-        )?;
-        let min_sources = count("MIN_SOURCES", &raw.min_sources, 1, 64)? as usize;
-        let auth_select = choice(
-            "AUTH_SELECT",
-            &raw.auth_select,
-            AuthSelect::Mix,
-            &[
-                ("mix", AuthSelect::Mix),
-                ("require", AuthSelect::Require),
-                ("ignore", AuthSelect::Ignore),
-            ],
-        )?;
-        let query = QuerySettings {
-            timeout: positive_duration("TIMEOUT", &raw.timeout, Duration::from_secs(2))?,
-            samples: count("SAMPLES", &raw.samples, 1, 16)?,
-            sample_interval: duration(
-                "SAMPLE_INTERVAL",
-                &raw.sample_interval,
-                Duration::from_secs(2),
-            )?,
-            http_budget: duration("HTTP_BUDGET", &raw.http_budget, Duration::from_secs(2))?,
-            ca_file: path(&raw.ca_file),
-            max_source_error: positive_duration(
-                "MAX_SOURCE_ERROR",
-                &raw.max_source_error,
-                Duration::from_secs(3),
-            )?,
-        };
-        let output = choice(
-            "OUTPUT",
-            &raw.output,
-            Output::Text,
-            &[
-                ("text", Output::Text),
-                ("json", Output::Json),
-                ("npd", Output::Npd),
-            ],
-        )?;
-        let log_format = choice(
-            "LOG_FORMAT",
-            &raw.log_format,
-            LogFormat::Text,
-            &[("text", LogFormat::Text), ("json", LogFormat::Json)],
-        )?;
-        if let Some(filter) = &raw.log {
-            check_log_filter(filter).map_err(|why| {
-                err(
-                    "LOG",
-                    filter,
-                    format!(
-                        "{why}; expected comma-separated LEVEL or TARGET=LEVEL, LEVEL one of {} ({ENUM_RULE}), e.g. `info` or `warn,skewguard=debug`",
-                        LOG_LEVELS.join(", ")
-                    ),
-                )
-            })?;
-        }
-        if let Some(ca) = &query.ca_file {
-            check_ca_file(ca).map_err(|why| {
-                err(
-                    "CA_FILE",
-                    raw.ca_file.as_deref().unwrap_or_default(),
-                    format!("{why}; expected a readable PEM file of one or more CA certificates (-----BEGIN CERTIFICATE-----), at most {} KiB", MAX_CA_FILE / 1024),
-                )
-            })?;
-        }
-        let interval = positive_duration("INTERVAL", &raw.interval, Duration::from_secs(60))?;
-        let wait_timeout = duration("WAIT_TIMEOUT", &raw.wait_timeout, Duration::from_secs(300))?;
-        let listen = match &raw.listen {
-            None => SocketAddr::from(([0, 0, 0, 0], 8080)),
-            Some(s) => s.trim().parse().map_err(|_| {
-                err(
-                    "LISTEN",
-                    s,
-                    "an address and port such as 0.0.0.0:8080 or [::]:8080",
-                )
-            })?,
-        };
-        let stale_after = positive_duration("STALE_AFTER", &raw.stale_after, interval * 3)?;
-        let max_drift = match &raw.max_drift {
-            None => crate::core::holdover::MaxDrift::DEFAULT,
-            // Units in lowercase, as everywhere: `500PPM` is refused.
-            Some(s) => (!s.contains(|c: char| c.is_ascii_uppercase()))
-                .then(|| crate::core::holdover::MaxDrift::parse(s))
-                .flatten()
-                .ok_or_else(|| {
-                    err(
-                        "MAX_DRIFT",
-                        s,
-                        "a rate in parts per million such as 500ppm or 500 (lowercase), above 0 and at most 100000ppm",
-                    )
-                })?,
-        };
-        let cache_max_age = duration("CACHE_MAX_AGE", &raw.cache_max_age, Duration::from_secs(60))?;
-        let disabled = choice(
-            "DISABLED",
-            &raw.disabled,
-            false,
-            &[
-                ("true", true),
-                ("false", false),
-                ("1", true),
-                ("0", false),
-                ("yes", true),
-                ("no", false),
-            ],
-        )?;
-
-        Ok(Config {
-            sources,
-            query,
-            min_sources,
-            auth_select,
-            profile,
-            thresholds,
-            unknown_passes,
-            output,
-            log: raw.log.clone(),
-            log_format,
-            interval,
-            wait_timeout: (!wait_timeout.is_zero()).then_some(wait_timeout),
-            listen,
-            stale_after,
-            max_drift,
-            cache_file: path(&raw.cache_file),
-            cache_max_age,
-            disabled,
-        })
+        draft.settle(given)
     }
 }
 
 /// The `SKEWGUARD_*` names among `vars` that no setting has (likely typos).
 pub fn unknown_variables<'a>(vars: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     vars.into_iter()
-        .filter_map(|k| k.strip_prefix(PREFIX).map(|rest| (k, rest)))
-        .filter(|(_, rest)| !SETTINGS.iter().any(|s| s.name == *rest))
-        .map(|(k, _)| k.to_string())
+        .filter(|k| {
+            k.strip_prefix(PREFIX)
+                .is_some_and(|rest| settings::setting(rest).is_none())
+        })
+        .map(str::to_string)
         .collect()
 }
 
@@ -533,7 +314,7 @@ pub fn flag_name(setting: &str) -> String {
 /// The setting for a flag: `max-skew` → `MAX_SKEW`, if there is one.
 pub fn setting_for_flag(flag: &str) -> Option<&'static str> {
     let want = flag.to_ascii_uppercase().replace('-', "_");
-    SETTINGS.iter().find(|s| s.name == want).map(|s| s.name)
+    settings::setting(&want).map(|s| s.name)
 }
 
 /// Collects the `SKEWGUARD_*` variables of this process, overridden by flags.

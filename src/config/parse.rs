@@ -1,8 +1,13 @@
-//! Value parsers shared by the settings: durations in the one unit grammar,
-//! log filters and CA files. Each says what is wrong in words; the caller
-//! names the variable.
+//! Value parsers shared by the rows of the settings table: durations in the
+//! one unit grammar, counts, named values, paths, log filters and CA files.
+//! Each takes the text given and returns the value or, in words, the form
+//! that is accepted; the caller names the variable and repeats the value.
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+const DURATION_FORM: &str =
+    "a duration: numbers with the units ms, s, m, h or d (lowercase, largest first), e.g. 90s, 2m30s, 150ms or 0";
 
 /// Units a duration may use, largest first, with their length in nanoseconds.
 /// Only these, only in lowercase: `5M` (humantime's months) or `1y` must not
@@ -68,19 +73,58 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 
 /// Longest duration any setting accepts (365 days): the I/O layer adds
 /// durations to `Instant`s and multiplies them, which must not overflow.
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
+/// A duration of at most [`MAX_DURATION`].
+pub(crate) fn duration(v: &str) -> Result<Duration, String> {
+    parse_duration(v).ok_or_else(|| format!("{DURATION_FORM}; at most 365d"))
+}
+
+/// A duration above zero and of at most [`MAX_DURATION`].
+pub(crate) fn positive_duration(v: &str) -> Result<Duration, String> {
+    let d = duration(v)?;
+    if d.is_zero() {
+        return Err(format!("{DURATION_FORM}, greater than zero"));
+    }
+    Ok(d)
+}
+
+/// One of the named `options`, matched by [`ENUM_RULE`].
+pub(crate) fn choice<T: Copy>(v: &str, options: &[(&str, T)]) -> Result<T, String> {
+    options
+        .iter()
+        .find(|(k, _)| *k == v.trim())
+        .map(|(_, t)| *t)
+        .ok_or_else(|| {
+            let names: Vec<&str> = options.iter().map(|(k, _)| *k).collect();
+            format!("one of {} ({ENUM_RULE})", names.join(", "))
+        })
+}
 
 /// How every named value (profile, output, log level, …) is matched.
-pub const ENUM_RULE: &str = "exactly as written here, in lowercase";
+pub(crate) const ENUM_RULE: &str = "exactly as written here, in lowercase";
+
+/// A whole number from 1 to `max`.
+pub(crate) fn count(v: &str, max: u32) -> Result<u32, String> {
+    match v.trim().parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("a whole number from 1 to {max}")),
+    }
+}
+
+/// A path; empty is none.
+pub(crate) fn path(v: &str) -> Option<PathBuf> {
+    (!v.is_empty()).then(|| PathBuf::from(v))
+}
 
 /// Log levels a filter may name.
-pub const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+pub(crate) const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
 
 /// Checks a log filter: comma-separated `LEVEL` or `TARGET=LEVEL` directives,
 /// a target being a lowercase Rust module path (`skewguard`, `skewguard::proto::ntp`).
 /// `tracing`'s own parser takes any word as a target, so `verbose` would
 /// silence every log line instead of being refused.
-pub fn check_log_filter(filter: &str) -> Result<(), String> {
+pub(crate) fn check_log_filter(filter: &str) -> Result<(), String> {
     for directive in filter.split(',') {
         let directive = directive.trim();
         let (target, level) = match directive.split_once('=') {
@@ -105,12 +149,23 @@ pub fn check_log_filter(filter: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A log filter that passes [`check_log_filter`].
+pub(crate) fn log_filter(v: &str) -> Result<String, String> {
+    check_log_filter(v).map_err(|why| {
+        format!(
+            "{why}; expected comma-separated LEVEL or TARGET=LEVEL, LEVEL one of {} ({ENUM_RULE}), e.g. `info` or `warn,skewguard=debug`",
+            LOG_LEVELS.join(", ")
+        )
+    })?;
+    Ok(v.to_string())
+}
+
 /// Largest CA file read.
-pub const MAX_CA_FILE: u64 = 1024 * 1024;
+pub(crate) const MAX_CA_FILE: u64 = 1024 * 1024;
 
 /// Reads and parses a CA file as the `https://` sources will: PEM, at least one
 /// certificate, each usable as a trust anchor.
-pub fn check_ca_file(path: &std::path::Path) -> Result<(), String> {
+pub(crate) fn check_ca_file(path: &std::path::Path) -> Result<(), String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     use std::io::Read;
@@ -133,6 +188,17 @@ pub fn check_ca_file(path: &std::path::Path) -> Result<(), String> {
         return Err("it holds no PEM certificate".into());
     }
     Ok(())
+}
+
+/// A CA file that passes [`check_ca_file`]; empty is none.
+pub(crate) fn ca_file(v: &str) -> Result<Option<PathBuf>, String> {
+    let ca = path(v);
+    if let Some(ca) = &ca {
+        check_ca_file(ca).map_err(|why| {
+            format!("{why}; expected a readable PEM file of one or more CA certificates (-----BEGIN CERTIFICATE-----), at most {} KiB", MAX_CA_FILE / 1024)
+        })?;
+    }
+    Ok(ca)
 }
 
 #[cfg(test)]
