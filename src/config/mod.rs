@@ -403,6 +403,23 @@ mod tests {
     }
 
     #[test]
+    fn the_first_refusal_in_help_order_is_reported_cross_checks_last() {
+        let name = |pairs: &[(&str, &str)]| cfg(pairs).expect_err("refused").name;
+        assert_eq!(
+            name(&[("AUTH_SELECT", "all"), ("TIMEOUT", "0")]),
+            "SKEWGUARD_TIMEOUT"
+        );
+        assert_eq!(
+            name(&[("MAX_SKEW", "25m"), ("ON_UNKNOWN", "maybe")]),
+            "SKEWGUARD_ON_UNKNOWN"
+        );
+        assert_eq!(
+            name(&[("MAX_SKEW", "25m"), ("WARN_SKEW", "30m")]),
+            "SKEWGUARD_MAX_SKEW"
+        );
+    }
+
+    #[test]
     fn huge_durations_and_miscased_names_are_refused() {
         // Found by fuzzing: `interval * 3` and `Instant + d` overflowed.
         let e = cfg(&[("INTERVAL", "200000000000d")]).expect_err("huge");

@@ -328,4 +328,38 @@ mod tests {
             assert!(!s.commands.is_empty(), "{} is read by no command", s.name);
         }
     }
+
+    #[test]
+    fn choices_shown_in_help_are_the_choices_accepted() {
+        let mut checked = 0;
+        for s in SETTINGS {
+            let shown = s.help.split([':', ' ']).next().unwrap_or_default();
+            if !shown.contains('|') {
+                continue;
+            }
+            let words: Vec<&str> = shown.split('|').collect();
+            for w in &words {
+                assert_eq!((s.parse)(&mut Draft::new(), w), Ok(()), "{}={w}", s.name);
+            }
+            let refused = (s.parse)(&mut Draft::new(), "bogus").expect_err(s.name);
+            let listed = format!("one of {} (", words.join(", "));
+            assert!(refused.starts_with(&listed), "{}: {refused}", s.name);
+            checked += 1;
+        }
+        assert_eq!(checked, 4, "ON_UNKNOWN, AUTH_SELECT, OUTPUT, LOG_FORMAT");
+    }
+
+    #[test]
+    fn the_profile_help_lists_every_profile_and_its_window() {
+        let help = setting("PROFILE").expect("PROFILE").help;
+        for p in Profile::all() {
+            let shown = format!(" {} {}s", p.name(), p.window_seconds());
+            assert!(help.contains(&shown), "{shown:?} missing from {help:?}");
+        }
+        assert_eq!(
+            help.matches(", ").count() + 1,
+            Profile::all().count(),
+            "{help}"
+        );
+    }
 }
