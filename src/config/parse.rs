@@ -21,7 +21,7 @@ const UNITS: &[(&str, u128)] = &[
 ];
 
 /// Parses a duration: `0`, or one or more `NUMBER UNIT` parts without spaces
-/// (`90s`, `2m30s`, `1.5s`, `150ms`, `1d`), units from [`UNITS`] in lowercase,
+/// (`90s`, `2m30s`, `1.5s`, `150ms`, `1d`), units `d`, `h`, `m`, `s`, `ms` in lowercase,
 /// each at most once and largest first. Exact to the nanosecond (integer
 /// arithmetic; fraction digits below a nanosecond are dropped).
 pub fn parse_duration(s: &str) -> Option<Duration> {
