@@ -277,17 +277,17 @@ fn skew_headline(verdict: Verdict, offset: f64, uncertainty: f64, by: &str, j: &
     format!(
         "{}: {size}; {}; according to {by}",
         verdict.name().to_ascii_uppercase(),
-        tail(verdict, j, behind)
+        tail(verdict, j, behind, offset.abs() - uncertainty.max(0.0))
     )
 }
 
 /// What the verdict means for the profile's service: the error it answers, or
 /// the threshold the clock stays within.
-fn tail(verdict: Verdict, j: &Judging, behind: bool) -> String {
+fn tail(verdict: Verdict, j: &Judging, behind: bool, certain: f64) -> String {
     let t = j.thresholds;
     let what = j.profile.what();
     let window = human_setting(t.window);
-    let errors = j.profile.error_text(behind);
+    let errors = j.profile.errors_at(certain, behind);
     match verdict {
         Verdict::Fail => format!(
             "{what} fail with {errors} (window {window}; fail threshold {})",
@@ -356,6 +356,26 @@ mod tests {
 
     fn ok(offset: f64) -> Outcome {
         Outcome::from_result(Ok(Sample::plain(offset, 0.001, 0.0002)))
+    }
+
+    #[test]
+    fn fifteen_minutes_ahead_names_s3s_error_under_the_aws_profile() {
+        let r = Report::assess(
+            &names("ntp://a"),
+            &[ok(-902.0)],
+            &Judging::default(),
+            &HostFacts::default(),
+        );
+        assert!(
+            r.headline.contains("Signature not yet current"),
+            "{}",
+            r.headline
+        );
+        assert!(
+            r.headline.contains("also `RequestTimeTooSkewed`"),
+            "{}",
+            r.headline
+        );
     }
 
     #[test]

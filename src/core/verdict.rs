@@ -17,6 +17,10 @@ pub struct ProfileSpec {
     pub error_behind: &'static str,
     /// The service's error when the local clock is ahead (requests not yet valid).
     pub error_ahead: &'static str,
+    /// Profiles of one family (`aws`) describe services one client talks to
+    /// at once: a skew past a wider sibling's window breaks that one too, and
+    /// the headline names its error whatever the profile.
+    pub family: &'static str,
 }
 
 /// Every profile, in help order; the first is the default.
@@ -27,6 +31,7 @@ pub const PROFILES: &[ProfileSpec] = &[
         window_seconds: 300.0,
         error_behind: "`SignatureDoesNotMatch … Signature expired` / `InvalidSignatureException` (EC2: `AuthFailure`, `RequestExpired`)",
         error_ahead: "`SignatureDoesNotMatch … Signature not yet current` / `InvalidSignatureException` (EC2: `AuthFailure`, `RequestInTheFuture`)",
+        family: "aws",
     },
     ProfileSpec {
         name: "aws-s3",
@@ -34,6 +39,7 @@ pub const PROFILES: &[ProfileSpec] = &[
         window_seconds: 900.0,
         error_behind: "`RequestTimeTooSkewed` (MaxAllowedSkewMilliseconds 900000)",
         error_ahead: "`RequestTimeTooSkewed` (MaxAllowedSkewMilliseconds 900000)",
+        family: "aws",
     },
     ProfileSpec {
         name: "azure",
@@ -41,6 +47,7 @@ pub const PROFILES: &[ProfileSpec] = &[
         window_seconds: 900.0,
         error_behind: "`AuthenticationFailed … Request date header too old`",
         error_ahead: "`AuthenticationFailed` (the request date is in the future)",
+        family: "",
     },
     ProfileSpec {
         name: "kerberos",
@@ -48,6 +55,7 @@ pub const PROFILES: &[ProfileSpec] = &[
         window_seconds: 300.0,
         error_behind: "`KRB_AP_ERR_SKEW` (Clock skew too great)",
         error_ahead: "`KRB_AP_ERR_SKEW` (Clock skew too great)",
+        family: "",
     },
     ProfileSpec {
         name: "vault-jwt",
@@ -55,6 +63,7 @@ pub const PROFILES: &[ProfileSpec] = &[
         window_seconds: 60.0,
         error_behind: "`token is expired (exp)`",
         error_ahead: "`token not valid yet (nbf)` / `token issued in the future (iat)`",
+        family: "",
     },
     ProfileSpec {
         name: "totp",
@@ -62,6 +71,7 @@ pub const PROFILES: &[ProfileSpec] = &[
         window_seconds: 30.0,
         error_behind: "an invalid-code error",
         error_ahead: "an invalid-code error",
+        family: "",
     },
 ];
 
@@ -117,6 +127,26 @@ impl Profile {
     /// The skew the signature scheme tolerates, in seconds.
     pub fn window_seconds(self) -> f64 {
         self.0.window_seconds
+    }
+
+    /// The errors a skew of at least `certain` seconds brings: this profile's,
+    /// then those of every sibling of its family whose window it also exceeds
+    /// (an `aws` clock 15 minutes off breaks S3 with `RequestTimeTooSkewed` too).
+    pub fn errors_at(self, certain: f64, local_behind: bool) -> String {
+        let mut out = vec![self.error_text(local_behind)];
+        if !self.0.family.is_empty() {
+            for p in Profile::all() {
+                let text = p.error_text(local_behind);
+                if p.0.family == self.0.family
+                    && p != self
+                    && certain >= p.window_seconds()
+                    && !out.contains(&text)
+                {
+                    out.push(text);
+                }
+            }
+        }
+        out.join("; also ")
     }
 }
 
@@ -280,6 +310,27 @@ mod tests {
             assert_eq!(Profile::parse(p.name()), Some(p));
         }
         assert_eq!(Profile::parse("nope"), None);
+    }
+
+    #[test]
+    fn a_skew_past_s3s_window_names_s3s_error_whatever_the_aws_profile() {
+        let fifteen = 902.0;
+        let aws = Profile::AWS.errors_at(fifteen, false);
+        assert!(
+            aws.starts_with("`SignatureDoesNotMatch … Signature not yet current`"),
+            "{aws}"
+        );
+        assert!(aws.contains("also `RequestTimeTooSkewed`"), "{aws}");
+        assert!(!Profile::AWS
+            .errors_at(400.0, false)
+            .contains("RequestTimeTooSkewed"));
+        let s3 = Profile::AWS_S3.errors_at(fifteen, true);
+        assert!(
+            s3.starts_with("`RequestTimeTooSkewed`") && s3.contains("Signature expired"),
+            "{s3}"
+        );
+        let kerberos = Profile::parse("kerberos").unwrap();
+        assert_eq!(kerberos.errors_at(1e6, true), kerberos.error_text(true));
     }
 
     #[test]
