@@ -1,28 +1,38 @@
-//! The cache file of `check`: a file only this user could have written, read
-//! and replaced without following links, blocking or reading without bound.
+//! Files another party may have placed: opened without following a link,
+//! blocking or reading without bound, and used only when they are what they
+//! should be.
 //!
-//! A cache file that another user can plant or aim would be an off-switch for
-//! the guard (a forged `OK`) or a way to overwrite files (a symlink, a device).
-//! So a path is used only when it is a regular file (not a symlink, FIFO,
-//! socket or device), owned by the effective uid and not writable by group or
-//! others; it is opened with `O_NOFOLLOW | O_NONBLOCK` and checked again on the
-//! open descriptor, and read up to [`MAX_BYTES`]. A new result is written to a
-//! private temporary file (`O_CREAT | O_EXCL`, mode 0600, a random name from
-//! getrandom) in the same directory and renamed over the path only when the
-//! path is a regular file of this user, or nothing.
+//! A file at a path that someone else controls can be a symlink aimed at a
+//! file of ours, a FIFO that makes `open` wait for ever, a device with effects
+//! of its own on open, or gigabytes. So every such file is looked at with
+//! `lstat` first, opened with `O_NOFOLLOW | O_NONBLOCK | O_NOCTTY`, checked
+//! again on the open descriptor (the path may have changed in between), and
+//! read up to a bound. [`open_regular`] and [`read_regular`] do this for any
+//! regular file (the platform facts under `/proc` and `/sys`, which `fstat`
+//! reports as regular files of size 0 or 4096, and ClockBound's segment);
+//! `O_NOFOLLOW` concerns the last component only, so `/var/run → /run` is fine.
 //!
-//! Every refusal is a [`Refused`] that says why; the caller measures instead.
+//! The cache file of `check` must also be this user's own: a cache file that
+//! another user can plant or aim would be an off-switch for the guard (a
+//! forged `OK`) or a way to overwrite files (a symlink, a device). So
+//! [`read`] also requires the file to be owned by the effective uid and not
+//! writable by group or others, and refuses one over [`MAX_BYTES`]. A new
+//! result is written to a private temporary file (`O_CREAT | O_EXCL`, mode
+//! 0600, a random name from getrandom) in the same directory and renamed over
+//! the path only when the path is a regular file of this user, or nothing.
+//!
+//! Every refusal is a [`Refused`] that says why; the caller does without.
 
 use std::fmt;
 use std::fs::{File, Metadata, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::io::Write;
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Most bytes read from a cache file (a report of many sources is a few tens of KiB).
 pub const MAX_BYTES: u64 = 256 * 1024;
 
-/// Why a cache path is not used.
+/// Why a file is not used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused(pub String);
 
@@ -56,11 +66,18 @@ fn kind(m: &Metadata) -> &'static str {
     }
 }
 
+/// Refuses anything but a regular file.
+pub fn regular(m: &Metadata) -> Result<(), Refused> {
+    if m.file_type().is_file() {
+        Ok(())
+    } else {
+        Err(Refused(format!("it is {}, not a regular file", kind(m))))
+    }
+}
+
 /// Refuses anything but a regular file of `euid` without group/other write.
 pub fn trustworthy(m: &Metadata, euid: u32) -> Result<(), Refused> {
-    if !m.file_type().is_file() {
-        return Err(Refused(format!("it is {}, not a regular file", kind(m))));
-    }
+    regular(m)?;
     if m.uid() != euid {
         return Err(Refused(format!(
             "it is owned by uid {}, not by this user (uid {euid})",
@@ -81,15 +98,19 @@ pub fn trustworthy(m: &Metadata, euid: u32) -> Result<(), Refused> {
     Ok(())
 }
 
-/// The cache file's bytes; `Ok(None)` when there is no file at `path`.
-pub fn read(path: &Path, euid: u32) -> Result<Option<Vec<u8>>, Refused> {
+/// Opens `path` for reading when `allow` accepts what is there, both before
+/// opening and on the open descriptor; `Ok(None)` when there is nothing.
+fn open_checked(
+    path: &Path,
+    allow: impl Fn(&Metadata) -> Result<(), Refused>,
+) -> Result<Option<File>, Refused> {
     // Look before opening: opening a device or a FIFO can have effects of its own.
     match std::fs::symlink_metadata(path) {
-        Ok(m) => trustworthy(&m, euid)?,
+        Ok(m) => allow(&m)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Refused(format!("cannot inspect it: {e}"))),
     }
-    // …and check the descriptor again: the path may have changed in between.
+    // O_NONBLOCK: a FIFO swapped in after the look cannot hold `open` up.
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -101,11 +122,53 @@ pub fn read(path: &Path, euid: u32) -> Result<Option<Vec<u8>>, Refused> {
     let m = file
         .metadata()
         .map_err(|e| Refused(format!("cannot inspect it: {e}")))?;
-    trustworthy(&m, euid)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Refused(format!("cannot read it: {e}")))?;
+    allow(&m)?;
+    Ok(Some(file))
+}
+
+/// Opens the regular file at `path` (whoever owns it) the hardened way;
+/// `Ok(None)` when there is nothing at `path`.
+pub fn open_regular(path: &Path) -> Result<Option<File>, Refused> {
+    open_checked(path, regular)
+}
+
+/// The first `limit` bytes of `file` (fewer at its end), read from offset 0
+/// whatever was read before, so a caller can read a changing file again.
+/// The size `fstat` reports is not trusted: `/proc` says 0, `/sys` 4096.
+pub fn read_start(file: &File, limit: u64) -> Result<Vec<u8>, Refused> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut bytes = vec![0u8; limit.min(8 * 1024)];
+    let mut len = 0;
+    while len < limit {
+        if len == bytes.len() {
+            bytes.resize(limit.min(len.saturating_mul(2)), 0);
+        }
+        match file.read_at(&mut bytes[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Refused(format!("cannot read it: {e}"))),
+        }
+    }
+    bytes.truncate(len);
+    Ok(bytes)
+}
+
+/// The first `limit` bytes of the regular file at `path` (whoever owns it),
+/// opened with [`open_regular`]; `Ok(None)` when there is nothing at `path`.
+pub fn read_regular(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, Refused> {
+    match open_regular(path)? {
+        Some(file) => read_start(&file, limit).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The cache file's bytes; `Ok(None)` when there is no file at `path`.
+pub fn read(path: &Path, euid: u32) -> Result<Option<Vec<u8>>, Refused> {
+    let Some(file) = open_checked(path, |m| trustworthy(m, euid))? else {
+        return Ok(None);
+    };
+    let bytes = read_start(&file, MAX_BYTES + 1)?;
     if bytes.len() as u64 > MAX_BYTES {
         return Err(Refused(format!(
             "it is larger than {} KiB",
@@ -228,6 +291,102 @@ mod tests {
         assert!(read(&loose, euid).unwrap_err().0.contains("other users"));
         assert!(read(&d, euid).unwrap_err().0.contains("directory"));
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    fn fifo(path: &Path) {
+        let made = std::process::Command::new("mkfifo").arg(path).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", path.display());
+    }
+
+    #[test]
+    fn foreign_files_are_read_only_when_regular() {
+        let d = dir("foreign");
+        assert_eq!(read_regular(&d.join("missing"), 64), Ok(None));
+        let plain = d.join("plain");
+        std::fs::write(&plain, "6.1.0\n").unwrap();
+        // Anyone's file will do here: the owner is not checked.
+        assert_eq!(read_regular(&plain, 64), Ok(Some(b"6.1.0\n".to_vec())));
+        let pipe = d.join("pipe");
+        fifo(&pipe);
+        assert!(read_regular(&pipe, 64).unwrap_err().0.contains("a FIFO"));
+        let link = d.join("link");
+        std::os::unix::fs::symlink(&plain, &link).unwrap();
+        assert!(read_regular(&link, 64)
+            .unwrap_err()
+            .0
+            .contains("symbolic link"));
+        assert!(read_regular(&d, 64).unwrap_err().0.contains("directory"));
+        assert!(read_regular(Path::new("/dev/null"), 64)
+            .unwrap_err()
+            .0
+            .contains("character device"));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn what_is_swapped_in_after_the_look_neither_blocks_nor_is_followed() {
+        // The look before opening is skipped (everything allowed), as if the
+        // path had been replaced in between: the flags alone must hold.
+        let d = dir("swapped");
+        let pipe = d.join("pipe");
+        fifo(&pipe);
+        let started = std::time::Instant::now();
+        let opened = open_checked(&pipe, |_| Ok(()));
+        assert!(
+            opened.is_ok_and(|f| f.is_some()),
+            "O_NONBLOCK opens a FIFO without a writer"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let link = d.join("link");
+        std::os::unix::fs::symlink(&pipe, &link).unwrap();
+        assert_eq!(
+            open_checked(&link, |_| Ok(())).unwrap_err().0,
+            "it is a symbolic link"
+        );
+        // …and the check on the descriptor still refuses the FIFO.
+        assert!(open_regular(&pipe).unwrap_err().0.contains("a FIFO"));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_large_file_is_read_only_up_to_the_bound() {
+        let d = dir("large");
+        let big = d.join("big");
+        let content: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&big, &content).unwrap();
+        for limit in [0, 1, 256, 8 * 1024, 8 * 1024 + 1, 100_000, MAX_BYTES + 1] {
+            let got = read_regular(&big, limit).unwrap().unwrap();
+            assert_eq!(got, content[..limit as usize], "limit {limit}");
+        }
+        // The whole file when it is under the bound; a second read starts again at 0.
+        let file = open_regular(&big).unwrap().unwrap();
+        assert_eq!(read_start(&file, u64::MAX).unwrap(), content);
+        assert_eq!(read_start(&file, 10).unwrap(), content[..10]);
+        // The cache refuses what the bound would cut.
+        let euid = crate::os::sys::effective_uid();
+        assert!(read(&big, euid).unwrap_err().0.contains("larger than"));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn proc_and_sys_files_are_regular_and_read_to_their_end() {
+        // fstat says size 0 (procfs) or 4096 (sysfs): the size is not trusted.
+        for path in [
+            "/proc/sys/kernel/osrelease",
+            "/sys/devices/system/cpu/online",
+        ] {
+            let path = Path::new(path);
+            let Ok(expected) = std::fs::read(path) else {
+                continue; // not on this machine
+            };
+            assert!(!expected.is_empty());
+            assert_eq!(
+                read_regular(path, 4096),
+                Ok(Some(expected)),
+                "{}",
+                path.display()
+            );
+        }
     }
 
     #[test]
