@@ -212,10 +212,16 @@ fn a_segment_clockbound_rewrites_while_it_is_read_is_never_read_torn() {
             let mut w = ShmWriter::new(&path).unwrap();
             w.write(&a);
             ready.store(true, Ordering::SeqCst);
+            // Bursts of back-to-back writes (far faster than the daemon's one
+            // a second) with pauses between, so reads meet both.
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) {
-                w.write(if n % 2 == 0 { &b } else { &a });
-                n += 1;
+                let burst = Instant::now() + Duration::from_millis(1);
+                while Instant::now() < burst {
+                    w.write(if n % 2 == 0 { &b } else { &a });
+                    n += 1;
+                }
+                std::thread::sleep(Duration::from_millis(1));
             }
             n
         })
