@@ -29,8 +29,12 @@ use crate::proto::tls::{self, DateExemption};
 /// The kiss code of an NTS NAK: the server cannot use our cookie.
 pub const NAK: KissCode = KissCode(*b"NTSN");
 
-/// Receive buffer: header, echoed fields, the authenticator and eight cookies.
-const RECV_BUF: usize = 4096;
+/// Receive buffer: larger than any UDP datagram (65,507 bytes of payload over
+/// IPv4, 65,527 over IPv6), so no reply is cut short. RFC 8915 sets no limit
+/// on a cookie's size, and a reply carrying eight large cookies (the header,
+/// the echoed fields, the authenticator and 8 × 1 KiB is about 8.5 KiB)
+/// would not fit the 4 KiB this once was and would fail verification.
+const RECV_BUF: usize = 64 * 1024;
 
 /// What one key exchange established, kept between rounds.
 #[derive(Debug)]
@@ -400,6 +404,103 @@ async fn exchange(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::nts::ext::{AUTHENTICATOR, COOKIE, UNIQUE_IDENTIFIER};
+
+    const KEYS: Keys = Keys {
+        c2s: [1; 32],
+        s2c: [2; 32],
+    };
+
+    /// An authenticated server reply to `request` carrying `cookies` fresh
+    /// cookies of `cookie_len` bytes, sealed under [`KEYS`]'s S2C key.
+    fn reply(request: &[u8], cookies: usize, cookie_len: usize, clock: &dyn Clock) -> Vec<u8> {
+        let now = NtpTimestamp::from_unix_nanos(clock.realtime());
+        let mut nonce = [0u8; 8];
+        nonce.copy_from_slice(&request[40..48]);
+        let header = Packet {
+            leap: 0,
+            version: 4,
+            mode: 4,
+            stratum: 2,
+            poll: 0,
+            precision: -20,
+            root_delay: 0.001,
+            root_dispersion: 0.001,
+            reference_id: [127, 0, 0, 1],
+            reference: now,
+            origin: NtpTimestamp::from_be_bytes(nonce),
+            receive: now,
+            transmit: now,
+        };
+        let uid = ext::fields(request, packet::PACKET_LEN)
+            .unwrap()
+            .into_iter()
+            .find(|f| f.kind == UNIQUE_IDENTIFIER)
+            .unwrap()
+            .body
+            .to_vec();
+        let mut out = header.to_bytes().to_vec();
+        ext::push_field(&mut out, UNIQUE_IDENTIFIER, &uid).unwrap();
+        let mut plain = Vec::new();
+        for i in 0..cookies {
+            ext::push_field(&mut plain, COOKIE, &vec![i as u8 + 1; cookie_len]).unwrap();
+        }
+        let aead_nonce = [9u8; NONCE_LEN];
+        let ct = ext::seal_reply(&KEYS.s2c, &out, &aead_nonce, &plain).unwrap();
+        let mut body = Vec::new();
+        body.extend_from_slice(&(NONCE_LEN as u16).to_be_bytes());
+        body.extend_from_slice(&(ct.len() as u16).to_be_bytes());
+        body.extend_from_slice(&aead_nonce);
+        body.extend_from_slice(&ct);
+        ext::push_field(&mut out, AUTHENTICATOR, &body).unwrap();
+        out
+    }
+
+    /// One exchange with a loopback server that answers with `cookies` ×
+    /// `cookie_len`-byte cookies; the reply's size and the outcome.
+    async fn exchange_with(
+        cookies: usize,
+        cookie_len: usize,
+    ) -> (usize, Result<Sample, Failure>, usize) {
+        let server = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let port = server.local_addr().unwrap().port();
+        let answer = tokio::spawn(async move {
+            let clock = crate::os::clock::SystemClock;
+            let mut buf = vec![0u8; 2048];
+            let (n, from) = server.recv_from(&mut buf).await.unwrap();
+            let bytes = reply(&buf[..n], cookies, cookie_len, &clock);
+            server.send_to(&bytes, from).await.unwrap();
+            bytes.len()
+        });
+        let mut st = NtsState {
+            keys: KEYS,
+            cookies: vec![vec![7; 100]; MAX_COOKIES],
+            ntp_host: "127.0.0.1".into(),
+            ntp_port: port,
+            exemption: None,
+        };
+        let settings = QuerySettings {
+            timeout: Duration::from_secs(2),
+            ..QuerySettings::default()
+        };
+        let result = exchange(&mut st, &settings, &crate::os::clock::SystemClock).await;
+        (answer.await.unwrap(), result, st.cookies.len())
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_reply_with_eight_large_cookies_verifies() {
+        // 8 × 1 KiB cookies, and 8 × 7.9 KiB: near the largest UDP datagram.
+        for cookie_len in [1024, 7_900] {
+            let (size, result, cookies) = exchange_with(MAX_COOKIES, cookie_len).await;
+            assert!(size > 4096, "{size}");
+            match result {
+                Ok(sample) => assert!(sample.authenticated),
+                Err(Failure::Other(e)) => panic!("a {size}-byte reply: {e}"),
+                Err(_) => panic!("a {size}-byte reply was not accepted"),
+            }
+            assert_eq!(cookies, MAX_COOKIES, "the spent cookie is replaced");
+        }
+    }
 
     #[test]
     fn the_query_future_is_send() {
