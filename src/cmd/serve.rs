@@ -1,7 +1,7 @@
 //! `skewguard serve`: the sidecar. Measures at start and then every
 //! `SKEWGUARD_INTERVAL` (±10 % jitter, so a fleet does not query in lockstep),
 //! measures again at once when the wall clock jumps, and answers probes and
-//! scrapes from the latest measurement (see [`crate::serve::server`]).
+//! scrapes from the latest measurement (see [`crate::serve`]).
 //!
 //! The measurement loop runs as a task beside the server on one thread: every
 //! source query is asynchronous and bounded, so a slow source never delays
@@ -13,8 +13,9 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::core::duration::human_duration;
 use crate::os::clock::{Clock, UnixNanos};
+use crate::serve::conn;
 use crate::serve::metrics::Metrics;
-use crate::serve::server::{self, State};
+use crate::serve::state::{self, State};
 
 use super::{EXIT_FAIL, EXIT_OK, EXIT_USAGE};
 use crate::round::Rounds;
@@ -66,7 +67,7 @@ async fn serve(config: Arc<Config>, clock: &'static dyn Clock) -> i32 {
     // Every descriptor the hard limit allows, less a reserve for the
     // measurement, may hold a connection; a flood never starves a round.
     let nofile = crate::os::sys::raise_nofile_limit(MAX_NOFILE);
-    let cap = server::connection_cap(nofile);
+    let cap = conn::connection_cap(nofile);
     tracing::debug!(
         nofile,
         connections = cap,
@@ -104,7 +105,7 @@ async fn serve(config: Arc<Config>, clock: &'static dyn Clock) -> i32 {
         };
         tracing::info!(signal = name, "shutting down");
     };
-    server::serve(listener, state, cap, shutdown).await;
+    conn::serve(listener, state, cap, shutdown).await;
     measuring.abort();
     EXIT_OK
 }
@@ -203,11 +204,11 @@ pub const FORECAST_WARN_EVERY: Duration = Duration::from_secs(3600);
 /// at most every [`FORECAST_WARN_EVERY`]. Returns when it last warned (`None`
 /// once no breach is due, so the next one is logged at once).
 fn warn_forecast(
-    forecast: Option<server::Forecast>,
+    forecast: Option<state::Forecast>,
     warned: Option<Duration>,
     now: Duration,
 ) -> Option<Duration> {
-    let f = forecast.filter(server::Forecast::due)?;
+    let f = forecast.filter(state::Forecast::due)?;
     if warned.is_some_and(|t| now.saturating_sub(t) < FORECAST_WARN_EVERY) {
         return warned;
     }
