@@ -1,13 +1,63 @@
-//! The sidecar and node agent: the shared state and health policy
-//! ([`state`]), the HTTP routes ([`routes`]), connection management
-//! ([`conn`]) and the metrics ([`metrics`]).
+//! The sidecar and node agent: the measurement loop ([`measure`]), the shared
+//! state and health policy ([`state`]), the HTTP routes ([`routes`]),
+//! connection management ([`conn`]) and the metrics ([`metrics`]).
+//!
+//! [`run`] puts them together: the loop publishes each round into a
+//! [`State`], and the server answers `/healthz`, `/readyz`, `/livez` and
+//! `/metrics` from it.
 
 pub mod conn;
+pub mod measure;
 pub mod metrics;
 pub mod routes;
 pub mod state;
 
-use std::sync::Mutex;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use crate::config::Config;
+use crate::core::duration::human_duration;
+use crate::core::report::Report;
+use crate::core::verdict::Verdict;
+use crate::os::clock::Clock;
+use crate::serve::metrics::Metrics;
+use crate::serve::state::{Health, State};
+
+/// Serves on `listener` until `shutdown` resolves, then drains (see
+/// [`conn::serve`]): measures round after round into a [`State`], logging
+/// each with `log` (see [`measure::measure_loop`]), and answers probes and scrapes from it over at most `cap`
+/// connections at once.
+pub async fn run(
+    config: Arc<Config>,
+    clock: &'static dyn Clock,
+    listener: tokio::net::TcpListener,
+    cap: usize,
+    shutdown: impl Future<Output = ()>,
+    log: impl Fn(&Health, &Report, Option<Verdict>) + Send + 'static,
+) {
+    let state = Arc::new(State::new(
+        &crate::round::judging(&config),
+        Metrics::for_config(&config),
+        config.max_drift,
+        config.unknown_passes,
+        measure::live_within(&config),
+        clock,
+    ));
+    tracing::info!(
+        listen = %config.listen,
+        interval = %human_duration(config.interval.as_secs_f64()),
+        sources = config.sources.len(),
+        "serving /healthz, /readyz, /livez and /metrics"
+    );
+    let measuring = tokio::spawn(measure::measure_loop(
+        config.clone(),
+        clock,
+        state.clone(),
+        log,
+    ));
+    conn::serve(listener, state, cap, shutdown).await;
+    measuring.abort();
+}
 
 /// A poisoned lock only means another task panicked mid-update of plain data;
 /// serving the value is better than taking the sidecar down with it.
