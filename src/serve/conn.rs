@@ -187,7 +187,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let table = Arc::new(Mutex::new(ConnTable::<Arc<Notify>>::new(cap, cap / 2)));
-    let tasks = Arc::new(());
+    // Shutdown, told to every connection task; each holds a receiver until it
+    // ends, so the channel's closing is the drain's end (hyper-util's
+    // `GracefulShutdown` works the same way, but would take over the
+    // connection's own `graceful_shutdown`, which the lifetime needs too).
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -248,22 +251,18 @@ pub async fn serve(
         let builder = builder.clone();
         let mut stop = stop_rx.clone();
         let table = table.clone();
-        let alive = tasks.clone();
         tokio::spawn(async move {
-            let _alive = alive;
             let slot = Slot { id, table, close };
             connection(stream, peer, state, &builder, &mut stop, &slot).await;
             lock(&slot.table).close(id);
+            // `stop` is dropped here, last: the drain waits for that.
         });
     }
     drop(listener);
     let _ = stop_tx.send(true);
-    // Every connection task holds a clone of `tasks`: the last one means all are done.
-    let drained = async {
-        while Arc::strong_count(&tasks) > 1 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
+    drop(stop_rx);
+    // Closed once the last connection task has ended and dropped its receiver.
+    let drained = stop_tx.closed();
     if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
         tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
     }
@@ -353,6 +352,52 @@ async fn connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn the_drain_ends_as_soon_as_the_last_connection_has_closed() {
+        static CLOCK: crate::os::clock::SystemClock = crate::os::clock::SystemClock;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let sources = crate::proto::source::Source::parse_list("ntp://a").unwrap();
+            let state = Arc::new(State::new(
+                &crate::core::report::Judging::default(),
+                crate::serve::metrics::Metrics::new(&sources, 150.0),
+                crate::core::holdover::MaxDrift::DEFAULT,
+                false,
+                Duration::from_secs(60),
+                &CLOCK,
+            ));
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(serve(listener, state, 16, async {
+                let _ = stopped.await;
+            }));
+            // A kept-alive connection after its answer, and one that sent nothing.
+            let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+            kept.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut answer = [0; 12];
+            kept.read_exact(&mut answer).await.unwrap();
+            assert_eq!(&answer, b"HTTP/1.1 200");
+            let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let began = tokio::time::Instant::now();
+            stop.send(()).unwrap();
+            server.await.unwrap();
+            // Both close at once, so the drain ends long before its timeout.
+            let took = began.elapsed();
+            assert!(took < DRAIN_TIMEOUT / 4, "{took:?}");
+            let mut rest = Vec::new();
+            kept.read_to_end(&mut rest).await.unwrap();
+            assert_eq!(silent.read(&mut [0; 1]).await.unwrap(), 0, "closed");
+        });
+    }
 
     #[test]
     fn the_table_reclaims_the_oldest_idle_connection_and_shares_by_address() {
