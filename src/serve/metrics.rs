@@ -28,11 +28,13 @@
 //!
 //! # Adding a metric
 //!
-//! Add a field — a `Gauge` (always present), an `Optional` (absent until set)
-//! or a `Family` of gauges, never a counter or an info — register it in
-//! [`Metrics::new`] with `add`, and set it in [`Metrics::record`] (per round)
-//! or [`Metrics::scrape`] (per scrape). tests/metrics.rs lints every state with
-//! promtool; add a state there if the metric has one of its own.
+//! Add a row to the table (the `metrics!` invocation) — its name after `skewguard_`, its
+//! type (a `Gauge` or `FloatGauge`, always present; an `Optional`, absent
+//! until set; or a `Family` of gauges over a label set; never a counter or an
+//! info), its unit and its help text — and set it where its value is known:
+//! in [`Metrics::record`] (per round), [`Metrics::scrape`] (per scrape) or
+//! [`Metrics::configure`] (the settings). tests/metrics.rs lints every state
+//! with promtool; add a state there if the metric has one of its own.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -180,35 +182,90 @@ struct BuildLabels {
     platform: &'static str,
 }
 
-/// Every metric `serve` exposes, and the registry that encodes them.
-#[derive(Debug)]
-pub struct Metrics {
-    registry: Registry,
-    offset: FloatGauge,
-    uncertainty: FloatGauge,
-    max_skew: FloatGauge,
-    warn_skew: FloatGauge,
-    interval: FloatGauge,
-    stale_after: FloatGauge,
-    disabled: Gauge,
-    verdict: Family<StateLabels, Gauge>,
-    source_offset: Family<SourceLabels, FloatGauge>,
-    source_uncertainty: Family<SourceLabels, FloatGauge>,
-    source_rtt: Family<SourceLabels, FloatGauge>,
-    source_up: Family<SourceLabels, Gauge>,
-    source_authenticated: Family<SourceLabels, Gauge>,
-    auth_disagreement: Gauge,
-    measurements: Family<MeasurementLabels, Gauge>,
-    last_measurement: Optional,
-    last_measurement_age: Optional,
-    kernel_synchronised: Optional<i64>,
-    kernel_max_error: Optional,
-    holdover: Gauge,
-    holdover_age: Optional,
-    holdover_bound: Optional,
-    frequency_error: Optional,
-    frequency_error_uncertainty: Optional,
-    until_breach: Family<ThresholdLabels, FloatGauge>,
+/// Every metric `serve` exposes, one row each, in the order `/metrics` lists
+/// them: `name: type, unit, "help";`. The name follows `skewguard_` and the
+/// unit is appended to it (`offset` with seconds is `skewguard_offset_seconds`);
+/// the type is a [`Gauge`] (always present), a [`FloatGauge`], an [`Optional`]
+/// (absent until set) or a [`Family`] of gauges, whose label set is its
+/// labels. [`Metrics`] gets a field of each name and type, and
+/// `Metrics::registered` registers each row in order.
+macro_rules! metrics {
+    ($($name:ident: $type:ty, $unit:expr, $help:literal;)*) => {
+        /// Every metric `serve` exposes (one field per row of the table), and
+        /// the registry that encodes them.
+        #[derive(Debug)]
+        pub struct Metrics {
+            registry: Registry,
+            $($name: $type,)*
+        }
+
+        impl Metrics {
+            /// Every metric of the table, unset and registered in its order.
+            fn registered() -> Metrics {
+                let mut registry = Registry::with_prefix("skewguard");
+                $(
+                    let $name = <$type>::default();
+                    add(&mut registry, stringify!($name), $help, $unit, $name.clone());
+                )*
+                Metrics { registry, $($name,)* }
+            }
+        }
+    };
+}
+
+metrics! {
+    build_info: Family<BuildLabels, Gauge>, None,
+        "Always 1; the labels say which build of skewguard this is and where it runs";
+    offset: FloatGauge, Some(Unit::Seconds),
+        "Combined clock offset, reference minus local (positive: local clock behind); NaN when unknown";
+    uncertainty: FloatGauge, Some(Unit::Seconds),
+        "Half-width of the interval holding the true offset; NaN when unknown";
+    max_skew: FloatGauge, Some(Unit::Seconds),
+        "Skew bound (|offset| + uncertainty) at which the verdict is fail (SKEWGUARD_MAX_SKEW)";
+    warn_skew: FloatGauge, Some(Unit::Seconds),
+        "Skew bound at which the verdict is warn (SKEWGUARD_WARN_SKEW)";
+    interval: FloatGauge, Some(Unit::Seconds),
+        "Configured time between two rounds of measurement (SKEWGUARD_INTERVAL, before jitter of 10 percent)";
+    stale_after: FloatGauge, Some(Unit::Seconds),
+        "How long the measurement loop may go without finishing a round before /livez fails (SKEWGUARD_STALE_AFTER)";
+    disabled: Gauge, None,
+        "1 when the guard is bypassed (SKEWGUARD_DISABLED=true): the verdict says ok without measuring";
+    verdict: Family<StateLabels, Gauge>, None,
+        "The verdict served on /healthz: 1 for the current state, 0 for the others";
+    source_offset: Family<SourceLabels, FloatGauge>, Some(Unit::Seconds),
+        "Offset measured against one source, reference minus local; absent without a measurement";
+    source_uncertainty: Family<SourceLabels, FloatGauge>, Some(Unit::Seconds),
+        "Error bound of the offset measured against one source";
+    source_rtt: Family<SourceLabels, FloatGauge>, Some(Unit::Seconds),
+        "Round trip of the query kept for one source";
+    source_up: Family<SourceLabels, Gauge>, None,
+        "1 if the source gave a usable measurement in the latest round";
+    source_authenticated: Family<SourceLabels, Gauge>, None,
+        "1 if the source's latest measurement came over a verified channel (https with a verified certificate, nts)";
+    auth_disagreement: Gauge, None,
+        "1 if authenticated sources and a majority of unauthenticated ones disagreed in the latest round";
+    measurements: Family<MeasurementLabels, Gauge>, None,
+        "Measurements per source by result (ok, falseticker, error) since start; only rises, so increase() works (a gauge: see the README)";
+    last_measurement_timestamp: Optional, Some(Unit::Seconds),
+        "Local Unix time of the latest round; absent before the first";
+    last_measurement_age: Optional, Some(Unit::Seconds),
+        "Age of the latest round at scrape time, on the boot-time clock (unaffected by the wall clock); absent before the first";
+    kernel_synchronised: Optional<i64>, None,
+        "1 if a time daemon has marked the kernel clock synchronised (adjtimex), 0 if not; absent where unreadable";
+    kernel_max_error: Optional, Some(Unit::Seconds),
+        "The kernel's own maximum error estimate (adjtimex maxerror); absent where unreadable";
+    holdover: Gauge, None,
+        "1 while the verdict is judged from the last good measurement with a bound growing at SKEWGUARD_MAX_DRIFT (no fresh one), 0 otherwise";
+    holdover_age: Optional, Some(Unit::Seconds),
+        "Age of the measurement held over; absent when not in holdover";
+    frequency_error_ppm: Optional, None,
+        "How fast the reference gains on the local clock, parts per million (positive: the local clock runs slow), from a weighted fit over the rounds since start or the last step or suspend; absent until there are enough";
+    frequency_error_uncertainty_ppm: Optional, None,
+        "Standard error of skewguard_frequency_error_ppm; absent likewise";
+    seconds_until_breach: Family<ThresholdLabels, FloatGauge>, None,
+        "When the skew bound reaches WARN_SKEW (threshold=warn) or MAX_SKEW (threshold=max) at the drift measured; 0 once reached; absent when no breach is forecast";
+    holdover_bound: Optional, Some(Unit::Seconds),
+        "Grown skew bound |offset| + uncertainty + MAX_DRIFT * age of the measurement held over; absent when not in holdover";
 }
 
 /// The `result` label of a source's standing.
@@ -240,38 +297,8 @@ impl Metrics {
     /// first round instead of an absent series; the settings other than
     /// `max_skew_seconds` start at 0 until [`Metrics::configure`] sets them.
     pub fn new(sources: &[Source], max_skew_seconds: f64) -> Metrics {
-        let mut registry = Registry::with_prefix("skewguard");
-        let m = Metrics {
-            registry: Registry::default(),
-            offset: FloatGauge::default(),
-            uncertainty: FloatGauge::default(),
-            max_skew: FloatGauge::default(),
-            warn_skew: FloatGauge::default(),
-            interval: FloatGauge::default(),
-            stale_after: FloatGauge::default(),
-            disabled: Gauge::default(),
-            verdict: Family::default(),
-            source_offset: Family::default(),
-            source_uncertainty: Family::default(),
-            source_rtt: Family::default(),
-            source_up: Family::default(),
-            source_authenticated: Family::default(),
-            auth_disagreement: Gauge::default(),
-            measurements: Family::default(),
-            last_measurement: Optional::default(),
-            last_measurement_age: Optional::default(),
-            kernel_synchronised: Optional::default(),
-            kernel_max_error: Optional::default(),
-            holdover: Gauge::default(),
-            holdover_age: Optional::default(),
-            holdover_bound: Optional::default(),
-            frequency_error: Optional::default(),
-            frequency_error_uncertainty: Optional::default(),
-            until_breach: Family::default(),
-        };
-        let r = &mut registry;
-        let build = Family::<BuildLabels, Gauge>::default();
-        build
+        let m = Metrics::registered();
+        m.build_info
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION"),
                 arch: std::env::consts::ARCH,
@@ -281,122 +308,6 @@ impl Metrics {
                     .code(),
             })
             .set(1);
-        add(
-            r,
-            "build_info",
-            "Always 1; the labels say which build of skewguard this is and where it runs",
-            None,
-            build,
-        );
-        add(r, "offset", "Combined clock offset, reference minus local (positive: local clock behind); NaN when unknown", Some(Unit::Seconds), m.offset.clone());
-        add(
-            r,
-            "uncertainty",
-            "Half-width of the interval holding the true offset; NaN when unknown",
-            Some(Unit::Seconds),
-            m.uncertainty.clone(),
-        );
-        add(
-            r,
-            "max_skew",
-            "Skew bound (|offset| + uncertainty) at which the verdict is fail (SKEWGUARD_MAX_SKEW)",
-            Some(Unit::Seconds),
-            m.max_skew.clone(),
-        );
-        add(
-            r,
-            "warn_skew",
-            "Skew bound at which the verdict is warn (SKEWGUARD_WARN_SKEW)",
-            Some(Unit::Seconds),
-            m.warn_skew.clone(),
-        );
-        add(r, "interval", "Configured time between two rounds of measurement (SKEWGUARD_INTERVAL, before jitter of 10 percent)", Some(Unit::Seconds), m.interval.clone());
-        add(
-            r,
-            "stale_after",
-            "How long the measurement loop may go without finishing a round before /livez fails (SKEWGUARD_STALE_AFTER)",
-            Some(Unit::Seconds),
-            m.stale_after.clone(),
-        );
-        add(r, "disabled", "1 when the guard is bypassed (SKEWGUARD_DISABLED=true): the verdict says ok without measuring", None, m.disabled.clone());
-        add(
-            r,
-            "verdict",
-            "The verdict served on /healthz: 1 for the current state, 0 for the others",
-            None,
-            m.verdict.clone(),
-        );
-        add(r, "source_offset", "Offset measured against one source, reference minus local; absent without a measurement", Some(Unit::Seconds), m.source_offset.clone());
-        add(
-            r,
-            "source_uncertainty",
-            "Error bound of the offset measured against one source",
-            Some(Unit::Seconds),
-            m.source_uncertainty.clone(),
-        );
-        add(
-            r,
-            "source_rtt",
-            "Round trip of the query kept for one source",
-            Some(Unit::Seconds),
-            m.source_rtt.clone(),
-        );
-        add(
-            r,
-            "source_up",
-            "1 if the source gave a usable measurement in the latest round",
-            None,
-            m.source_up.clone(),
-        );
-        add(
-            r,
-            "source_authenticated",
-            "1 if the source's latest measurement came over a verified channel (https with a verified certificate, nts)",
-            None,
-            m.source_authenticated.clone(),
-        );
-        add(
-            r,
-            "auth_disagreement",
-            "1 if authenticated sources and a majority of unauthenticated ones disagreed in the latest round",
-            None,
-            m.auth_disagreement.clone(),
-        );
-        add(r, "measurements", "Measurements per source by result (ok, falseticker, error) since start; only rises, so increase() works (a gauge: see the README)", None, m.measurements.clone());
-        add(
-            r,
-            "last_measurement_timestamp",
-            "Local Unix time of the latest round; absent before the first",
-            Some(Unit::Seconds),
-            m.last_measurement.clone(),
-        );
-        add(r, "last_measurement_age", "Age of the latest round at scrape time, on the boot-time clock (unaffected by the wall clock); absent before the first", Some(Unit::Seconds), m.last_measurement_age.clone());
-        add(r, "kernel_synchronised", "1 if a time daemon has marked the kernel clock synchronised (adjtimex), 0 if not; absent where unreadable", None, m.kernel_synchronised.clone());
-        add(
-            r,
-            "kernel_max_error",
-            "The kernel's own maximum error estimate (adjtimex maxerror); absent where unreadable",
-            Some(Unit::Seconds),
-            m.kernel_max_error.clone(),
-        );
-        add(r, "holdover", "1 while the verdict is judged from the last good measurement with a bound growing at SKEWGUARD_MAX_DRIFT (no fresh one), 0 otherwise", None, m.holdover.clone());
-        add(
-            r,
-            "holdover_age",
-            "Age of the measurement held over; absent when not in holdover",
-            Some(Unit::Seconds),
-            m.holdover_age.clone(),
-        );
-        add(r, "frequency_error_ppm", "How fast the reference gains on the local clock, parts per million (positive: the local clock runs slow), from a weighted fit over the rounds since start or the last step or suspend; absent until there are enough", None, m.frequency_error.clone());
-        add(
-            r,
-            "frequency_error_uncertainty_ppm",
-            "Standard error of skewguard_frequency_error_ppm; absent likewise",
-            None,
-            m.frequency_error_uncertainty.clone(),
-        );
-        add(r, "seconds_until_breach", "When the skew bound reaches WARN_SKEW (threshold=warn) or MAX_SKEW (threshold=max) at the drift measured; 0 once reached; absent when no breach is forecast", None, m.until_breach.clone());
-        add(r, "holdover_bound", "Grown skew bound |offset| + uncertainty + MAX_DRIFT * age of the measurement held over; absent when not in holdover", Some(Unit::Seconds), m.holdover_bound.clone());
         m.offset.set(f64::NAN);
         m.uncertainty.set(f64::NAN);
         m.max_skew.set(max_skew_seconds);
@@ -421,7 +332,7 @@ impl Metrics {
                     .set(0);
             }
         }
-        Metrics { registry, ..m }
+        m
     }
 
     /// The metrics of `serve` with `config`: [`Metrics::new`] plus
@@ -451,7 +362,8 @@ impl Metrics {
         self.set_verdict(report.verdict);
         // A bypassed guard measures nothing: no round to date.
         if self.disabled.get() == 0 {
-            self.last_measurement.set(Some(report.measured_at));
+            self.last_measurement_timestamp
+                .set(Some(report.measured_at));
         }
         match report.kernel {
             Some(k) => {
@@ -526,16 +438,16 @@ impl Metrics {
     /// Sets the forecast series: the drift (ppm and its error) and the seconds
     /// until the warn and max thresholds are reached; `None` removes a series.
     pub fn set_forecast(&self, drift: Option<(f64, f64)>, warn: Option<f64>, max: Option<f64>) {
-        self.frequency_error.set(drift.map(|d| d.0));
-        self.frequency_error_uncertainty.set(drift.map(|d| d.1));
+        self.frequency_error_ppm.set(drift.map(|d| d.0));
+        self.frequency_error_uncertainty_ppm.set(drift.map(|d| d.1));
         for (threshold, value) in [("warn", warn), ("max", max)] {
             let labels = ThresholdLabels { threshold };
             match value {
                 Some(v) => {
-                    self.until_breach.get_or_create(&labels).set(v);
+                    self.seconds_until_breach.get_or_create(&labels).set(v);
                 }
                 None => {
-                    self.until_breach.remove(&labels);
+                    self.seconds_until_breach.remove(&labels);
                 }
             }
         }
