@@ -14,7 +14,7 @@ use crate::serve::state::Health;
 use super::{EXIT_FAIL, EXIT_OK, EXIT_USAGE};
 
 /// Highest soft descriptor limit `serve` asks for (the hard limit may be lower).
-pub const MAX_NOFILE: u64 = 65_536;
+const MAX_NOFILE: u64 = 65_536;
 
 /// Runs `serve` until SIGTERM/SIGINT; returns the exit code.
 pub fn run(config: &Config) -> i32 {
@@ -31,6 +31,7 @@ pub fn run(config: &Config) -> i32 {
     code
 }
 
+/// `serve` on the runtime: until SIGTERM or SIGINT, then the exit code.
 async fn serve(config: Arc<Config>, clock: &'static dyn Clock) -> i32 {
     use tokio::signal::unix::{signal, SignalKind};
     let (mut term, mut int) = match (
@@ -91,7 +92,7 @@ fn log_round(served: &Health, report: &Report, previous: Option<Verdict>) {
 /// Pending connections the kernel may queue for `accept` (capped by
 /// `net.core.somaxconn`): a deep queue rides out a burst of connects or a
 /// moment without CPU instead of dropping a probe's SYN (retried only after 1 s).
-pub const LISTEN_BACKLOG: u32 = 4096;
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// Binds `addr` with [`LISTEN_BACKLOG`] (and SO_REUSEADDR, as std does).
 fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {

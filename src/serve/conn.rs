@@ -23,15 +23,15 @@ use crate::serve::state::State;
 
 /// Most connections open at once (fewer under a low descriptor limit, see
 /// [`connection_cap`]); beyond it the oldest idle one is reclaimed.
-pub const MAX_CONNECTIONS: usize = 1024;
+const MAX_CONNECTIONS: usize = 1024;
 /// How long a connection may take to send a request head, and may sit idle between requests.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest life of one connection; a probe needs milliseconds, a scraper reconnects.
-pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 /// Read buffer per connection, which bounds a request head (hyper's minimum is 8 KiB).
-pub const MAX_BUF_SIZE: usize = 8192;
+const MAX_BUF_SIZE: usize = 8192;
 /// How long in-flight requests may take to finish after SIGTERM.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Which connections are open, from where, and since when each has been idle:
 /// the budget that keeps a flood from starving a probe. Pure bookkeeping (the
@@ -45,7 +45,7 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// refused. "Idle" is any connection not inside a request: a kept-alive one
 /// between requests, or one that has not completed a request head.
 #[derive(Debug)]
-pub struct ConnTable<H> {
+struct ConnTable<H> {
     cap: usize,
     share: usize,
     next: u64,
@@ -57,7 +57,7 @@ pub struct ConnTable<H> {
 
 /// The decision on a new connection.
 #[derive(Debug, PartialEq)]
-pub enum Admit<H> {
+enum Admit<H> {
     /// Serve it under this id; close the reclaimed connection, if any, first.
     Accept {
         /// The new connection's id.
@@ -71,7 +71,7 @@ pub enum Admit<H> {
 
 impl<H: Clone> ConnTable<H> {
     /// A table for at most `cap` connections, `share` of them per client address.
-    pub fn new(cap: usize, share: usize) -> Self {
+    fn new(cap: usize, share: usize) -> Self {
         ConnTable {
             cap: cap.max(1),
             share: share.clamp(1, cap.max(1)),
@@ -81,22 +81,13 @@ impl<H: Clone> ConnTable<H> {
         }
     }
 
-    /// Connections open.
-    pub fn len(&self) -> usize {
-        self.open.len()
-    }
-
-    /// Whether no connection is open.
-    pub fn is_empty(&self) -> bool {
-        self.open.is_empty()
-    }
-
+    /// Connections open from `ip`.
     fn count(&self, ip: IpAddr) -> usize {
         self.idle.get(&ip).map_or(0, BTreeSet::len)
     }
 
     /// Decides on a connection from `ip` accepted at `now`.
-    pub fn admit(&mut self, ip: IpAddr, now: tokio::time::Instant, handle: H) -> Admit<H> {
+    fn admit(&mut self, ip: IpAddr, now: tokio::time::Instant, handle: H) -> Admit<H> {
         // Every open connection is in `idle` (see `request`), so counts come from there.
         let victim = if self.count(ip) >= self.share {
             self.oldest(Some(ip))
@@ -132,7 +123,7 @@ impl<H: Clone> ConnTable<H> {
 
     /// A request arrived on `id` at `now`: it is answered at once, so the
     /// connection counts as idle from now (the newest, last to be reclaimed).
-    pub fn request(&mut self, id: u64, now: tokio::time::Instant) {
+    fn request(&mut self, id: u64, now: tokio::time::Instant) {
         if let Some((ip, since, _)) = self.open.get_mut(&id) {
             if let Some(set) = self.idle.get_mut(ip) {
                 set.remove(&(*since, id));
@@ -143,7 +134,7 @@ impl<H: Clone> ConnTable<H> {
     }
 
     /// Forgets `id` (closed, or reclaimed); its handle if it was open.
-    pub fn close(&mut self, id: u64) -> Option<H> {
+    fn close(&mut self, id: u64) -> Option<H> {
         let (ip, since, handle) = self.open.remove(&id)?;
         if let Some(set) = self.idle.get_mut(&ip) {
             set.remove(&(since, id));
@@ -157,21 +148,21 @@ impl<H: Clone> ConnTable<H> {
 
 /// Descriptors kept free for everything but the listener's connections: the
 /// measurement's sockets (one per source, DNS, TLS), the runtime, stdio.
-pub const FD_RESERVE: u64 = 128;
+const FD_RESERVE: u64 = 128;
 
 /// The connection cap for a descriptor limit: [`MAX_CONNECTIONS`], or the
 /// limit less [`FD_RESERVE`] if that is smaller (at least 16).
-pub fn connection_cap(nofile: Option<u64>) -> usize {
+pub(crate) fn connection_cap(nofile: Option<u64>) -> usize {
     let fit = nofile.map_or(MAX_CONNECTIONS as u64, |n| n.saturating_sub(FD_RESERVE));
     (fit.min(MAX_CONNECTIONS as u64) as usize).max(16)
 }
 
 /// How long a new connection may take to complete its first request head; a
 /// probe sends it at once. Slow or silent clients are closed after this.
-pub const FIRST_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
+const FIRST_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Fewest seconds between two warnings about failed `accept`s.
-pub const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
+const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Accepts connections on `listener` and answers them until `shutdown`
 /// resolves; then stops accepting, lets requests in flight finish (at most
@@ -180,7 +171,7 @@ pub const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 /// At most `cap` connections are served (see [`connection_cap`]), half of
 /// them per client address, with the oldest idle one reclaimed for a new
 /// one (see [`ConnTable`]).
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     state: Arc<State>,
     cap: usize,
@@ -270,7 +261,9 @@ pub async fn serve(
 
 /// A connection's place in the table.
 struct Slot {
+    /// Its id in the table.
     id: u64,
+    /// The table.
     table: Arc<Mutex<ConnTable<Arc<Notify>>>>,
     /// Notified when the connection is reclaimed for a new one.
     close: Arc<Notify>,
@@ -422,20 +415,20 @@ mod tests {
         assert_eq!(id(t.admit(a, at(4), "a3")), (3, Some("a2")));
         assert_eq!(id(t.admit(b, at(5), "b0")), (4, None));
         assert_eq!(id(t.admit(b, at(6), "b1")), (5, None));
-        assert_eq!(t.len(), 4);
+        assert_eq!(t.open.len(), 4);
         // At the cap, a third address takes the oldest idle of anyone (a1 at 3 ms).
         assert_eq!(
             id(t.admit([127, 0, 0, 4].into(), at(7), "c0")),
             (6, Some("a1"))
         );
-        assert_eq!(t.len(), 4);
+        assert_eq!(t.open.len(), 4);
         assert_eq!(t.close(6), Some("c0"));
         assert_eq!(t.close(6), None);
-        assert_eq!(t.len(), 3);
+        assert_eq!(t.open.len(), 3);
         for i in [3, 4, 5] {
             t.close(i);
         }
-        assert!(t.is_empty() && t.idle.is_empty());
+        assert!(t.open.is_empty() && t.idle.is_empty());
     }
 
     #[test]

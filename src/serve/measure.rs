@@ -20,17 +20,17 @@ use crate::serve::state::{self, Health, State};
 
 /// A disagreement between the wall clock and the monotonic clock larger than
 /// this, between two looks, means the wall clock was stepped or the host slept.
-pub const JUMP_THRESHOLD: Duration = Duration::from_secs(1);
+const JUMP_THRESHOLD: Duration = Duration::from_secs(1);
 
 /// How often the loop looks for a clock jump while it waits for the next round.
-pub const JUMP_CHECK_EVERY: Duration = Duration::from_secs(1);
+const JUMP_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Jitter applied to the interval, as a fraction either way.
-pub const JITTER: f64 = 0.1;
+const JITTER: f64 = 0.1;
 
 /// Fewest time between the starts of two rounds when a clock jump asks for an
 /// early one (ntpsec's rule: never query a server more often than every 2 s).
-pub const MIN_EARLY_GAP: Duration = Duration::from_secs(2);
+const MIN_EARLY_GAP: Duration = Duration::from_secs(2);
 
 /// How long `/livez` tolerates no finished round: `STALE_AFTER` (three
 /// intervals by default), stretched by the jitter, plus the longest a round
@@ -38,7 +38,7 @@ pub const MIN_EARLY_GAP: Duration = Duration::from_secs(2);
 ///
 /// `STALE_AFTER` is about a stuck measurement loop only; how long a verdict
 /// outlives its measurement is the holdover rule's (`MAX_DRIFT`).
-pub fn live_within(config: &Config) -> Duration {
+pub(crate) fn live_within(config: &Config) -> Duration {
     let q = &config.query;
     let round = q.timeout * (q.samples + 1)
         + q.sample_interval * q.samples.saturating_sub(1)
@@ -52,7 +52,7 @@ pub fn live_within(config: &Config) -> Duration {
 /// the verdict served after the round before (`None` after the first). The
 /// command supplies `log`, so that `serve` logs verdicts the way `wait` and
 /// `exec` do.
-pub async fn measure_loop(
+pub(crate) async fn measure_loop(
     config: Arc<Config>,
     clock: &'static dyn Clock,
     state: Arc<State>,
@@ -103,7 +103,7 @@ pub async fn measure_loop(
 }
 
 /// How often a breach that stays forecast is logged again.
-pub const FORECAST_WARN_EVERY: Duration = Duration::from_secs(3600);
+const FORECAST_WARN_EVERY: Duration = Duration::from_secs(3600);
 
 /// Logs at WARN a breach forecast within a day: when it first appears, then
 /// at most every [`FORECAST_WARN_EVERY`]. Returns when it last warned (`None`
@@ -167,25 +167,25 @@ fn random() -> u64 {
 }
 
 /// `interval` scaled by a factor in [1 − [`JITTER`], 1 + [`JITTER`]] chosen by `random`.
-pub fn jittered(interval: Duration, random: u64) -> Duration {
+fn jittered(interval: Duration, random: u64) -> Duration {
     let unit = random as f64 / u64::MAX as f64; // [0, 1]
     interval.mul_f64(1.0 + JITTER * (2.0 * unit - 1.0))
 }
 
 /// The three clocks read together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClockReading {
+struct ClockReading {
     /// CLOCK_REALTIME.
-    pub real: UnixNanos,
+    real: UnixNanos,
     /// CLOCK_MONOTONIC.
-    pub mono: Duration,
+    mono: Duration,
     /// CLOCK_BOOTTIME.
-    pub boot: Duration,
+    boot: Duration,
 }
 
 impl ClockReading {
     /// Reads `clock`.
-    pub fn now(clock: &dyn Clock) -> ClockReading {
+    fn now(clock: &dyn Clock) -> ClockReading {
         ClockReading {
             real: clock.realtime(),
             mono: clock.monotonic(),
@@ -196,7 +196,7 @@ impl ClockReading {
 
 /// A discontinuity of the wall clock between two readings.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ClockJump {
+enum ClockJump {
     /// The wall clock moved this many seconds more (or, negative, less) than
     /// the monotonic clock: someone stepped it.
     Stepped {
@@ -214,7 +214,7 @@ pub enum ClockJump {
 
 /// Compares how far the wall clock moved between two readings with how far the
 /// monotonic clock moved; a difference over [`JUMP_THRESHOLD`] is a jump.
-pub fn detect_jump(before: &ClockReading, after: &ClockReading) -> Option<ClockJump> {
+fn detect_jump(before: &ClockReading, after: &ClockReading) -> Option<ClockJump> {
     let secs = |d: Duration| d.as_secs_f64();
     let real = (after.real - before.real) as f64 / 1e9;
     let mono = secs(after.mono.saturating_sub(before.mono));

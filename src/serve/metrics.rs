@@ -15,7 +15,7 @@
 //! parser). They disagree on counters: an OpenMetrics counter family `x` has
 //! samples `x_total`, which a classic parser — promtool 2.42 among them —
 //! rejects ("no help text"). So every metric here is a gauge, including the
-//! running count [`MEASUREMENTS`] (it only rises and resets on restart, so
+//! running count `skewguard_measurements` (it only rises and resets on restart, so
 //! `increase()` and `rate()` work on it as on a counter), and a unit test
 //! refuses any other type. One name per series means one set of queries and
 //! alert rules whatever the scraper negotiated.
@@ -52,17 +52,14 @@ use crate::core::verdict::Verdict;
 use crate::proto::source::Source;
 
 /// `Content-Type` of the OpenMetrics text.
-pub const OPENMETRICS_CONTENT_TYPE: &str =
+pub(crate) const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// `Content-Type` of the classic text format.
-pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Name of the running count of measurements per source and result.
-pub const MEASUREMENTS: &str = "skewguard_measurements";
+pub(crate) const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// An exposition format `/metrics` can answer in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// OpenMetrics 1.0 text.
     OpenMetrics,
     /// The classic Prometheus text format 0.0.4.
@@ -71,7 +68,7 @@ pub enum Format {
 
 impl Format {
     /// The `Content-Type` header of a body in this format.
-    pub fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
             Format::Text => TEXT_CONTENT_TYPE,
@@ -84,7 +81,7 @@ impl Format {
 /// high as the best range that covers `text/plain` (`text/plain`, `text/*`,
 /// `*/*`); the classic text otherwise, also without a header or with one that
 /// cannot be read.
-pub fn negotiate(accept: Option<&str>) -> Format {
+pub(crate) fn negotiate(accept: Option<&str>) -> Format {
     let Some(accept) = accept else {
         return Format::Text;
     };
@@ -124,10 +121,12 @@ type FloatGauge = Gauge<f64, AtomicU64>;
 struct Optional<T = f64>(Arc<Mutex<Option<T>>>);
 
 impl<T> Optional<T> {
+    /// Sets the value; `None` removes the sample.
     fn set(&self, value: Option<T>) {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = value;
     }
 
+    /// Removes the sample.
     fn clear(&self) {
         self.set(None);
     }
@@ -194,7 +193,7 @@ macro_rules! metrics {
         /// Every metric `serve` exposes (one field per row of the table), and
         /// the registry that encodes them.
         #[derive(Debug)]
-        pub struct Metrics {
+        pub(crate) struct Metrics {
             registry: Registry,
             $($name: $type,)*
         }
@@ -296,7 +295,7 @@ impl Metrics {
     /// (and the verdict at `unknown`), so queries and alerts see them before the
     /// first round instead of an absent series; the settings other than
     /// `max_skew_seconds` start at 0 until [`Metrics::configure`] sets them.
-    pub fn new(sources: &[Source], max_skew_seconds: f64) -> Metrics {
+    pub(crate) fn new(sources: &[Source], max_skew_seconds: f64) -> Metrics {
         let m = Metrics::registered();
         m.build_info
             .get_or_create(&BuildLabels {
@@ -337,14 +336,14 @@ impl Metrics {
 
     /// The metrics of `serve` with `config`: [`Metrics::new`] plus
     /// [`Metrics::configure`].
-    pub fn for_config(config: &Config) -> Metrics {
+    pub(crate) fn for_config(config: &Config) -> Metrics {
         let m = Metrics::new(&config.sources, config.thresholds.max_skew);
         m.configure(config);
         m
     }
 
     /// Sets the series that state the configuration.
-    pub fn configure(&self, config: &Config) {
+    fn configure(&self, config: &Config) {
         self.max_skew.set(config.thresholds.max_skew);
         self.warn_skew.set(config.thresholds.warn_skew);
         self.interval.set(config.interval.as_secs_f64());
@@ -353,7 +352,7 @@ impl Metrics {
     }
 
     /// Takes in one round's report.
-    pub fn record(&self, report: &Report) {
+    pub(crate) fn record(&self, report: &Report) {
         self.offset.set(report.offset_seconds.unwrap_or(f64::NAN));
         self.uncertainty
             .set(report.uncertainty_seconds.unwrap_or(f64::NAN));
@@ -417,7 +416,7 @@ impl Metrics {
     }
 
     /// Sets the verdict series: 1 for `verdict`, 0 for the other states.
-    pub fn set_verdict(&self, verdict: Verdict) {
+    fn set_verdict(&self, verdict: Verdict) {
         for v in Verdict::ALL {
             self.verdict
                 .get_or_create(&StateLabels { state: v.name() })
@@ -428,7 +427,7 @@ impl Metrics {
     /// Sets what depends on the time of the scrape: the verdict served now
     /// (unknown once the latest measurement is stale) and the age of the latest
     /// round (`None` before the first).
-    pub fn scrape(&self, verdict: Verdict, age: Option<Duration>) {
+    pub(crate) fn scrape(&self, verdict: Verdict, age: Option<Duration>) {
         self.set_verdict(verdict);
         let measured = self.disabled.get() == 0;
         self.last_measurement_age
@@ -437,7 +436,12 @@ impl Metrics {
 
     /// Sets the forecast series: the drift (ppm and its error) and the seconds
     /// until the warn and max thresholds are reached; `None` removes a series.
-    pub fn set_forecast(&self, drift: Option<(f64, f64)>, warn: Option<f64>, max: Option<f64>) {
+    pub(crate) fn set_forecast(
+        &self,
+        drift: Option<(f64, f64)>,
+        warn: Option<f64>,
+        max: Option<f64>,
+    ) {
         self.frequency_error_ppm.set(drift.map(|d| d.0));
         self.frequency_error_uncertainty_ppm.set(drift.map(|d| d.1));
         for (threshold, value) in [("warn", warn), ("max", max)] {
@@ -455,14 +459,14 @@ impl Metrics {
 
     /// Sets the holdover series from the answer served now: `(age, bound)` in
     /// seconds while in holdover, `None` otherwise.
-    pub fn set_holdover(&self, holdover: Option<(f64, f64)>) {
+    pub(crate) fn set_holdover(&self, holdover: Option<(f64, f64)>) {
         self.holdover.set(i64::from(holdover.is_some()));
         self.holdover_age.set(holdover.map(|h| h.0));
         self.holdover_bound.set(holdover.map(|h| h.1));
     }
 
     /// The text of every metric in `format`.
-    pub fn encode(&self, format: Format) -> Result<String, std::fmt::Error> {
+    pub(crate) fn encode(&self, format: Format) -> Result<String, std::fmt::Error> {
         use prometheus_client::encoding::text;
         let mut out = String::with_capacity(4096);
         text::encode_registry(&mut out, &self.registry)?;

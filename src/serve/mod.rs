@@ -1,16 +1,17 @@
-//! The sidecar and node agent: the measurement loop ([`measure`]), the shared
-//! state and health policy ([`state`]), the HTTP routes ([`routes`]),
-//! connection management ([`conn`]) and the metrics ([`metrics`]).
+//! The sidecar and node agent: the measurement loop (`measure`), the shared
+//! state and health policy (`state`), the HTTP routes (`routes`), connection
+//! management (`conn`) and the metrics (`metrics`). Nothing here is public:
+//! `skewguard serve` (`cmd::serve`) is the way in.
 //!
-//! [`run`] puts them together: the loop publishes each round into a
-//! [`State`], and the server answers `/healthz`, `/readyz`, `/livez` and
-//! `/metrics` from it.
+//! `run` puts them together: the loop publishes each round into a `State`,
+//! and the server answers `/healthz`, `/readyz`, `/livez` and `/metrics` from
+//! it.
 
-pub mod conn;
-pub mod measure;
-pub mod metrics;
-pub mod routes;
-pub mod state;
+pub(crate) mod conn;
+pub(crate) mod measure;
+pub(crate) mod metrics;
+pub(crate) mod routes;
+pub(crate) mod state;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -27,7 +28,7 @@ use crate::serve::state::{Health, State};
 /// [`conn::serve`]): measures round after round into a [`State`], logging
 /// each with `log` (see [`measure::measure_loop`]), and answers probes and scrapes from it over at most `cap`
 /// connections at once.
-pub async fn run(
+pub(crate) async fn run(
     config: Arc<Config>,
     clock: &'static dyn Clock,
     listener: tokio::net::TcpListener,

@@ -30,8 +30,9 @@ struct Live {
 }
 
 /// The response body type.
-pub type Body = Full<Bytes>;
+type Body = Full<Bytes>;
 
+/// A response that no cache keeps.
 fn response(status: u16, content_type: &'static str, body: String) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -42,6 +43,7 @@ fn response(status: u16, content_type: &'static str, body: String) -> Response<B
     r
 }
 
+/// A JSON `{"error": message}` response.
 fn json_error(status: u16, message: &str) -> Response<Body> {
     response(
         status,
@@ -53,7 +55,12 @@ fn json_error(status: u16, message: &str) -> Response<Body> {
 /// Routes one request. Only the method and path matter; bodies are never read.
 ///
 /// `accept` is the request's `Accept` header, which picks the format of `/metrics`.
-pub fn respond(method: &Method, path: &str, accept: Option<&str>, state: &State) -> Response<Body> {
+pub(crate) fn respond(
+    method: &Method,
+    path: &str,
+    accept: Option<&str>,
+    state: &State,
+) -> Response<Body> {
     const PATHS: [&str; 4] = ["/healthz", "/readyz", "/livez", "/metrics"];
     if !PATHS.contains(&path) {
         return json_error(404, "not found: try /healthz, /readyz, /livez or /metrics");

@@ -23,16 +23,17 @@ use crate::serve::metrics::Metrics;
 
 /// The latest round's report and when it was taken.
 #[derive(Debug, Clone)]
-pub struct Latest {
+struct Latest {
     /// The report.
-    pub report: Report,
+    report: Report,
     /// CLOCK_BOOTTIME at the end of the round: it keeps counting while the host
     /// sleeps, so a measurement from before a suspend is as old as it really is.
-    pub taken: Duration,
+    taken: Duration,
 }
 
 /// What the measurement loop shares with the server.
-pub struct State {
+pub(crate) struct State {
+    /// The latest round, served until the next.
     latest: Mutex<Option<Latest>>,
     /// The last good measurement, judged with a growing bound while rounds fail.
     anchor: Mutex<Option<Anchor>>,
@@ -42,7 +43,7 @@ pub struct State {
     /// What is served before the first round: an unmeasured report.
     pending: Report,
     /// How fast a held-over bound grows.
-    pub max_drift: MaxDrift,
+    max_drift: MaxDrift,
     /// Offsets since start or the last step or suspend, for the drift forecast.
     history: Mutex<crate::core::forecast::History>,
     /// CLOCK_MONOTONIC when the loop last finished a round (or started): the
@@ -51,18 +52,19 @@ pub struct State {
     /// Rounds finished since start.
     rounds: AtomicU64,
     /// The metrics.
-    pub metrics: Metrics,
+    pub(crate) metrics: Metrics,
     /// `ON_UNKNOWN=pass`: unknown answers 200.
-    pub unknown_passes: bool,
+    unknown_passes: bool,
     /// `/livez` fails when no round has finished for this long.
-    pub live_within: Duration,
+    pub(crate) live_within: Duration,
+    /// Where times are read.
     clock: &'static dyn Clock,
 }
 
 impl State {
     /// A state with no measurement yet; `judging` gives the thresholds and
     /// profile its unmeasured body shows until the first round.
-    pub fn new(
+    pub(crate) fn new(
         judging: &crate::core::report::Judging,
         metrics: Metrics,
         max_drift: MaxDrift,
@@ -96,7 +98,7 @@ impl State {
     /// A passing measurement becomes the holdover anchor; a failing one (the
     /// clock is measured to be off) replaces it with nothing; a round without a
     /// measurement leaves it in place.
-    pub fn publish(&self, report: Report) {
+    pub(crate) fn publish(&self, report: Report) {
         self.metrics.record(&report);
         let taken = self.clock.boottime();
         {
@@ -128,20 +130,20 @@ impl State {
     }
 
     /// Rounds finished since start.
-    pub fn rounds(&self) -> u64 {
+    pub(crate) fn rounds(&self) -> u64 {
         self.rounds.load(Ordering::Relaxed)
     }
 
     /// Ends holdover at once: the wall clock was stepped or the host slept
     /// (`why` says which), so no earlier measurement describes the clock.
-    pub fn clock_jumped(&self, why: String) {
+    pub(crate) fn clock_jumped(&self, why: String) {
         *lock(&self.anchor) = None;
         lock(&self.history).reset();
         *lock(&self.jumped) = Some(why);
     }
 
     /// The answer of `/healthz` and `/readyz` now.
-    pub fn health(&self) -> Health {
+    pub(crate) fn health(&self) -> Health {
         let latest = lock(&self.latest).clone();
         let anchor = *lock(&self.anchor);
         let jumped = lock(&self.jumped).clone();
@@ -161,13 +163,13 @@ impl State {
     }
 
     /// How old the latest measurement is on the boot-time clock; `None` before the first.
-    pub fn age(&self) -> Option<Duration> {
+    pub(crate) fn age(&self) -> Option<Duration> {
         let taken = lock(&self.latest).as_ref()?.taken;
         Some(self.clock.boottime().saturating_sub(taken))
     }
 
     /// Whether the measurement loop has finished a round recently enough.
-    pub fn alive(&self) -> Liveness {
+    pub(crate) fn alive(&self) -> Liveness {
         liveness(
             *lock(&self.progress),
             self.clock.monotonic(),
@@ -178,65 +180,65 @@ impl State {
 
 /// The answer to a health probe.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Health {
+pub(crate) struct Health {
     /// The verdict served (unknown when not measured yet or past holdover).
-    pub verdict: Verdict,
+    pub(crate) verdict: Verdict,
     /// 200 or 503.
-    pub status: u16,
+    pub(crate) status: u16,
     /// The JSON body.
-    pub body: String,
+    pub(crate) body: String,
     /// The headline served (in the body too).
-    pub headline: String,
+    pub(crate) headline: String,
     /// The offset served (in the body too): in holdover, the held measurement's.
-    pub offset_seconds: Option<f64>,
+    pub(crate) offset_seconds: Option<f64>,
     /// The uncertainty served (in the body too): in holdover, the grown one.
-    pub uncertainty_seconds: Option<f64>,
+    pub(crate) uncertainty_seconds: Option<f64>,
     /// Holdover in force, if the verdict comes from an earlier measurement.
-    pub holdover: Option<Holdover>,
+    pub(crate) holdover: Option<Holdover>,
     /// The drift forecast, when there is an estimate.
-    pub forecast: Option<Forecast>,
+    pub(crate) forecast: Option<Forecast>,
 }
 
 /// What the health decision looks at.
 #[derive(Debug, Clone, Copy)]
-pub struct Held<'a> {
+struct Held<'a> {
     /// The latest round.
-    pub latest: Option<&'a Latest>,
+    latest: Option<&'a Latest>,
     /// The last good measurement.
-    pub anchor: Option<Anchor>,
+    anchor: Option<Anchor>,
     /// Why earlier measurements no longer count (a step or suspend), if they do not.
-    pub jumped: Option<&'a str>,
+    jumped: Option<&'a str>,
     /// What to serve before the first round (an unmeasured report).
-    pub pending: &'a Report,
+    pending: &'a Report,
     /// How fast the anchor's bound grows.
-    pub max_drift: MaxDrift,
+    max_drift: MaxDrift,
     /// The drift fitted over the recent rounds, if there are enough.
-    pub drift: Option<crate::core::forecast::Drift>,
+    drift: Option<crate::core::forecast::Drift>,
 }
 
 /// The drift forecast as the body and `/metrics` show it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Forecast {
+pub(crate) struct Forecast {
     /// How fast the reference gains on the local clock, ppm (positive: the local clock runs slow).
-    pub frequency_error_ppm: f64,
+    pub(crate) frequency_error_ppm: f64,
     /// Its standard error, ppm.
-    pub frequency_error_uncertainty_ppm: f64,
+    pub(crate) frequency_error_uncertainty_ppm: f64,
     /// Rounds fitted.
-    pub points: usize,
+    pub(crate) points: usize,
     /// Seconds they span.
-    pub span_seconds: f64,
+    pub(crate) span_seconds: f64,
     /// Seconds until the skew bound reaches `WARN_SKEW`; `None`: no breach forecast.
-    pub seconds_until_warn: Option<f64>,
+    pub(crate) seconds_until_warn: Option<f64>,
     /// Seconds until it reaches `MAX_SKEW`; `None`: no breach forecast.
-    pub seconds_until_max: Option<f64>,
+    pub(crate) seconds_until_max: Option<f64>,
 }
 
 impl Forecast {
     /// The body carries a forecast (and serve logs one at WARN) when a breach is due within this.
-    pub const HORIZON_SECONDS: f64 = 86_400.0;
+    const HORIZON_SECONDS: f64 = 86_400.0;
 
     /// Whether a threshold will be reached within [`Forecast::HORIZON_SECONDS`].
-    pub fn due(&self) -> bool {
+    pub(crate) fn due(&self) -> bool {
         [self.seconds_until_warn, self.seconds_until_max]
             .into_iter()
             .flatten()
@@ -246,19 +248,19 @@ impl Forecast {
 
 /// Holdover as the body and `/metrics` show it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Holdover {
+pub(crate) struct Holdover {
     /// Seconds since the good measurement held over.
-    pub age_seconds: f64,
+    pub(crate) age_seconds: f64,
     /// Its offset, seconds.
-    pub offset_seconds: f64,
+    pub(crate) offset_seconds: f64,
     /// Its uncertainty when measured, seconds.
-    pub measured_uncertainty_seconds: f64,
+    pub(crate) measured_uncertainty_seconds: f64,
     /// The grown skew bound `|offset| + uncertainty + MAX_DRIFT · age`, seconds.
-    pub bound_seconds: f64,
+    pub(crate) bound_seconds: f64,
     /// Seconds until the bound reaches `MAX_SKEW` (0 once it has).
-    pub remaining_seconds: f64,
+    pub(crate) remaining_seconds: f64,
     /// `SKEWGUARD_MAX_DRIFT`, parts per million.
-    pub max_drift_ppm: f64,
+    pub(crate) max_drift_ppm: f64,
 }
 
 /// Decides `/healthz`: the latest report plus `age_seconds`, 200 when the
@@ -272,7 +274,7 @@ pub struct Holdover {
 /// wall clock since the last round makes the answer unknown until the next.
 ///
 /// `now` and the `taken` times are readings of the same (boottime) clock.
-pub fn health(held: &Held<'_>, now: Duration, unknown_passes: bool) -> Health {
+fn health(held: &Held<'_>, now: Duration, unknown_passes: bool) -> Health {
     let Some(latest) = held.latest else {
         // Not ready before the first round even with ON_UNKNOWN=pass: the first
         // round ends within a timeout, and until then nothing has been judged.
@@ -436,16 +438,16 @@ pub(crate) fn to_json(value: &impl Serialize) -> String {
 
 /// The answer to a liveness probe.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Liveness {
+pub(crate) struct Liveness {
     /// A round finished within the allowed time.
-    pub alive: bool,
+    pub(crate) alive: bool,
     /// Seconds since a round last finished (or the loop started).
-    pub since_progress: f64,
+    pub(crate) since_progress: f64,
 }
 
 /// Decides `/livez` from when the loop last made progress (monotonic). It never
 /// looks at the verdict: a skewed clock must not get the sidecar restarted.
-pub fn liveness(progress: Duration, now: Duration, within: Duration) -> Liveness {
+fn liveness(progress: Duration, now: Duration, within: Duration) -> Liveness {
     let since = now.saturating_sub(progress);
     Liveness {
         alive: since <= within,
