@@ -277,7 +277,7 @@ offset changes      $OFFSET_CHANGES observed, $SHIFT_CHANGES expected
 detection           $DETECTION
 serve               alive at the end: $SERVE_ALIVE; exit on SIGTERM: ${SERVE_EXIT:-n/a}
 EOF
-# serve ends every connection after CONNECTION_LIFETIME (120 s, src/server.rs); a
+# serve ends every connection after CONNECTION_LIFETIME (120 s, src/serve/conn.rs); a
 # close that races wrk's next request on the kept-alive connection is a read error.
 if ((${SOCKET_ERRORS:-0} > 0)); then
     echo "note: serve closes each kept-alive connection after 120 s; with 16 connections up to $((16 * (DURATION / 120))) read errors come from that race"

@@ -23,4 +23,4 @@ pub(crate) mod output;
 pub mod platform;
 pub mod proto;
 pub mod round;
-pub mod serve;
+pub(crate) mod serve;

@@ -244,7 +244,7 @@ metrics! {
     auth_disagreement: Gauge, None,
         "1 if authenticated sources and a majority of unauthenticated ones disagreed in the latest round";
     measurements: Family<MeasurementLabels, Gauge>, None,
-        "Measurements per source by result (ok, falseticker, error) since start; only rises, so increase() works (a gauge: see the README)";
+        "Measurements per source by result (ok, falseticker, error) since start; only rises, so increase() works (a gauge: see docs/metrics.md)";
     last_measurement_timestamp: Optional, Some(Unit::Seconds),
         "Local Unix time of the latest round; absent before the first";
     last_measurement_age: Optional, Some(Unit::Seconds),
