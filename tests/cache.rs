@@ -125,6 +125,7 @@ fn genuine(dir: &TempDir) -> Option<(PathBuf, String, Vec<u8>)> {
 
 #[test]
 fn a_genuine_result_is_served_with_its_age_and_a_forged_one_never() {
+    let _room = support::Room::Timing.enter();
     let dir = TempDir::new("cache-forged");
     let Some((cache, uri, bytes)) = genuine(&dir) else {
         return;
@@ -191,6 +192,7 @@ fn a_genuine_result_is_served_with_its_age_and_a_forged_one_never() {
 
 #[test]
 fn a_fifo_at_the_cache_path_neither_hangs_nor_is_replaced() {
+    let _room = support::Room::Timing.enter();
     let dir = TempDir::new("cache-fifo");
     let silent = Port::free();
     let cache = dir.path().join("skewguard.json");
@@ -211,6 +213,7 @@ fn a_fifo_at_the_cache_path_neither_hangs_nor_is_replaced() {
 /// regression could only ever replace a file inside the test's directory.
 #[test]
 fn a_device_at_the_cache_path_is_neither_read_nor_replaced() {
+    let _room = support::Room::Timing.enter();
     let dir = TempDir::new("cache-device");
     let silent = Port::free();
     for (name, minor) in [("zero", "5"), ("null", "3")] {
@@ -251,6 +254,7 @@ fn a_device_at_the_cache_path_is_neither_read_nor_replaced() {
 /// the file left is one complete private result, and no temporary remains.
 #[test]
 fn concurrent_writers_in_separate_pid_namespaces_leave_one_complete_file() {
+    let _room = support::Room::Timing.enter();
     let permitted = Command::new("unshare")
         .args(["--fork", "--pid", "true"])
         .stderr(Stdio::null())

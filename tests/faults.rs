@@ -187,6 +187,7 @@ fn ms(n: u64) -> Duration {
 
 #[test]
 fn asymmetric_path_300ms_out() {
+    let _room = support::Room::Timing.enter();
     let case = Case {
         name: "300 ms out, 0 back",
         faults: Faults {
@@ -217,6 +218,7 @@ fn asymmetric_path_300ms_out() {
 
 #[test]
 fn asymmetric_path_300ms_back() {
+    let _room = support::Room::Timing.enter();
     let case = Case {
         name: "0 out, 300 ms back",
         faults: Faults {
@@ -244,6 +246,7 @@ fn asymmetric_path_300ms_back() {
 
 #[test]
 fn jitter_up_to_100ms_both_ways() {
+    let _room = support::Room::Timing.enter();
     let jitter = Path {
         jitter: ms(100),
         ..Path::default()
@@ -265,6 +268,7 @@ fn jitter_up_to_100ms_both_ways() {
 
 #[test]
 fn loss_30_percent_each_way() {
+    let _room = support::Room::Timing.enter();
     let lossy = Path {
         loss: 0.3,
         ..Path::default()
@@ -288,6 +292,7 @@ fn loss_30_percent_each_way() {
 
 #[test]
 fn loss_50_percent_each_way() {
+    let _room = support::Room::Timing.enter();
     let lossy = Path {
         loss: 0.5,
         ..Path::default()
@@ -311,6 +316,7 @@ fn loss_50_percent_each_way() {
 
 #[test]
 fn loss_with_asymmetry_and_jitter() {
+    let _room = support::Room::Timing.enter();
     through_relay(&Case {
         name: "40 % loss, 200 ms out ±50",
         faults: Faults {
@@ -338,6 +344,7 @@ fn loss_with_asymmetry_and_jitter() {
 
 #[test]
 fn every_datagram_duplicated() {
+    let _room = support::Room::Timing.enter();
     let twice = Path {
         duplicate: 1.0,
         jitter: ms(20),
@@ -360,6 +367,7 @@ fn every_datagram_duplicated() {
 
 #[test]
 fn reordered_and_duplicated() {
+    let _room = support::Room::Timing.enter();
     // Duplicates give the hold-and-swap something to swap with: the second
     // request (and reply) overtakes the first.
     let shuffled = Path {
@@ -389,6 +397,7 @@ fn reordered_and_duplicated() {
 
 #[test]
 fn forged_replies_before_the_genuine_one_are_ignored() {
+    let _room = support::Room::Timing.enter();
     let measured = through_relay(&Case {
         name: "forged reply + forged RATE",
         faults: Faults {
@@ -417,6 +426,7 @@ fn forged_replies_before_the_genuine_one_are_ignored() {
 
 #[test]
 fn an_earlier_reply_replayed_to_a_later_query_is_ignored() {
+    let _room = support::Room::Timing.enter();
     // Accepted, a replay 300 ms old would look like a sample with a tiny delay
     // and an offset 300 ms off, win the least-delay choice and miss the shift.
     let measured = through_relay(&Case {
@@ -439,6 +449,7 @@ fn an_earlier_reply_replayed_to_a_later_query_is_ignored() {
 
 #[test]
 fn everything_at_once() {
+    let _room = support::Room::Timing.enter();
     let bad = Path {
         delay: ms(50),
         jitter: ms(50),
@@ -503,6 +514,7 @@ fn assert_offset(out: &Output, want: f64, tolerance: f64) {
 
 #[test]
 fn a_2s_falseticker_among_two_good_peers_is_outvoted() {
+    let _room = support::Room::Timing.enter();
     let Some((_peers, uris)) = three_peers([None, None, Some("+2")]) else {
         return;
     };
@@ -518,6 +530,7 @@ fn a_2s_falseticker_among_two_good_peers_is_outvoted() {
 
 #[test]
 fn one_good_peer_among_two_2s_behind_is_outvoted_and_warns() {
+    let _room = support::Room::Timing.enter();
     let Some((_peers, uris)) = three_peers([Some("+2"), Some("+2"), None]) else {
         return;
     };
@@ -531,6 +544,7 @@ fn one_good_peer_among_two_2s_behind_is_outvoted_and_warns() {
 
 #[test]
 fn one_good_peer_among_two_ahead_is_outvoted_and_fails() {
+    let _room = support::Room::Timing.enter();
     let Some((_peers, uris)) = three_peers([Some("-1200"), None, Some("-1200")]) else {
         return;
     };
@@ -543,6 +557,7 @@ fn one_good_peer_among_two_ahead_is_outvoted_and_fails() {
 
 #[test]
 fn an_honest_peer_on_an_asymmetric_path_is_no_falseticker() {
+    let _room = support::Room::Timing.enter();
     // Its interval is wide (±150 ms) and off-centre, but holds the truth, so it
     // agrees with the direct honest peer and the +2 s liar stays alone.
     let Some((peers, mut uris)) = three_peers([None, None, Some("+2")]) else {

@@ -63,6 +63,7 @@ fn fake(response: Option<&'static [u8]>) -> SocketAddr {
 
 #[test]
 fn health_passes_against_a_healthy_serve() {
+    let _room = support::Room::Timing.enter();
     let serve = Serve::start(&[("SKEWGUARD_DISABLED", "true")]);
     // No URL: the default is /healthz on the port of SKEWGUARD_LISTEN.
     let out = health_until(
@@ -83,6 +84,7 @@ fn health_passes_against_a_healthy_serve() {
 
 #[test]
 fn health_fails_before_the_first_measurement() {
+    let _room = support::Room::Timing.enter();
     // A socket that never answers (a closed port is refused at once, which
     // would complete the first round before the probe).
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind silent");
@@ -98,6 +100,7 @@ fn health_fails_before_the_first_measurement() {
 
 #[test]
 fn health_fails_against_a_serve_whose_clock_is_off() {
+    let _room = support::Room::Timing.enter();
     let Some(chrony) = Chrony::start(Some("+1200")) else {
         return;
     };
@@ -125,6 +128,7 @@ fn health_fails_against_a_serve_whose_clock_is_off() {
 
 #[test]
 fn health_fails_fast_on_a_closed_port() {
+    let _room = support::Room::Timing.enter();
     let closed = Port::free();
     let url = format!("http://127.0.0.1:{}/healthz", closed.number());
     let out = health(&[&url], &[]);
@@ -135,6 +139,7 @@ fn health_fails_fast_on_a_closed_port() {
 
 #[test]
 fn health_gives_up_on_a_server_that_never_answers() {
+    let _room = support::Room::Timing.enter();
     for (timeout, envs) in [
         (1.0, vec![("SKEWGUARD_TIMEOUT", "1s")]),
         // The default: SKEWGUARD_TIMEOUT's 2 s.
@@ -156,6 +161,7 @@ fn health_gives_up_on_a_server_that_never_answers() {
 /// errors of `health` exit 1, and say why on stderr.
 #[test]
 fn health_exits_only_0_or_1_even_on_usage_errors() {
+    let _room = support::Room::Timing.enter();
     let out = health(&["https://127.0.0.1:8443/healthz"], &[]);
     out.assert_exit(1);
     assert!(out.stderr.contains("https is not supported"), "{out}");
@@ -178,6 +184,7 @@ fn health_exits_only_0_or_1_even_on_usage_errors() {
 /// `health` probes the port `serve` was given by flag, not only by variable.
 #[test]
 fn health_takes_its_port_from_the_listen_flag() {
+    let _room = support::Room::Timing.enter();
     let serve = Serve::start(&[("SKEWGUARD_DISABLED", "true")]);
     let out = health_until(
         0,
@@ -190,6 +197,7 @@ fn health_takes_its_port_from_the_listen_flag() {
 
 #[test]
 fn health_reads_plain_and_chunked_answers_from_other_servers() {
+    let _room = support::Room::Timing.enter();
     let addr = fake(Some(
         b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n\r\n\nboom: the thing broke\nsecond line\n",
     ));

@@ -184,6 +184,7 @@ fn budget() -> Duration {
 
 #[tokio::test]
 async fn every_behaviour_keeps_the_truth_inside_the_interval() {
+    let _room = support::Room::Timing.enter();
     let settings = QuerySettings {
         timeout: Duration::from_secs(2),
         http_budget: budget(),
@@ -274,6 +275,7 @@ fn honest_ntp() -> SocketAddr {
 
 #[test]
 fn beside_an_honest_ntp_source_a_correct_clock_is_ok() {
+    let _room = support::Room::Timing.enter();
     let ntp = honest_ntp();
     let threads: Vec<_> = Behaviour::all()
         .into_iter()
@@ -308,6 +310,7 @@ fn beside_an_honest_ntp_source_a_correct_clock_is_ok() {
 
 #[test]
 fn http_only_on_a_correct_clock_is_ok_not_warn() {
+    let _room = support::Room::Timing.enter();
     // The honest bound is about ±0.8 s: WARN_SKEW (1 s) is judged on its near end.
     let http = date_server(Behaviour::AgeZero);
     let out = support::run(

@@ -244,6 +244,7 @@ const SECS_2200: u64 = 7_258_118_400;
 
 #[tokio::test]
 async fn measures_a_shifted_server_within_ten_milliseconds() {
+    let _room = support::Room::Timing.enter();
     // The default two-second budget: the accuracy target is set for it.
     let settings = QuerySettings {
         timeout: Duration::from_secs(1),
@@ -267,6 +268,7 @@ async fn measures_a_shifted_server_within_ten_milliseconds() {
 
 #[tokio::test]
 async fn reconnects_to_a_server_that_closes_after_each_answer() {
+    let _room = support::Room::Timing.enter();
     let fake = serve(|_| {
         Some(reply(
             "204 No Content",
@@ -285,6 +287,7 @@ async fn reconnects_to_a_server_that_closes_after_each_answer() {
 
 #[tokio::test]
 async fn keeps_the_first_answer_when_the_server_stalls_later() {
+    let _room = support::Room::Timing.enter();
     // One good answer, then silence: refinement ends at the timeout, the
     // coarse measurement stands.
     let fake = serve(|n| {
@@ -304,6 +307,7 @@ async fn keeps_the_first_answer_when_the_server_stalls_later() {
 
 #[tokio::test]
 async fn refuses_heads_without_a_usable_date() {
+    let _room = support::Room::Timing.enter();
     let e = query_err(&no_date().url()).await;
     assert!(e.contains("no Date header"), "{e}");
     let e = query_err(&garbage_date().url()).await;
@@ -315,18 +319,21 @@ async fn refuses_heads_without_a_usable_date() {
 
 #[tokio::test]
 async fn refuses_cached_answers() {
+    let _room = support::Room::Timing.enter();
     let e = query_err(&cached().url()).await;
     assert!(e.contains("Age header") && e.contains("cache"), "{e}");
 }
 
 #[tokio::test]
 async fn refuses_an_oversized_header_block() {
+    let _room = support::Room::Timing.enter();
     let e = query_err(&oversized().url()).await;
     assert!(e.contains("response head too large"), "{e}");
 }
 
 #[tokio::test]
 async fn gives_up_on_a_silent_server_within_the_timeout() {
+    let _room = support::Room::Timing.enter();
     let start = Instant::now();
     let e = query_err(&silent().url()).await;
     assert!(e.contains("no valid answer within"), "{e}");
@@ -335,6 +342,7 @@ async fn gives_up_on_a_silent_server_within_the_timeout() {
 
 #[tokio::test]
 async fn names_a_refused_connection() {
+    let _room = support::Room::Timing.enter();
     let e = query_err(&refused_url()).await;
     assert!(
         e.contains("cannot connect to 127.0.0.1:") && e.contains("refused"),
@@ -344,6 +352,7 @@ async fn names_a_refused_connection() {
 
 #[tokio::test]
 async fn refuses_a_server_whose_dates_contradict_each_other() {
+    let _room = support::Room::Timing.enter();
     // Every other answer is five seconds ahead: no single offset fits both.
     let fake = serve(|n| {
         let shift = Duration::from_secs(if n % 2 == 1 { 5 } else { 0 });
@@ -358,6 +367,7 @@ async fn refuses_a_server_whose_dates_contradict_each_other() {
 
 #[tokio::test]
 async fn far_dates_are_measurements() {
+    let _room = support::Room::Timing.enter();
     let (old, took) = query(&far_clock(0).url(), None).await;
     let old = old.unwrap();
     assert!((old.offset + now_secs()).abs() < 5.0, "{old:?}");
@@ -371,6 +381,7 @@ async fn far_dates_are_measurements() {
 
 #[tokio::test]
 async fn a_redirect_counts_and_is_not_followed() {
+    let _room = support::Room::Timing.enter();
     let (source, target) = redirect();
     let s = query(&source.url(), None).await.0.unwrap();
     assert!(
@@ -453,6 +464,7 @@ fn write_ca(pem: &str, name: &str) -> CaFile {
 
 #[tokio::test]
 async fn an_expired_certificate_on_a_right_server_clock_blames_the_server() {
+    let _room = support::Room::Timing.enter();
     // The server's own Date is outside the validity too: no skew evidence
     // (trust-aware cases with shifted server clocks are in tests/trust.rs).
     let tls = tls_server((2000, 1, 1), (2001, 1, 1));
@@ -471,6 +483,7 @@ async fn an_expired_certificate_on_a_right_server_clock_blames_the_server() {
 
 #[tokio::test]
 async fn a_not_yet_valid_certificate_on_a_right_server_clock_blames_the_server() {
+    let _room = support::Room::Timing.enter();
     let tls = tls_server((2190, 1, 1), (2200, 1, 1));
     let ca = write_ca(&tls.ca_pem, "future");
     let url = format!("https://{}/", tls.fake.addr);
@@ -484,6 +497,7 @@ async fn a_not_yet_valid_certificate_on_a_right_server_clock_blames_the_server()
 
 #[tokio::test]
 async fn an_untrusted_expired_certificate_is_not_evidence() {
+    let _room = support::Room::Timing.enter();
     let tls = tls_server((2000, 1, 1), (2001, 1, 1));
     let url = format!("https://{}/", tls.fake.addr);
     let e = query(&url, None).await.0.unwrap_err();
@@ -495,6 +509,7 @@ async fn an_untrusted_expired_certificate_is_not_evidence() {
 
 #[tokio::test]
 async fn measures_over_https() {
+    let _room = support::Room::Timing.enter();
     let tls = tls_server((2000, 1, 1), (4000, 1, 1));
     let ca = write_ca(&tls.ca_pem, "valid");
     let url = format!("https://{}/", tls.fake.addr);
@@ -555,6 +570,7 @@ fn assert_unknown(url: &str, ca_file: Option<&PathBuf>, reason: &str) {
 
 #[test]
 fn check_reports_hostile_servers_as_unknown() {
+    let _room = support::Room::Timing.enter();
     assert_unknown(&no_date().url(), None, "no Date header");
     assert_unknown(&garbage_date().url(), None, "invalid Date header");
     assert_unknown(&cached().url(), None, "Age header");
@@ -565,6 +581,7 @@ fn check_reports_hostile_servers_as_unknown() {
 
 #[test]
 fn check_fails_on_far_dates() {
+    let _room = support::Room::Timing.enter();
     for (date, offset) in [(0, -now_secs()), (SECS_2200, SECS_2200 as f64 - now_secs())] {
         let fake = far_clock(date);
         let c = check(&fake.url(), None);
@@ -578,6 +595,7 @@ fn check_fails_on_far_dates() {
 
 #[test]
 fn check_takes_a_redirects_date_without_following_it() {
+    let _room = support::Room::Timing.enter();
     let (source, target) = redirect();
     let c = check(&source.url(), None);
     assert_eq!(c.json["verdict"], "ok", "{}", c.json);
@@ -587,6 +605,7 @@ fn check_takes_a_redirects_date_without_following_it() {
 
 #[test]
 fn check_names_an_expired_certificate() {
+    let _room = support::Room::Timing.enter();
     let tls = tls_server((2000, 1, 1), (2001, 1, 1));
     let ca = write_ca(&tls.ca_pem, "check-expired");
     let url = format!("https://{}/", tls.fake.addr);

@@ -17,6 +17,7 @@ fn check(sources: &str, extra: &[&str]) -> Output {
 
 #[test]
 fn one_server_under_two_names_votes_once() {
+    let _room = support::Room::Timing.enter();
     let Some(peers) = Chrony::start_all(&[Some("+1200"), None]) else {
         return;
     };
@@ -54,6 +55,7 @@ fn one_server_under_two_names_votes_once() {
 
 #[test]
 fn a_headline_on_fewer_sources_names_the_others_and_a_lone_one_is_not_outvoted() {
+    let _room = support::Room::Timing.enter();
     let Some(peer) = Chrony::start(None) else {
         return;
     };

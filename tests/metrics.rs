@@ -86,6 +86,7 @@ fn check_both_formats(serve: &Serve, what: &str) -> bool {
 
 #[test]
 fn before_the_first_round_there_is_no_timestamp_and_both_formats_lint_clean() {
+    let _room = support::Room::Timing.enter();
     // A source that never answers (a bound socket that reads nothing, so no
     // ICMP refusal ends the query early), with a timeout longer than the test.
     let port = Port::free();
@@ -115,6 +116,7 @@ type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
 
 #[test]
 fn ok_warn_fail_and_an_erroring_source_lint_clean() {
+    let _room = support::Room::Timing.enter();
     let Some(peers) = Chrony::start_all(&[None, Some("+120")]) else {
         return;
     };
@@ -165,6 +167,7 @@ fn ok_warn_fail_and_an_erroring_source_lint_clean() {
 
 #[test]
 fn unknown_when_every_source_is_refused_lints_clean() {
+    let _room = support::Room::Timing.enter();
     let refused = Port::free();
     let serve = Serve::start(&[
         ("SKEWGUARD_SOURCES", &refused.ntp_uri()),
@@ -200,6 +203,7 @@ fn unknown_when_every_source_is_refused_lints_clean() {
 
 #[test]
 fn disabled_is_visible_and_lints_clean() {
+    let _room = support::Room::Timing.enter();
     let refused = Port::free();
     let serve = Serve::start(&[
         ("SKEWGUARD_SOURCES", &refused.ntp_uri()),
@@ -218,6 +222,7 @@ fn disabled_is_visible_and_lints_clean() {
 
 #[test]
 fn holdover_after_the_source_goes_away_lints_clean() {
+    let _room = support::Room::Timing.enter();
     let Some(chrony) = Chrony::start(None) else {
         return;
     };

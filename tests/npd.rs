@@ -92,6 +92,7 @@ fn the_monitor_config_sets_clock_skewed_with_a_reason() {
 
 #[test]
 fn ok_warn_and_fail_give_one_short_line_and_npd_exit_codes() {
+    let _room = support::Room::Timing.enter();
     let Some(peers) = Chrony::start_all(&[None, Some("+2"), Some("+1200")]) else {
         return;
     };
@@ -123,6 +124,7 @@ fn ok_warn_and_fail_give_one_short_line_and_npd_exit_codes() {
 
 #[test]
 fn unknown_is_npd_unknown_unless_on_unknown_passes() {
+    let _room = support::Room::Timing.enter();
     let a = Port::free();
     let b = Port::free();
     let c = Port::free();

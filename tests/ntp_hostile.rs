@@ -166,6 +166,7 @@ fn rejected(script: Script, want: &str) -> Run {
 
 #[test]
 fn ntp_wrong_origin_is_rejected() {
+    let _room = support::Room::Timing.enter();
     rejected(
         answer(Reply {
             origin: Some(0x1234_5678_9abc_def0),
@@ -177,6 +178,7 @@ fn ntp_wrong_origin_is_rejected() {
 
 #[test]
 fn ntp_kiss_of_death_rate_ends_the_query_at_once() {
+    let _room = support::Room::Timing.enter();
     let run = rejected(
         answer(Reply {
             leap: 3,
@@ -195,6 +197,7 @@ fn ntp_kiss_of_death_rate_ends_the_query_at_once() {
 
 #[test]
 fn ntp_kiss_of_death_deny_ends_the_query_at_once() {
+    let _room = support::Room::Timing.enter();
     let run = rejected(
         answer(Reply {
             stratum: 0,
@@ -208,6 +211,7 @@ fn ntp_kiss_of_death_deny_ends_the_query_at_once() {
 
 #[test]
 fn ntp_stratum_0_with_a_non_printable_code_is_rendered_safely() {
+    let _room = support::Room::Timing.enter();
     rejected(
         answer(Reply {
             stratum: 0,
@@ -220,11 +224,13 @@ fn ntp_stratum_0_with_a_non_printable_code_is_rendered_safely() {
 
 #[test]
 fn ntp_leap_alarm_is_rejected() {
+    let _room = support::Room::Timing.enter();
     rejected(answer(Reply { leap: 3, ..GOOD }), "leap indicator 3");
 }
 
 #[test]
 fn ntp_stratum_16_is_rejected() {
+    let _room = support::Room::Timing.enter();
     rejected(
         answer(Reply {
             stratum: 16,
@@ -236,11 +242,13 @@ fn ntp_stratum_16_is_rejected() {
 
 #[test]
 fn ntp_client_mode_reply_is_rejected() {
+    let _room = support::Room::Timing.enter();
     rejected(answer(Reply { mode: 3, ..GOOD }), "mode 3");
 }
 
 #[test]
 fn ntp_zero_transmit_timestamp_is_rejected() {
+    let _room = support::Room::Timing.enter();
     rejected(
         answer(Reply {
             transmit: Some(0),
@@ -252,6 +260,7 @@ fn ntp_zero_transmit_timestamp_is_rejected() {
 
 #[test]
 fn ntp_short_packets_are_rejected() {
+    let _room = support::Room::Timing.enter();
     rejected(
         Box::new(|req| {
             let full = encode(GOOD, req);
@@ -263,6 +272,7 @@ fn ntp_short_packets_are_rejected() {
 
 #[test]
 fn ntp_random_bytes_are_rejected() {
+    let _room = support::Room::Timing.enter();
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ u64::from(std::process::id());
     rejected(
         Box::new(move |_| {
@@ -288,12 +298,14 @@ fn ntp_random_bytes_are_rejected() {
 
 #[test]
 fn ntp_a_silent_server_times_out() {
+    let _room = support::Room::Timing.enter();
     let run = rejected(Box::new(|_| vec![]), "no valid answer");
     assert!(run.took >= TIMEOUT, "{:?}", run.took);
 }
 
 #[test]
 fn ntp_a_reply_from_another_port_is_not_taken() {
+    let _room = support::Room::Timing.enter();
     // The connected socket never sees it: the wait runs to the timeout.
     rejected(
         Box::new(|req| vec![(true, encode(GOOD, req))]),
@@ -314,6 +326,7 @@ fn rejected_at_once(script: Script, want: &str) {
 
 #[test]
 fn ntp_zero_receive_timestamp_is_rejected() {
+    let _room = support::Room::Timing.enter();
     rejected_at_once(
         answer(Reply {
             receive: Some(0),
@@ -325,6 +338,7 @@ fn ntp_zero_receive_timestamp_is_rejected() {
 
 #[test]
 fn ntp_transmit_before_receive_is_rejected() {
+    let _room = support::Room::Timing.enter();
     rejected_at_once(
         answer(Reply {
             receive: Some(ntp_now(0.0) + (1 << 32)),
@@ -336,6 +350,7 @@ fn ntp_transmit_before_receive_is_rejected() {
 
 #[test]
 fn ntp_stratum_16_ends_the_query_at_once() {
+    let _room = support::Room::Timing.enter();
     rejected_at_once(
         answer(Reply {
             stratum: 16,
@@ -347,6 +362,7 @@ fn ntp_stratum_16_ends_the_query_at_once() {
 
 #[test]
 fn ntp_an_unsynchronised_server_is_not_a_kiss() {
+    let _room = support::Room::Timing.enter();
     // openntpd before its first sync: LI 3, stratum 0, empty reference id.
     let run = check(fake(answer(Reply {
         leap: 3,
@@ -362,6 +378,7 @@ fn ntp_an_unsynchronised_server_is_not_a_kiss() {
 
 #[test]
 fn ntp_a_too_wide_error_bound_is_an_error_not_a_vote() {
+    let _room = support::Room::Timing.enter();
     // Root dispersion 3.5 s: ±3.5 s would overlap every other source.
     let wide = Reply {
         dispersion: 0x0003_8000,
@@ -386,6 +403,7 @@ fn ntp_a_too_wide_error_bound_is_an_error_not_a_vote() {
 
 #[test]
 fn ntp_two_different_replies_to_one_request_are_both_refused() {
+    let _room = support::Room::Timing.enter();
     let run = check(fake(Box::new(|req| {
         vec![
             (false, encode(GOOD, req)),
@@ -415,6 +433,7 @@ fn ntp_two_different_replies_to_one_request_are_both_refused() {
 
 #[test]
 fn ntp_kernel_receive_stamps_keep_the_truth_inside() {
+    let _room = support::Room::Timing.enter();
     // ntpsec, or chrony under libfaketime with a sub-second shift: T2 from the
     // unshifted kernel clock, T3 from the server's clock, +0.25 s: δ < 0.
     // (A negative shift makes T3 < T2, which is refused.)
@@ -441,6 +460,7 @@ fn ntp_kernel_receive_stamps_keep_the_truth_inside() {
 
 #[test]
 fn ntp_init_is_not_ready_and_the_next_sample_is_taken() {
+    let _room = support::Room::Timing.enter();
     let n = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let n2 = n.clone();
     let port = fake(Box::new(move |req| {
@@ -473,6 +493,7 @@ fn ntp_init_is_not_ready_and_the_next_sample_is_taken() {
 
 #[test]
 fn ntp_deny_stops_the_server_for_the_life_of_the_process() {
+    let _room = support::Room::Timing.enter();
     for code in [*b"DENY", *b"RSTR"] {
         let n = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
         let n2 = n.clone();
@@ -505,6 +526,7 @@ fn ntp_deny_stops_the_server_for_the_life_of_the_process() {
 
 #[test]
 fn ntp_a_closed_port_is_reported_at_once() {
+    let _room = support::Room::Timing.enter();
     let port = UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .expect("free port")
@@ -533,6 +555,7 @@ fn measured(shift: f64) -> Run {
 
 #[test]
 fn ntp_a_server_20_minutes_ahead_fails_the_check() {
+    let _room = support::Room::Timing.enter();
     let run = measured(1200.5);
     assert_eq!(run.report["verdict"], "fail", "{}", run.report);
     assert_eq!(run.code, Some(1));
@@ -540,6 +563,7 @@ fn ntp_a_server_20_minutes_ahead_fails_the_check() {
 
 #[test]
 fn ntp_a_server_within_the_window_passes() {
+    let _room = support::Room::Timing.enter();
     let run = measured(0.2);
     assert_eq!(run.report["verdict"], "ok", "{}", run.report);
     assert_eq!(run.code, Some(0));
@@ -547,6 +571,7 @@ fn ntp_a_server_within_the_window_passes() {
 
 #[test]
 fn ntp_a_spoofed_reply_does_not_end_the_wait() {
+    let _room = support::Room::Timing.enter();
     let run = check(fake(Box::new(|req| {
         let spoof = Reply {
             origin: Some(0xdead_beef),

@@ -36,6 +36,7 @@ fn authority() -> (TempDir, std::path::PathBuf, support::tls::Leaf) {
 
 #[test]
 fn nts_measures_chrony_shifts_and_is_authenticated() {
+    let _room = support::Room::Timing.enter();
     let (_dir, ca, leaf) = authority();
     for (shift, want) in [("+1200", 1200.0), ("-400.5", -400.5), ("+2.25", 2.25)] {
         let Some(chrony) = Chrony::start_nts(Some(shift), &leaf.cert_pem, &leaf.key_pem) else {
@@ -58,6 +59,7 @@ fn nts_measures_chrony_shifts_and_is_authenticated() {
 
 #[test]
 fn nts_without_the_ca_is_a_verification_failure() {
+    let _room = support::Room::Timing.enter();
     let (_dir, _ca, leaf) = authority();
     let Some(chrony) = Chrony::start_nts(None, &leaf.cert_pem, &leaf.key_pem) else {
         return;
@@ -83,6 +85,7 @@ fn nts_without_the_ca_is_a_verification_failure() {
 /// the NTS source must error, not count.
 #[test]
 fn nts_a_flipped_byte_in_a_genuine_reply_is_refused() {
+    let _room = support::Room::Timing.enter();
     let (_dir, ca, leaf) = authority();
     let Some(chrony) = Chrony::start_nts_with(
         Some("+1200"),
@@ -188,6 +191,7 @@ fn record(out: &mut Vec<u8>, critical: bool, kind: u16, body: &[u8]) {
 
 #[test]
 fn nts_key_exchange_failures_are_clear_errors() {
+    let _room = support::Room::Timing.enter();
     let (_dir, ca, leaf) = authority();
     let good_head = |out: &mut Vec<u8>| {
         record(out, true, 1, &[0, 0]);
@@ -383,6 +387,7 @@ impl FakeNts {
 
 #[test]
 fn nts_fake_server_naks_and_unauthenticated_replies_are_errors() {
+    let _room = support::Room::Timing.enter();
     let (_dir, ca, leaf) = authority();
     let good = FakeNts::start(&leaf, Script::Genuine, 42.0);
     let out = check(&good.uri(), &ca, &[]);
@@ -412,6 +417,7 @@ fn nts_fake_server_naks_and_unauthenticated_replies_are_errors() {
 
 #[test]
 fn nts_serve_reuses_cookies_between_rounds() {
+    let _room = support::Room::Timing.enter();
     let (_dir, ca, leaf) = authority();
     let fake = FakeNts::start(&leaf, Script::Genuine, 0.0);
     let ca = ca.display().to_string();
@@ -436,6 +442,7 @@ fn nts_serve_reuses_cookies_between_rounds() {
 
 #[test]
 fn nts_on_a_server_clock_days_ahead_the_key_exchange_is_date_exempted() {
+    let _room = support::Room::Timing.enter();
     // The certificate is valid by chronyd's clock (3 days ahead), not by ours.
     let dir = TempDir::new("nts-days");
     let ca = TestCa::new();

@@ -69,6 +69,7 @@ fn wait_firing(prometheus: &Prometheus, name: &str) {
 
 #[test]
 fn prometheus_scrapes_serve_and_fires_the_alerts() {
+    let _room = support::Room::Timing.enter();
     let Some(chrony) = Chrony::start(Some("+1200")) else {
         return;
     };

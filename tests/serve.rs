@@ -121,6 +121,7 @@ impl Reply {
 
 #[test]
 fn healthz_follows_a_reference_that_jumps_and_livez_stays_up() {
+    let _room = support::Room::Timing.enter();
     let Some(mut chrony) = Chrony::start(None) else {
         return;
     };
@@ -203,6 +204,7 @@ fn healthz_follows_a_reference_that_jumps_and_livez_stays_up() {
 
 #[test]
 fn before_the_first_measurement_healthz_is_503_and_says_so() {
+    let _room = support::Room::Timing.enter();
     // A source that never answers (a bound socket that reads nothing, so no
     // ICMP refusal ends the query early): the first round takes the whole timeout.
     let silent = Port::free();
@@ -234,6 +236,7 @@ fn before_the_first_measurement_healthz_is_503_and_says_so() {
 
 #[test]
 fn routes_methods_and_content_types() {
+    let _room = support::Room::Timing.enter();
     // Disabled: every round is an instant ok with a note; no time source needed.
     let serve = Serve::start(&[("SKEWGUARD_DISABLED", "true")]);
     let r = serve.wait_for("/healthz", Duration::from_secs(3), |r| r.status == 200);
@@ -273,6 +276,7 @@ fn routes_methods_and_content_types() {
 /// restarted source ends holdover.
 #[test]
 fn holdover_keeps_readiness_until_the_grown_bound_reaches_max_skew() {
+    let _room = support::Room::Timing.enter();
     let Some(mut chrony) = Chrony::start(None) else {
         return;
     };
@@ -393,6 +397,7 @@ fn holdover_keeps_readiness_until_the_grown_bound_reaches_max_skew() {
 
 #[test]
 fn slow_and_idle_clients_do_not_delay_healthz() {
+    let _room = support::Room::Timing.enter();
     let serve = Serve::start(&[("SKEWGUARD_DISABLED", "true")]);
     serve.wait_for("/healthz", Duration::from_secs(3), |r| r.status == 200);
     let mut held = Vec::new();
@@ -417,6 +422,7 @@ fn slow_and_idle_clients_do_not_delay_healthz() {
 
 #[test]
 fn sigterm_ends_serve_with_exit_0_within_2_seconds() {
+    let _room = support::Room::Timing.enter();
     for signal in [libc::SIGTERM, libc::SIGINT] {
         let mut serve = Serve::start(&[("SKEWGUARD_DISABLED", "true")]);
         serve.wait_for("/healthz", Duration::from_secs(3), |r| r.status == 200);
@@ -437,13 +443,6 @@ fn sigterm_ends_serve_with_exit_0_within_2_seconds() {
         );
         drop((idle, half));
     }
-}
-
-/// One heavy test at a time (the floods, the minute-long forecast): two at
-/// once would measure this machine more than `serve`.
-fn heavy() -> std::sync::MutexGuard<'static, ()> {
-    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Raises this test process's soft descriptor limit to its hard limit; the new soft limit.
@@ -593,7 +592,10 @@ fn probe(addr: std::net::SocketAddr, path: &str) -> (Result<u16, String>, Durati
 fn probes_survive_a_flood(wrapper: &[&str], what: &str) {
     const IDLE: usize = 5000;
     const SLOW: usize = 1000;
-    let _one = heavy();
+    // The flood loads every core, and its probes measure under that load:
+    // nothing else runs meanwhile (it would measure this machine more than
+    // `serve`), not even the other flood or the drift forecast.
+    let _room = support::Room::Alone.enter();
     let have = raise_own_nofile();
     if have < (IDLE + SLOW + 200) as u64 {
         assert!(
@@ -712,9 +714,9 @@ fn probes_and_rounds_survive_a_flood_under_a_1024_descriptor_limit() {
 /// forecast said it would.
 #[test]
 fn the_drift_forecast_finds_a_500_ppm_reference_and_predicts_the_warn_crossing() {
+    let _room = support::Room::Timing.enter();
     const TRUE_PPM: f64 = 500.0;
     const TOLERANCE_PPM: f64 = 25.0;
-    let _one = heavy();
     let Some(chrony) = Chrony::start(Some("+2 x1.0005")) else {
         return;
     };

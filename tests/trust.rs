@@ -64,6 +64,7 @@ impl Layout {
 
 #[test]
 fn a_forged_ntp_majority_cannot_fail_a_good_clock() {
+    let _room = support::Room::Timing.enter();
     let l = Layout::new(0, 600.0);
     let out = l.check(&[]);
     assert_eq!(out.verdict(), "ok", "{out}");
@@ -103,6 +104,7 @@ fn a_forged_ntp_majority_cannot_fail_a_good_clock() {
 
 #[test]
 fn a_forged_ntp_majority_cannot_pass_a_bad_clock() {
+    let _room = support::Room::Timing.enter();
     // HTTPS shows the local clock 10 minutes behind; forged NTP says 0.
     let l = Layout::new(600, 0.0);
     let out = l.check(&[]);
@@ -114,6 +116,7 @@ fn a_forged_ntp_majority_cannot_pass_a_bad_clock() {
 
 #[test]
 fn auth_select_modes() {
+    let _room = support::Room::Timing.enter();
     let l = Layout::new(0, 600.0);
     // ignore: one source, one vote: the forged majority wins.
     let out = l.check(&[("SKEWGUARD_AUTH_SELECT", "ignore")]);
@@ -145,6 +148,7 @@ fn auth_select_modes() {
 
 #[test]
 fn a_dns_only_attacker_gets_unknown_not_the_forged_verdict() {
+    let _room = support::Room::Timing.enter();
     // DNS points the HTTPS name at the attacker, whose certificate no trusted
     // CA signed; the forged NTP source says the clock is fine (or 10 min off).
     let dir = TempDir::new("dns-attacker");
@@ -178,6 +182,7 @@ fn a_dns_only_attacker_gets_unknown_not_the_forged_verdict() {
 
 #[test]
 fn tls_errors_are_in_words_with_the_fix() {
+    let _room = support::Room::Timing.enter();
     let dir = TempDir::new("tls-words");
     let authority = TestCa::new();
     // Trusted and reached by name: fine. Untrusted: the fix is named.
@@ -209,6 +214,7 @@ fn tls_errors_are_in_words_with_the_fix() {
 
 #[test]
 fn a_server_clock_days_away_fails_with_the_servers_offset() {
+    let _room = support::Room::Timing.enter();
     // The server's certificate is valid by its own clock, not by the local one.
     for (shift_days, from, to) in [(3, 2, 30), (-3, -60, -2)] {
         let dir = TempDir::new("shifted-server");
@@ -246,6 +252,7 @@ fn a_server_clock_days_away_fails_with_the_servers_offset() {
 
 #[test]
 fn a_server_clock_days_away_without_date_still_fails() {
+    let _room = support::Room::Timing.enter();
     let dir = TempDir::new("shifted-no-date");
     let authority = TestCa::new();
     let ca = authority.write(dir.path());
@@ -275,6 +282,7 @@ fn a_server_clock_days_away_without_date_still_fails() {
 
 #[test]
 fn a_really_expired_certificate_blames_the_server() {
+    let _room = support::Room::Timing.enter();
     let dir = TempDir::new("expired");
     let authority = TestCa::new();
     let ca = authority.write(dir.path());
@@ -300,6 +308,7 @@ fn a_really_expired_certificate_blames_the_server() {
 
 #[test]
 fn metrics_show_trust_classes_and_the_disagreement() {
+    let _room = support::Room::Timing.enter();
     let l = Layout::new(0, 600.0);
     let sources = l.sources().join(",");
     let ca = l.ca.display().to_string();

@@ -28,6 +28,7 @@ fn envs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
 
 #[test]
 fn wait_returns_0_soon_after_the_reference_is_repaired() {
+    let _room = support::Room::Timing.enter();
     let Some(mut chrony) = Chrony::start(Some("+1200")) else {
         return;
     };
@@ -50,6 +51,7 @@ fn wait_returns_0_soon_after_the_reference_is_repaired() {
 
 #[test]
 fn wait_gives_up_at_its_timeout_with_the_explanation() {
+    let _room = support::Room::Timing.enter();
     let Some(chrony) = Chrony::start(Some("+1200")) else {
         return;
     };
@@ -71,6 +73,7 @@ fn wait_gives_up_at_its_timeout_with_the_explanation() {
 
 #[test]
 fn exec_never_starts_the_workload_on_a_bad_clock() {
+    let _room = support::Room::Timing.enter();
     let Some(chrony) = Chrony::start(Some("-1200")) else {
         return;
     };
@@ -91,6 +94,7 @@ fn exec_never_starts_the_workload_on_a_bad_clock() {
 
 #[test]
 fn exec_hands_over_pid_and_exit_status() {
+    let _room = support::Room::Timing.enter();
     let Some(chrony) = Chrony::start(None) else {
         return;
     };
@@ -136,6 +140,7 @@ fn output_within(cmd: &mut Command, bound: Duration) -> Option<std::process::Out
 
 #[test]
 fn exec_hands_the_workload_default_signals_and_an_empty_mask() {
+    let _room = support::Room::Timing.enter();
     let Some(chrony) = Chrony::start(None) else {
         return;
     };
@@ -230,6 +235,7 @@ fn endless_wait(silent: &Port, prefix: &[&str]) -> std::process::Child {
 
 #[test]
 fn sigterm_and_sigint_end_the_wait_at_once() {
+    let _room = support::Room::Timing.enter();
     let silent = Port::free();
     for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
         let mut child = endless_wait(&silent, &[]);
@@ -242,6 +248,7 @@ fn sigterm_and_sigint_end_the_wait_at_once() {
 
 #[test]
 fn sigterm_ends_the_wait_of_pid_1_in_a_pid_namespace() {
+    let _room = support::Room::Timing.enter();
     if !support::prerequisite("unshare", "install util-linux") {
         return;
     }
@@ -289,6 +296,7 @@ fn sigterm_ends_the_wait_of_pid_1_in_a_pid_namespace() {
 
 #[test]
 fn exec_of_a_missing_or_unexecutable_command_exits_like_a_shell() {
+    let _room = support::Room::Timing.enter();
     let Some(chrony) = Chrony::start(None) else {
         return;
     };
@@ -331,6 +339,7 @@ fn exec_of_a_missing_or_unexecutable_command_exits_like_a_shell() {
 
 #[test]
 fn disabled_bypasses_the_guard_and_says_so() {
+    let _room = support::Room::Timing.enter();
     // A source that never answers: only the bypass can make these pass at once.
     let silent = Port::free();
     let mut settings = quick(&silent.ntp_uri());
@@ -354,6 +363,7 @@ fn disabled_bypasses_the_guard_and_says_so() {
 /// retry pause it announces is the one it keeps.
 #[test]
 fn wait_logs_failures_at_warn_with_numbers_and_the_pause_it_keeps() {
+    let _room = support::Room::Timing.enter();
     let Some(chrony) = Chrony::start(Some("+1200")) else {
         return;
     };

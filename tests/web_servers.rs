@@ -61,26 +61,31 @@ fn truth_inside_every_run(kind: WebKind) {
 
 #[test]
 fn apache2_keeps_the_truth_inside() {
+    let _room = support::Room::Timing.enter();
     truth_inside_every_run(WebKind::Apache);
 }
 
 #[test]
 fn lighttpd_keeps_the_truth_inside() {
+    let _room = support::Room::Timing.enter();
     truth_inside_every_run(WebKind::Lighttpd);
 }
 
 #[test]
 fn python_http_server_keeps_the_truth_inside() {
+    let _room = support::Room::Timing.enter();
     truth_inside_every_run(WebKind::PythonHttp);
 }
 
 #[test]
 fn nginx_with_timer_resolution_keeps_the_truth_inside() {
+    let _room = support::Room::Timing.enter();
     truth_inside_every_run(WebKind::NginxTimer(500));
 }
 
 #[test]
 fn lighttpd_and_nginx_timer_beside_an_accurate_ntp_server_are_ok() {
+    let _room = support::Room::Timing.enter();
     // Measured before: two such lighttpd beside an accurate NTP server marked
     // the NTP server a falseticker; nginx with timer_resolution 500ms said a
     // correct clock was 482.5 ms ahead (±2.2 ms).

@@ -6,12 +6,17 @@
 //! - [`Chrony`] and [`Nginx`]: chronyd (NTP) and nginx (HTTP `Date`) on 127.0.0.1,
 //!   optionally with a clock shifted by libfaketime (`"+1200"`, `"-1.5"`, `"+3.375"`).
 //! - [`run`]: runs `skewguard` with a clean `SKEWGUARD_*` environment and a hard time bound.
+//! - [`Room`]: which tests may run side by side (timing-sensitive ones, containers, core hogs).
 //!
 //! Use from a test file with `mod support;`. Everything here talks only to 127.0.0.1.
 #![allow(dead_code)]
 
+mod machine;
 pub mod relay;
 pub mod tls;
+
+#[allow(unused_imports)] // a test binary whose tests all run beside anything
+pub use machine::Room;
 
 use std::fmt;
 use std::fs::{self, File};
