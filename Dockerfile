@@ -16,7 +16,7 @@
 #
 #   scripts/static-build.sh && scripts/local-image.sh skewguard:0.1.0
 #
-# That script (and tests/docker.rs) takes the runtime stage below verbatim and
+# That script (and tests/it/docker.rs) takes the runtime stage below verbatim and
 # swaps only the source of its `COPY --from=builder`. Keep it the last stage,
 # keep exactly one `COPY --from=builder` in it, and keep it free of RUN
 # (scratch has no shell).
@@ -53,7 +53,7 @@ COPY scripts/static-build.sh ./scripts/
 COPY src ./src
 # The same command as outside Docker, for the target's triple. glibc >= 2.34
 # has the files and dns NSS modules built in, so a static binary still
-# resolves host names on scratch (tests/docker.rs proves it).
+# resolves host names on scratch (tests/it/docker.rs proves it).
 RUN . /cross.env \
  && bin="$(scripts/static-build.sh "$(cat /triple)" --locked --offline)" \
  && install -D -m 0755 "$bin" /out/skewguard

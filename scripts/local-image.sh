@@ -9,7 +9,7 @@
 # local binary (default target/static/skewguard; --binary PATH for another),
 # so there is one set of runtime directives. The image is built for this
 # machine's architecture with whatever `docker build` is installed (the legacy
-# builder will do). tests/docker.rs builds its image this way.
+# builder will do). tests/it/docker.rs builds its image this way.
 #
 #   scripts/local-image.sh --print [-f DOCKERFILE]   prints the derived Dockerfile
 set -eu

@@ -5,7 +5,7 @@
 //! i.e. the local clock is *behind*. Without chrony, nginx or libfaketime the
 //! tests print `SKIPPED: …` (and fail under `CI=true`).
 
-mod support;
+use crate::support;
 
 use support::{run, Chrony, Nginx, Output, Port};
 

@@ -3,7 +3,7 @@
 //! here, its clock shifted by libfaketime. Also a relay that flips one byte of
 //! a genuine NTS reply, and in-process fakes for key-exchange failures.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};

@@ -6,7 +6,7 @@
 //!
 //! Real NTP peers are chronyd on loopback shifted by libfaketime (see `support`).
 
-mod support;
+use crate::support;
 
 use std::thread;
 use std::time::{Duration, Instant};

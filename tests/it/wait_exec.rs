@@ -1,7 +1,7 @@
 //! `wait`, `exec`, the cache file and the emergency bypass, run as a user
 //! would run them, against chrony under libfaketime on loopback.
 
-mod support;
+use crate::support;
 
 use std::thread;
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! print `SKIPPED: …` and pass, since an ordinary user is already unprivileged.
 //! Everything talks only to 127.0.0.1.
 
-mod support;
+use crate::support;
 
 use std::fs::{self, File};
 use std::io::{Read, Write};

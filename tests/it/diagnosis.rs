@@ -11,7 +11,7 @@
 //! machine has it. Where `unshare` is missing or not permitted the tests print
 //! `SKIPPED:` and pass, except under `CI=true`, where they fail.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::io::{Read, Write};

@@ -7,7 +7,7 @@
 //! too (as when discovery drops it), SkewguardWatcherAbsent fires. Missing prometheus, chronyd or libfaketime →
 //! SKIPPED (a failure under `CI=true`). Bounded to well under a minute.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::PathBuf;

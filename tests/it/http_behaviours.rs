@@ -9,7 +9,7 @@
 //! NTP source the verdict on this correct clock must be `ok`, not `unknown`.
 //! Runs per behaviour: `SKEWGUARD_TEST_RUNS` (default 6).
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, UdpSocket};

@@ -7,7 +7,7 @@
 //! inside every interval, and no round is `unknown` (the sources never
 //! disagree). Rounds: `SKEWGUARD_TEST_RUNS` (default 100).
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

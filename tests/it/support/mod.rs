@@ -8,14 +8,13 @@
 //! - [`run`]: runs `skewguard` with a clean `SKEWGUARD_*` environment and a hard time bound.
 //! - [`Room`]: which tests may run side by side (timing-sensitive ones, containers, core hogs).
 //!
-//! Use from a test file with `mod support;`. Everything here talks only to 127.0.0.1.
+//! Test modules use it as `crate::support`. Everything here talks only to 127.0.0.1.
 #![allow(dead_code)]
 
 mod machine;
 pub mod relay;
 pub mod tls;
 
-#[allow(unused_imports)] // a test binary whose tests all run beside anything
 pub use machine::Room;
 
 use std::fmt;

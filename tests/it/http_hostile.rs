@@ -6,7 +6,7 @@
 //! `query()` directly (the source's own contract), and the built binary as a
 //! user runs it (`skewguard check --output json`).
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -466,7 +466,7 @@ fn write_ca(pem: &str, name: &str) -> CaFile {
 async fn an_expired_certificate_on_a_right_server_clock_blames_the_server() {
     let _room = support::Room::Timing.enter();
     // The server's own Date is outside the validity too: no skew evidence
-    // (trust-aware cases with shifted server clocks are in tests/trust.rs).
+    // (trust-aware cases with shifted server clocks are in tests/it/trust.rs).
     let tls = tls_server((2000, 1, 1), (2001, 1, 1));
     let ca = write_ca(&tls.ca_pem, "expired");
     let url = format!("https://{}/", tls.fake.addr);

@@ -6,7 +6,7 @@
 //! crate's codec, so an encoder/parser bug that cancels out cannot hide.
 //! Test names start with `ntp_` so that `cargo test ntp` runs them too.
 
-mod support;
+use crate::support;
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

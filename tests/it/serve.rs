@@ -6,7 +6,7 @@
 //! `CI=true`); the others need nothing but the binary. Every test is bounded
 //! well under 30 s and talks only to 127.0.0.1.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -446,6 +446,9 @@ fn sigterm_ends_serve_with_exit_0_within_2_seconds() {
 }
 
 /// Raises this test process's soft descriptor limit to its hard limit; the new soft limit.
+/// The whole process keeps it, so every module's later children inherit it;
+/// none depends on the lower limit (`serve` raises its own to the hard limit
+/// anyway, and the 1024-descriptor case sets its limit with `prlimit`).
 fn raise_own_nofile() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

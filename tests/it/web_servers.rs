@@ -7,7 +7,7 @@
 //! inside the reported interval. Runs per shift: `SKEWGUARD_TEST_RUNS`
 //! (default 2).
 
-mod support;
+use crate::support;
 
 use support::{run, Chrony, WebKind, WebServer};
 

@@ -53,7 +53,7 @@ fn no_file_pins_an_architecture() {
     let root = repo();
     let mut all = Vec::new();
     files(&root, &mut all);
-    let this = root.join("tests/build.rs");
+    let this = root.join("tests/it/build.rs");
     let mut pins = Vec::new();
     for path in all.iter().filter(|p| **p != this) {
         let Ok(text) = fs::read_to_string(path) else {
@@ -106,7 +106,7 @@ fn no_file_pins_an_architecture() {
 
 /// The documented build route exists and names no architecture: the script
 /// asks rustc for the host triple, and everything that uses the binary
-/// (Dockerfile, tests/docker.rs, bench/) goes through its output path.
+/// (Dockerfile, tests/it/docker.rs, bench/) goes through its output path.
 #[test]
 fn the_static_build_picks_the_host_triple() {
     let root = repo();
@@ -129,7 +129,7 @@ fn the_static_build_picks_the_host_triple() {
             "{user} uses the documented build"
         );
     }
-    let docker = fs::read_to_string(root.join("tests/docker.rs")).expect("tests/docker.rs");
+    let docker = fs::read_to_string(root.join("tests/it/docker.rs")).expect("tests/it/docker.rs");
     assert!(docker.contains("\"static\"") && docker.contains("local-image.sh"));
     for license in ["LICENSE-MIT", "LICENSE-APACHE"] {
         let text = fs::read_to_string(root.join(license)).unwrap_or_default();

@@ -9,7 +9,7 @@
 //! the attacks that need no genuine result run without it. Tests run as root
 //! here, so "another user" is uid 65534 (nobody).
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};

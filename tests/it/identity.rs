@@ -5,7 +5,7 @@
 //! by libfaketime); skipped with a printed reason where chrony or libfaketime
 //! is missing, failed under `CI=true`.
 
-mod support;
+use crate::support;
 
 use support::{run, Chrony, Output, Port};
 

@@ -6,7 +6,7 @@
 //! and runbooks that exist in docs/alerts.md. promtool missing → SKIPPED (a failure
 //! under `CI=true`).
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::{Path, PathBuf};

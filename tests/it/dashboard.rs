@@ -5,7 +5,7 @@
 //! forecast), and every metric it loads by name exposed by the built `serve`.
 //! promtool missing → SKIPPED (a failure under `CI=true`).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -16,7 +16,7 @@ use support::{http_get, promtool, Serve, SilentNtp, TempDir};
 
 /// Names the dashboard loads that `serve` exposes only once it has a drift
 /// forecast (enough rounds for a fit, a slope at least 2σ from zero), which a
-/// short test against a silent source never reaches; tests/serve.rs sees them.
+/// short test against a silent source never reaches; tests/it/serve.rs sees them.
 const ONLY_WITH_A_FORECAST: &[&str] = &[
     "skewguard_seconds_until_breach",
     "skewguard_frequency_error_ppm",

@@ -14,7 +14,7 @@
 //! that chronyd's receive timestamp escapes libfaketime (see `support::Chrony`).
 //! Run with `--nocapture` to see each case's measured offset and bound.
 
-mod support;
+use crate::support;
 
 use std::thread;
 use std::time::Duration;
@@ -480,7 +480,7 @@ fn everything_at_once() {
 }
 
 // ---------------------------------------------------------------------------
-// Falsetickers both ways. tests/check_peers.rs covers 0,0,+1200 (ok),
+// Falsetickers both ways. tests/it/check_peers.rs covers 0,0,+1200 (ok),
 // +1200,+1200,0 (fail) and 0,+1200 (unknown); these add small lies, where the
 // verdict itself depends on who is outvoted, and an honest peer on a bad path.
 

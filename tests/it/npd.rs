@@ -5,7 +5,7 @@
 //! a configuration error). Real peers: chronyd on loopback shifted by
 //! libfaketime; missing → SKIPPED (a failure under `CI=true`).
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::PathBuf;

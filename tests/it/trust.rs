@@ -2,9 +2,9 @@
 //! sources against forged plain-NTP majorities, DNS-only attackers,
 //! certificates outside their validity by the local clock, and each
 //! `SKEWGUARD_AUTH_SELECT` mode. Every peer is an in-process fake on
-//! 127.0.0.1 (tests/support/tls.rs); the binary runs as a user would run it.
+//! 127.0.0.1 (tests/it/support/tls.rs); the binary runs as a user would run it.
 
-mod support;
+use crate::support;
 
 use support::tls::{DateHeader, ForgedNtp, HttpsDate, TestCa};
 use support::{run, Output, TempDir};

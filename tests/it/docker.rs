@@ -16,7 +16,7 @@
 //! reach the loopback peers; every container, image and compose project a test
 //! makes is removed by a guard, also when the test fails.
 
-mod support;
+use crate::support;
 
 use std::fmt;
 use std::fs;

@@ -4,7 +4,7 @@
 //! Every run points its sources at a loopback port where nothing listens, so a
 //! binary that wrongly accepted the setting still stays off the network.
 
-mod support;
+use crate::support;
 
 use support::{run, Output, Port};
 

@@ -5,7 +5,7 @@
 //! printed reason where missing, failed under `CI=true`). Everything talks
 //! only to 127.0.0.1 and is bounded by `support::run`.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};

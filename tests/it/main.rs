@@ -1,0 +1,35 @@
+//! skewguard's integration tests: one test binary (`cargo test --test it`),
+//! one module per area, and the helpers they share in [`support`].
+//!
+//! Every module's tests run in this one process, side by side: a test that
+//! measures time, runs containers or loads every core says so by entering a
+//! [`support::Room`] first, so that it never runs beside a test that would
+//! spoil it. One module: `cargo test --test it serve::`; one test: its full
+//! name, e.g. `cargo test --test it saturation::the_bound_holds_with_every_core_saturated`.
+
+mod support;
+
+mod alerts;
+mod build;
+mod cache;
+mod check_peers;
+mod config_errors;
+mod dashboard;
+mod diagnosis;
+mod docker;
+mod faults;
+mod health;
+mod http_behaviours;
+mod http_hostile;
+mod identity;
+mod metrics;
+mod npd;
+mod ntp_hostile;
+mod nts;
+mod privilege;
+mod prometheus;
+mod saturation;
+mod serve;
+mod trust;
+mod wait_exec;
+mod web_servers;
