@@ -88,6 +88,7 @@ pub struct Inside(Room);
 impl Drop for Inside {
     fn drop(&mut self) {
         let mut o = occupancy();
+        debug_assert_eq!(o.room, Some(self.0), "left a room the machine is not in");
         o.inside -= 1;
         if o.inside == 0 {
             o.room = None;
