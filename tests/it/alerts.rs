@@ -13,11 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::{promtool, TempDir};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::{promtool, repo, TempDir};
 
 fn rules_path() -> PathBuf {
     repo().join("k8s/prometheus/skewguard.rules.yml")

@@ -9,9 +9,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::support::repo;
 
 /// Every text file of the repository outside build outputs and VCS data.
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {

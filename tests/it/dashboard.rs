@@ -9,7 +9,6 @@ use crate::support;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use support::{http_get, promtool, Serve, SilentNtp, TempDir};
@@ -23,8 +22,7 @@ const ONLY_WITH_A_FORECAST: &[&str] = &[
 ];
 
 fn dashboard() -> serde_json::Value {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("k8s/grafana/skewguard-dashboard.json");
+    let path = support::repo().join("k8s/grafana/skewguard-dashboard.json");
     let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }

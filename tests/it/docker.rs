@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use support::{locate, prerequisite, Chrony, Port, TempDir};
+use support::{locate, prerequisite, repo, Chrony, Port, TempDir};
 
 /// Label on every image and container the tests make, for manual cleanup after a
 /// killed run: `docker rm -f $(docker ps -aq --filter label=skewguard-test)`.
@@ -187,10 +187,6 @@ fn docker_ready() -> bool {
         "a running Docker engine (`docker info` failed: {}; start dockerd)",
         info.stderr.trim()
     ))
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The static binary of `scripts/static-build.sh`. Fails the test (never skips)

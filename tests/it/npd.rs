@@ -8,8 +8,6 @@
 use crate::support;
 
 use std::fs;
-use std::path::PathBuf;
-
 use std::process::Command;
 
 use support::{locate, run, Chrony, Output, Port, TempDir};
@@ -19,8 +17,7 @@ const MAX_LINE: usize = 80;
 
 /// The shipped custom plugin monitor configuration.
 fn monitor() -> serde_json::Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("k8s/node-problem-detector/skewguard-monitor.json");
+    let path = support::repo().join("k8s/node-problem-detector/skewguard-monitor.json");
     let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -74,7 +71,7 @@ fn the_monitor_config_sets_clock_skewed_with_a_reason() {
         eprintln!("kubectl not installed: the NPD kustomization was not rendered");
         return;
     };
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("k8s/node-problem-detector");
+    let dir = support::repo().join("k8s/node-problem-detector");
     let out = Command::new(kubectl)
         .arg("kustomize")
         .arg(&dir)

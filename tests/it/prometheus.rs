@@ -10,7 +10,6 @@
 use crate::support;
 
 use std::fs;
-use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,7 @@ const BOUND: Duration = Duration::from_secs(30);
 
 /// The repository's rules with every `for:` cut to 1 s.
 fn quick_rules() -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("k8s/prometheus/skewguard.rules.yml");
+    let path = support::repo().join("k8s/prometheus/skewguard.rules.yml");
     let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .map(|l| match l.split_once("for: ") {

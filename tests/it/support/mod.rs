@@ -3,7 +3,7 @@
 //!
 //! - here: [`prerequisite`] (a missing tool skips a test loudly, or fails it
 //!   under `CI=true`), [`TempDir`], [`Port`] (a loopback port no other test,
-//!   thread or process, holds), [`SilentNtp`].
+//!   thread or process, holds), [`SilentNtp`], [`repo`] (the repository's root).
 //! - [`Room`] (`machine.rs`): which tests may run side by side (timing-sensitive
 //!   ones, containers, core hogs).
 //! - `process.rs`: [`run`] runs `skewguard` with a clean `SKEWGUARD_*`
@@ -58,6 +58,11 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
+
+/// The repository's root (where `Cargo.toml` is), whose files some tests read.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
 
 // ---------------------------------------------------------------------------
 // Prerequisites
