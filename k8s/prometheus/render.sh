@@ -7,7 +7,7 @@
 #
 #   bash k8s/prometheus/render.sh [OUTDIR]     (default: k8s/)
 #
-# Edit the rules file, never the outputs; tests/alerts.rs fails when they differ
+# Edit the rules file, never the outputs; tests/it/alerts.rs fails when they differ
 # from a fresh rendering.
 set -euo pipefail
 

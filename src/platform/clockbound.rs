@@ -23,7 +23,7 @@
 //! would make of it at a given moment; [`read`] opens the file the hardened
 //! way ([`crate::os::file::open_regular`]) and reads at most [`MAX_SEGMENT`]
 //! bytes. Tests read segments written by ClockBound's own writer
-//! (`tests/clockbound_producer.rs`, and vectors it wrote, below).
+//! (`tests/it/clockbound_producer.rs`, and vectors it wrote, below).
 
 use std::fs::File;
 use std::path::Path;
@@ -367,7 +367,7 @@ pub fn read_at(paths: &[&Path], now: Duration) -> Option<AwsClock> {
 /// A layout-2 segment with as-of 0 and max drift 0 (so the bound does not
 /// grow), no disruption marker or support, for the whole-program tests that
 /// mount a segment where `check` looks. A fixture, not evidence of the
-/// layout: `tests/clockbound_producer.rs` checks that its bytes are those
+/// layout: `tests/it/clockbound_producer.rs` checks that its bytes are those
 /// ClockBound's own writer produces for the same values.
 #[doc(hidden)]
 pub fn encode_v2(generation: u16, void_after: Duration, bound_ns: i64, status: i32) -> Vec<u8> {

@@ -33,7 +33,7 @@
 //! until set; or a `Family` of gauges over a label set; never a counter or an
 //! info), its unit and its help text — and set it where its value is known:
 //! in [`Metrics::record`] (per round), [`Metrics::scrape`] (per scrape) or
-//! [`Metrics::configure`] (the settings). tests/metrics.rs lints every state
+//! [`Metrics::configure`] (the settings). tests/it/metrics.rs lints every state
 //! with promtool; add a state there if the metric has one of its own.
 
 use std::sync::atomic::AtomicU64;

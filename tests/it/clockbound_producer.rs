@@ -181,6 +181,7 @@ fn the_fixture_of_whole_program_tests_is_byte_for_byte_what_clockbound_writes() 
 
 #[test]
 fn a_segment_clockbound_rewrites_while_it_is_read_is_never_read_torn() {
+    let _room = crate::support::Room::Timing.enter();
     let dir = Dir::new("live");
     let path = dir.0.join("shm0");
     let as_of = Duration::from_secs(5_000);

@@ -5,13 +5,10 @@
 //! dropped; spaces to `-`; a repeated heading gets `-1`, `-2`, …). Links with a
 //! scheme (`https://…`) are not followed. Plain std: no tools, no network.
 
+use crate::support::repo;
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// README.md and every Markdown file under docs/.
 fn documents() -> Vec<PathBuf> {

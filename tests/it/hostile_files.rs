@@ -11,7 +11,7 @@
 //! Where `unshare` is missing or not permitted the tests print `SKIPPED:` and
 //! pass, except under `CI=true`, where they fail.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::io::Write;
@@ -222,6 +222,7 @@ fn clockbound_evidence(out: &Output) -> &serde_json::Value {
 
 #[test]
 fn a_fifo_or_a_symlink_at_the_clockbound_path_is_refused_not_waited_on() {
+    let _room = support::Room::Timing.enter();
     if !namespaces_work() {
         return;
     }
@@ -279,6 +280,7 @@ fn a_fifo_or_a_symlink_at_the_clockbound_path_is_refused_not_waited_on() {
 
 #[test]
 fn fifos_and_huge_files_at_the_platform_facts_neither_hang_nor_count() {
+    let _room = support::Room::Timing.enter();
     if !namespaces_work() {
         return;
     }
@@ -360,6 +362,7 @@ fn fifos_and_huge_files_at_the_platform_facts_neither_hang_nor_count() {
 
 #[test]
 fn serve_with_a_fifo_at_the_clockbound_path_answers_and_stops_on_sigterm() {
+    let _room = support::Room::Timing.enter();
     if !namespaces_work() {
         return;
     }
