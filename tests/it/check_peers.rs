@@ -346,13 +346,17 @@ fn http_date_is_refined_below_a_second() {
     };
     let out = check_json(&[nginx.url()], &[]);
     assert_verdict(&out, "fail", 1);
-    // The bisection's estimate (nginx stamps Date from its live clock) ...
+    // The bisection's estimate (nginx stamps Date from its live clock) holds
+    // the truth within HTTP_TOLERANCE, or within its own stated half-width
+    // when a loaded machine left it wider: a bound it states must hold.
     let src = out.source(&nginx.url());
+    let stated = src["estimate_uncertainty_seconds"].as_f64().unwrap_or(0.0);
+    assert!(stated < 0.1, "refined well below a second\n{out}");
     assert_near(
         "estimate_seconds",
         src["estimate_seconds"].as_f64(),
         -600.25,
-        HTTP_TOLERANCE,
+        HTTP_TOLERANCE.max(stated),
         &out,
     );
     // ... and the honest interval that votes, allowing for a cached or
