@@ -12,6 +12,7 @@
 //! `SKIPPED:` and pass, except under `CI=true`, where they fail.
 
 use crate::support;
+use crate::support::namespace;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -23,30 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{
-    clear_skewguard_env, http_get, run_command, Chrony, Output, Serve, TempDir, RUN_BOUND,
-};
-
-/// Variables that name a platform or fake the clock: the test's own
-/// environment must not leak them into a case.
-const PLATFORM_VARS: &[&str] = &[
-    "KUBERNETES_SERVICE_HOST",
-    "ECS_CONTAINER_METADATA_URI_V4",
-    "AWS_EXECUTION_ENV",
-    "FAKETIME",
-    "LD_PRELOAD",
-];
-
-/// Mounts the case's files, then runs the command given after the directory.
-const SCRIPT: &str = r#"set -e
-d=$1; shift
-mount --bind "$d/osrelease" /proc/sys/kernel/osrelease
-mount -t tmpfs skewguard-test /sys/class
-if [ -d "$d/dmi" ]; then mkdir -p /sys/class/dmi/id; cp "$d"/dmi/* /sys/class/dmi/id/; fi
-mount -t tmpfs skewguard-test /run
-cp -a "$d/run/." /run/
-exec "$@"
-"#;
+use support::{http_get, run_command, Chrony, Output, Serve, TempDir, RUN_BOUND};
 
 /// Where a case runs: the files and variables skewguard reads.
 #[derive(Default)]
@@ -61,31 +39,6 @@ struct Place {
 
 const BARE_LINUX: &str = "6.1.0-28-amd64";
 const AMAZON_EC2: [&str; 3] = ["Amazon EC2", "m5.large", "Amazon EC2"];
-
-/// `None` (with a printed reason) when this machine cannot make a private mount
-/// namespace; panics under CI=true, which must run every test.
-fn namespaces_work() -> bool {
-    if !support::prerequisite("unshare", "install util-linux") {
-        return false;
-    }
-    let probe = Command::new("unshare")
-        .args(["--mount", "--", "true"])
-        .output();
-    let why = match probe {
-        Ok(o) if o.status.success() => return true,
-        Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
-        Err(e) => e.to_string(),
-    };
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI requires a private mount namespace (unshare --mount): {why}");
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: {}: unshare --mount is not permitted here ({why})",
-        support::current_test()
-    );
-    false
-}
 
 /// A command running `skewguard ARGS` at `place` (in a mount namespace of its
 /// own), with the platform variables of the test's environment removed; the
@@ -109,15 +62,7 @@ fn command_at(place: &Place, args: &[&str]) -> (TempDir, Command) {
         fs::create_dir(d.join("run/clockbound")).unwrap();
         fs::write(d.join("run/clockbound/shm0"), segment).unwrap();
     }
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--", "sh", "-c", SCRIPT, "sh"])
-        .arg(d)
-        .arg(env!("CARGO_BIN_EXE_skewguard"))
-        .args(args);
-    clear_skewguard_env(&mut cmd);
-    for v in PLATFORM_VARS {
-        cmd.env_remove(v);
-    }
+    let mut cmd = namespace::skewguard_at(d, args);
     cmd.envs(place.env.iter().map(|(k, v)| (k, v)));
     (dir, cmd)
 }
@@ -322,7 +267,7 @@ fn serve_names_the_platform(place: &Place, chrony: &Chrony) {
 #[test]
 fn one_day_behind_on_laptop_vms_and_bare_linux() {
     let _room = support::Room::Timing.enter();
-    if !namespaces_work() {
+    if !namespace::namespaces_work(&[]) {
         return;
     }
     let Some(chrony) = Chrony::start(Some("+86400")) else {
@@ -423,7 +368,7 @@ fn one_day_behind_on_laptop_vms_and_bare_linux() {
 #[test]
 fn twenty_minutes_behind_on_aws_and_under_libfaketime() {
     let _room = support::Room::Timing.enter();
-    if !namespaces_work() {
+    if !namespace::namespaces_work(&[]) {
         return;
     }
     let Some(chrony) = Chrony::start(Some("+1200")) else {
@@ -553,7 +498,7 @@ fn twenty_minutes_behind_on_aws_and_under_libfaketime() {
 #[test]
 fn five_and_a_half_hours_ahead_is_a_time_zone() {
     let _room = support::Room::Timing.enter();
-    if !namespaces_work() {
+    if !namespace::namespaces_work(&[]) {
         return;
     }
     let Some(chrony) = Chrony::start(Some("-19800")) else {
@@ -581,7 +526,7 @@ fn five_and_a_half_hours_ahead_is_a_time_zone() {
 #[test]
 fn three_years_behind_is_a_dead_rtc() {
     let _room = support::Room::Timing.enter();
-    if !namespaces_work() {
+    if !namespace::namespaces_work(&[]) {
         return;
     }
     let Some(chrony) = Chrony::start(Some("+94608000")) else {

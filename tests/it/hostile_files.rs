@@ -12,40 +12,19 @@
 //! pass, except under `CI=true`, where they fail.
 
 use crate::support;
+use crate::support::namespace;
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clock_bound_shm::{ClockErrorBound, ClockStatus, ShmWrite, ShmWriter};
-use support::{clear_skewguard_env, http_get, run_command, Chrony, Output, Serve, TempDir};
+use support::{http_get, run_command, Chrony, Output, Serve, TempDir};
 
 /// How long one `check` may take here: it measures one chrony on loopback, so
 /// a second is plenty; a blocked `open` would take for ever.
 const CHECK_BOUND: Duration = Duration::from_secs(10);
-
-/// Variables that name a platform or fake the clock: kept out of each case.
-const PLATFORM_VARS: &[&str] = &[
-    "KUBERNETES_SERVICE_HOST",
-    "ECS_CONTAINER_METADATA_URI_V4",
-    "AWS_EXECUTION_ENV",
-    "FAKETIME",
-    "LD_PRELOAD",
-];
-
-/// Mounts the case's files, then runs the command given after the directory.
-const SCRIPT: &str = r#"set -e
-d=$1; shift
-mount --bind "$d/osrelease" /proc/sys/kernel/osrelease
-mount --bind "$d/hostname" /proc/sys/kernel/hostname
-mount -t tmpfs skewguard-test /sys/class
-if [ -d "$d/dmi" ]; then mkdir -p /sys/class/dmi/id; cp -a "$d/dmi/." /sys/class/dmi/id/; fi
-mount -t tmpfs skewguard-test /run
-cp -a "$d/run/." /run/
-exec "$@"
-"#;
 
 /// What one file of a case is.
 #[derive(Clone)]
@@ -97,33 +76,6 @@ fn make(path: &Path, node: &Node) {
     }
 }
 
-/// `None` (with a printed reason) when this machine cannot make a private
-/// mount namespace; panics under CI=true, which must run every test.
-fn namespaces_work() -> bool {
-    if !support::prerequisite("unshare", "install util-linux")
-        || !support::prerequisite("mkfifo", "install coreutils")
-    {
-        return false;
-    }
-    let probe = Command::new("unshare")
-        .args(["--mount", "--", "true"])
-        .output();
-    let why = match probe {
-        Ok(o) if o.status.success() => return true,
-        Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
-        Err(e) => e.to_string(),
-    };
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI requires a private mount namespace (unshare --mount): {why}");
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: {}: unshare --mount is not permitted here ({why})",
-        support::current_test()
-    );
-    false
-}
-
 /// A command running `skewguard ARGS` at `place`; the directory holds the
 /// case's files and must live as long as the command runs.
 fn command_at(place: &Place, args: &[&str]) -> (TempDir, Command) {
@@ -148,15 +100,7 @@ fn command_at(place: &Place, args: &[&str]) -> (TempDir, Command) {
     for (name, bytes) in &place.run_files {
         fs::write(d.join("run").join(name), bytes).unwrap();
     }
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--", "sh", "-c", SCRIPT, "sh"])
-        .arg(d)
-        .arg(env!("CARGO_BIN_EXE_skewguard"))
-        .args(args);
-    clear_skewguard_env(&mut cmd);
-    for v in PLATFORM_VARS {
-        cmd.env_remove(v);
-    }
+    let cmd = namespace::skewguard_at(d, args);
     (dir, cmd)
 }
 
@@ -223,7 +167,7 @@ fn clockbound_evidence(out: &Output) -> &serde_json::Value {
 #[test]
 fn a_fifo_or_a_symlink_at_the_clockbound_path_is_refused_not_waited_on() {
     let _room = support::Room::Timing.enter();
-    if !namespaces_work() {
+    if !namespace::namespaces_work(&[("mkfifo", "install coreutils")]) {
         return;
     }
     let Some(chrony) = Chrony::start(None) else {
@@ -281,7 +225,7 @@ fn a_fifo_or_a_symlink_at_the_clockbound_path_is_refused_not_waited_on() {
 #[test]
 fn fifos_and_huge_files_at_the_platform_facts_neither_hang_nor_count() {
     let _room = support::Room::Timing.enter();
-    if !namespaces_work() {
+    if !namespace::namespaces_work(&[("mkfifo", "install coreutils")]) {
         return;
     }
     let Some(chrony) = Chrony::start(None) else {
@@ -363,7 +307,7 @@ fn fifos_and_huge_files_at_the_platform_facts_neither_hang_nor_count() {
 #[test]
 fn serve_with_a_fifo_at_the_clockbound_path_answers_and_stops_on_sigterm() {
     let _room = support::Room::Timing.enter();
-    if !namespaces_work() {
+    if !namespace::namespaces_work(&[("mkfifo", "install coreutils")]) {
         return;
     }
     let Some(chrony) = Chrony::start(None) else {

@@ -32,6 +32,7 @@ mod coverage;
 mod faketime;
 mod http;
 mod machine;
+pub mod namespace;
 mod process;
 mod prometheus;
 pub mod relay;
