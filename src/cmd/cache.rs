@@ -154,6 +154,63 @@ pub(super) fn read_cache(path: &Path, config: &Config, boottime: f64, euid: u32)
     }
 }
 
+/// For a fresh result that only unauthenticated sources decided: the cached
+/// measurement, when authenticated sources decided it, it was made with the
+/// same settings, its bound grown by `MAX_DRIFT` still holds (whatever
+/// `CACHE_MAX_AGE` says: this is holdover, not reuse) and the fresh result lies
+/// wholly outside that bound. Unauthenticated sources alone may not move the
+/// verdict there; the held report says so. `None`: the fresh result stands.
+pub(super) fn held_against(
+    path: &Path,
+    config: &Config,
+    boottime: f64,
+    euid: u32,
+    fresh: &Report,
+) -> Option<Report> {
+    let (Some(offset), Some(uncertainty)) = (fresh.offset_seconds, fresh.uncertainty_seconds)
+    else {
+        return None;
+    };
+    if fresh.decided_by_authenticated() {
+        return None;
+    }
+    let bytes = cache::read(path, euid).ok()??;
+    let cached: Cached = serde_json::from_slice(&bytes).ok()?;
+    let r = cached.report;
+    if cached.key != cache_key(config) || !r.decided_by_authenticated() {
+        return None;
+    }
+    let taken = std::time::Duration::try_from_secs_f64(cached.boottime_seconds).ok()?;
+    let now = std::time::Duration::try_from_secs_f64(boottime).ok()?;
+    if now < taken {
+        return None;
+    }
+    let anchor = Anchor::from_round(r.verdict, r.offset_seconds, r.uncertainty_seconds, taken)?;
+    let held = anchor.judge(now, config.max_drift, &config.thresholds);
+    if !held.holds() || !anchor.refutes(now, config.max_drift, offset, uncertainty) {
+        return None;
+    }
+    let grown = held.bound_seconds - anchor.offset_seconds.abs();
+    let mut report = r;
+    report.verdict = held.verdict;
+    report.uncertainty_seconds = Some(grown);
+    let verdict = held.verdict.name().to_ascii_uppercase();
+    report.headline = format!(
+        "{verdict} (holdover): only unauthenticated sources answered now, and they put the offset at {offset:+.6}s ±{}, outside the cached authenticated measurement ({:+.6}s ±{} after {}); a forged or broken unauthenticated path while the authenticated sources are blocked or failing, so it is not counted (they said: {})",
+        human_duration(uncertainty),
+        anchor.offset_seconds,
+        human_duration(grown),
+        human_duration(held.age_seconds),
+        fresh.headline
+    );
+    report.note = Some(format!(
+        "held over from SKEWGUARD_CACHE_FILE ({} old), not measured now; uncertainty grown by SKEWGUARD_MAX_DRIFT ({}ppm)",
+        human_duration(held.age_seconds),
+        config.max_drift.ppm()
+    ));
+    Some(report)
+}
+
 /// Replaces the cache file (see [`cache::write`]).
 pub(super) fn write_cache(
     path: &Path,

@@ -7,7 +7,7 @@ use crate::core::report::Report;
 use crate::os::clock::Clock;
 use crate::output::render;
 
-use super::cache::{read_cache, render_hit, write_cache, Read};
+use super::cache::{held_against, read_cache, render_hit, write_cache, Read};
 use super::{runtime, system_clock, EXIT_FAIL, EXIT_OK};
 use crate::round::assess;
 
@@ -50,6 +50,18 @@ pub fn run(config: &Config) -> i32 {
     // A name lookup stuck in getaddrinfo (dead resolver) must not hold the
     // process past its timeout: do not wait for blocking threads.
     rt.shutdown_background();
+    // Unauthenticated sources alone may not move the verdict outside a held
+    // authenticated measurement: serve that one, and keep it in the file.
+    let held = config
+        .cache_file
+        .as_ref()
+        .filter(|_| writable)
+        .and_then(|path| held_against(path, config, boottime, euid, &report));
+    if let Some(held) = held {
+        tracing::warn!(headline = %report.headline, "not counted: only unauthenticated sources decided, outside the cached authenticated measurement");
+        print!("{}", render(config.output, &held));
+        return exit_code(config, &held);
+    }
     if let Some(path) = config.cache_file.as_ref().filter(|_| writable) {
         // The newest result replaces the file whatever its verdict, so an
         // older ok can never be served after a fail.

@@ -33,6 +33,7 @@ impl Report {
                 source: source.to_string(),
                 status: SourceStatus::Error,
                 authenticated: false,
+                trust: String::new(),
                 offset_seconds: None,
                 uncertainty_seconds: None,
                 rtt_seconds: None,
@@ -45,7 +46,8 @@ impl Report {
             match &outcome.result {
                 Ok(s) => {
                     entry.status = SourceStatus::Falseticker;
-                    entry.authenticated = s.authenticated;
+                    entry.authenticated = s.authenticated();
+                    entry.trust = s.trust.name().to_string();
                     entry.offset_seconds = Some(s.offset);
                     entry.uncertainty_seconds = Some(s.uncertainty);
                     entry.rtt_seconds = Some(s.rtt);
@@ -57,7 +59,7 @@ impl Report {
                             offset: s.offset,
                             uncertainty: s.uncertainty,
                         },
-                        authenticated: s.authenticated,
+                        trust: s.trust,
                     });
                     index.push(i);
                 }
@@ -150,6 +152,21 @@ impl Report {
                             failed.join(", ")
                         )
                     }
+                    Some(Refusal::ExemptedContradicted) => {
+                        let names = |trust: &str| -> String {
+                            entries
+                                .iter()
+                                .filter(|e| e.trust == trust)
+                                .map(|e| e.source.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        };
+                        format!(
+                            "UNKNOWN: the date-exempted source(s) ({}) and a majority of the unauthenticated ones ({}) disagree: an old or stolen server key, a server with a wrong clock, or a forged unauthenticated path; neither decides (a date exemption never outvotes the other sources)",
+                            names("date-exempted"),
+                            names("unauthenticated")
+                        )
+                    }
                     Some(Refusal::NoAuthenticated) => format!(
                         "UNKNOWN: no authenticated source (https://, nts://) gave a usable answer, and with SKEWGUARD_AUTH_SELECT=require the {} unauthenticated one(s) may not decide",
                         candidates.len()
@@ -174,15 +191,28 @@ impl Report {
                 }
             }
         }
-        if trusted.refused.is_some() {
-            for &i in &index {
-                entries[i].note = Some(
-                    "not counted: unauthenticated sources may not decide alone in this round"
-                        .into(),
-                );
+        match trusted.refused {
+            Some(Refusal::ExemptedContradicted) => {
+                for &i in &index {
+                    entries[i].status = SourceStatus::Falseticker;
+                    entries[i].note = Some(
+                        "not counted: the date-exempted and the unauthenticated sources contradict each other in this round"
+                            .into(),
+                    );
+                }
             }
+            Some(_) => {
+                for &i in &index {
+                    entries[i].note = Some(
+                        "not counted: unauthenticated sources may not decide alone in this round"
+                            .into(),
+                    );
+                }
+            }
+            None => {}
         }
-        let disagreement = trusted.disagreement.then(|| {
+        let contradicted = trusted.refused == Some(Refusal::ExemptedContradicted);
+        let disagreement = (trusted.disagreement && !contradicted).then(|| {
             let decides = match judging.auth_select {
                 AuthSelect::Ignore => "each source has one vote (SKEWGUARD_AUTH_SELECT=ignore)",
                 _ => "the authenticated ones decide",
@@ -203,8 +233,9 @@ impl Report {
             suspended_seconds: host.suspended_seconds,
             kernel: host.kernel,
             certificate_gap,
-            disagreement: matches!(selection, Selection::NoMajority { largest, answered } if *largest * 2 <= *answered),
-            no_answer: matches!(selection, Selection::NoSources),
+            disagreement: matches!(selection, Selection::NoMajority { largest, answered } if *largest * 2 <= *answered)
+                || contradicted,
+            no_answer: matches!(selection, Selection::NoSources) && !contradicted,
             reached_unusable,
         };
         let hint = hint::hint(&evidence);
@@ -306,16 +337,11 @@ fn tail(verdict: Verdict, j: &Judging, behind: bool, certain: f64) -> String {
 }
 
 fn exemption_note(x: &Exemption) -> String {
-    let gap = format!(
-        "at least {} {}",
+    format!(
+        "measured through a date-exempted handshake: the certificate is valid by the server's clock, not by the local one, which is at least {} {}",
         human_duration(x.at_least),
         if x.local_behind { "behind" } else { "ahead" }
-    );
-    if x.server_time_read {
-        format!("measured through a date-exempted handshake: the certificate is valid by the server's clock, not by the local one, which is {gap}")
-    } else {
-        format!("no server time after a date-exempted handshake: the certificate gap alone says the local clock is {gap}")
-    }
+    )
 }
 
 /// For a headline that rests on fewer sources than were configured: which

@@ -82,6 +82,10 @@ pub struct Anchor {
     pub uncertainty_seconds: f64,
     /// CLOCK_BOOTTIME when it was taken.
     pub taken: Duration,
+    /// Authenticated sources decided the round it comes from: unauthenticated
+    /// ones alone may not move the verdict outside its grown bound
+    /// ([`Anchor::refutes`]).
+    pub authenticated: bool,
 }
 
 /// What holdover concludes at one moment.
@@ -120,6 +124,7 @@ impl Anchor {
                     offset_seconds: o,
                     uncertainty_seconds: u,
                     taken,
+                    authenticated: false,
                 })
             }
             _ => None,
@@ -139,6 +144,14 @@ impl Anchor {
             self.age(now),
             drift,
         )
+    }
+
+    /// Whether a measurement `offset ± uncertainty` taken at boottime `now`
+    /// lies wholly outside this anchor's interval grown by `drift` over its
+    /// age: both cannot describe the same clock.
+    pub fn refutes(&self, now: Duration, drift: MaxDrift, offset: f64, uncertainty: f64) -> bool {
+        let grown = self.uncertainty_seconds.max(0.0) + drift.rate() * self.age(now);
+        (offset - self.offset_seconds).abs() > grown + uncertainty.max(0.0)
     }
 
     /// Judges the clock at boottime `now` from this anchor.
@@ -220,6 +233,7 @@ mod tests {
     fn holdover_holds_warns_then_turns_unknown_at_max_skew() {
         // 5000 ppm, start bound 0.1 s: warn at 80 s, unknown at 180 s.
         let a = Anchor {
+            authenticated: false,
             offset_seconds: 0.05,
             uncertainty_seconds: 0.05,
             taken: Duration::from_secs(100),
@@ -255,5 +269,18 @@ mod tests {
         assert!(Anchor::from_round(Verdict::Fail, Some(9.0), Some(0.01), t).is_none());
         assert!(Anchor::from_round(Verdict::Unknown, None, None, t).is_none());
         assert!(Anchor::from_round(Verdict::Ok, Some(f64::NAN), Some(0.01), t).is_none());
+    }
+
+    #[test]
+    fn an_anchor_refutes_only_what_lies_outside_its_grown_interval() {
+        let a = Anchor::from_round(Verdict::Ok, Some(0.0), Some(0.01), Duration::from_secs(100))
+            .expect("an ok round");
+        let drift = MaxDrift::DEFAULT;
+        // 1000 s later the interval has grown by 0.5 s.
+        let now = Duration::from_secs(1100);
+        assert!(!a.refutes(now, drift, 0.4, 0.05));
+        assert!(!a.refutes(now, drift, -0.55, 0.05));
+        assert!(a.refutes(now, drift, 600.0, 0.01));
+        assert!(a.refutes(now, drift, -0.7, 0.05));
     }
 }

@@ -60,6 +60,16 @@ pub struct Report {
     pub disagreement: Option<String>,
 }
 
+impl Report {
+    /// Authenticated sources decided this result: an authenticated source is
+    /// among those that agreed (lower rungs only ever join a higher one).
+    pub fn decided_by_authenticated(&self) -> bool {
+        self.sources
+            .iter()
+            .any(|s| s.status == SourceStatus::Ok && s.authenticated)
+    }
+}
+
 /// One source's part in a report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceReport {
@@ -71,6 +81,11 @@ pub struct SourceReport {
     /// chain and name, nts); `false` for ntp, http and sources without one.
     #[serde(default)]
     pub authenticated: bool,
+    /// The rung of the trust ladder the measurement stands on:
+    /// `unauthenticated`, `date-exempted`, `authenticated` or
+    /// `clock-independent` (absent without a measurement).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub trust: String,
     /// Offset measured, seconds.
     pub offset_seconds: Option<f64>,
     /// Error bound, seconds.

@@ -14,16 +14,58 @@ pub struct Sample {
     pub uncertainty: f64,
     /// Round-trip time of the query that gave this sample, in seconds (≥ 0).
     pub rtt: f64,
-    /// The answer came over a verified channel (`https://` with a verified
-    /// chain and name, `nts://`); plain `ntp://` and `http://` are not.
-    pub authenticated: bool,
+    /// How far the answer may be trusted: the rung of the trust ladder it
+    /// stands on ([`Trust`]).
+    pub trust: Trust,
     /// Set when the certificate was outside its validity by the local clock and
-    /// the handshake was finished on a date-exempted basis (see `http_date`).
+    /// the handshake was finished on a date-exempted basis (see `http_date`);
+    /// `trust` is then [`Trust::DateExempted`].
     pub exemption: Option<Exemption>,
     /// A narrower estimate that holds only under an assumption the source
     /// cannot prove (HTTP `Date`: a live, truncated server clock); reported
     /// beside the honest interval, never voted with.
     pub estimate: Option<Estimate>,
+}
+
+/// The ladder of trust a measurement stands on, lowest first. Selection lets
+/// the highest rung that answered decide and the lower ones at most narrow its
+/// result (`core::select::select_trusted`); `docs/trust.md` has the ladder and
+/// the threat model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Trust {
+    /// Nothing vouches for the answer (`ntp://`, `http://`): anyone on the
+    /// path can forge it.
+    #[default]
+    Unauthenticated,
+    /// A verified channel whose certificate is outside its validity by the
+    /// local clock and inside it by the server's time (a date-exempted
+    /// handshake): the chain and name hold, but only at the server's word
+    /// about the date, so an old key can speak here.
+    DateExempted,
+    /// A verified channel whose certificate is valid by the local clock
+    /// (`https://`, `nts://`).
+    Authenticated,
+    /// Authenticated without any certificate date, so without leaning on the
+    /// clock under test (Roughtime: a pinned long-term key and a signed nonce).
+    ClockIndependent,
+}
+
+impl Trust {
+    /// The name used in reports, JSON and metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Trust::Unauthenticated => "unauthenticated",
+            Trust::DateExempted => "date-exempted",
+            Trust::Authenticated => "authenticated",
+            Trust::ClockIndependent => "clock-independent",
+        }
+    }
+
+    /// Whether a verified channel carried the answer (every rung above
+    /// [`Trust::Unauthenticated`]).
+    pub fn authenticated(self) -> bool {
+        self > Trust::Unauthenticated
+    }
 }
 
 /// A narrower offset estimate than a sample's honest interval (see [`Sample::estimate`]).
@@ -36,10 +78,15 @@ pub struct Estimate {
 }
 
 impl Sample {
+    /// Whether a verified channel carried this answer.
+    pub fn authenticated(&self) -> bool {
+        self.trust.authenticated()
+    }
+
     /// This sample, from a date-exempted handshake whose server time lay inside
     /// the certificate's validity, narrowed by the certificate gap (`offset ≥
     /// gap` when the local clock is behind, `≤ −gap` when ahead) where the two
-    /// agree, and marked authenticated and exempted.
+    /// agree, and marked [`Trust::DateExempted`].
     pub fn with_certificate_gap(self, at_least: f64, local_behind: bool) -> Sample {
         let (mut lo, mut hi) = (
             self.offset - self.uncertainty,
@@ -53,11 +100,10 @@ impl Sample {
         Sample {
             offset: (lo + hi) / 2.0,
             uncertainty: (hi - lo) / 2.0,
-            authenticated: true,
+            trust: Trust::DateExempted,
             exemption: Some(Exemption {
                 at_least,
                 local_behind,
-                server_time_read: true,
             }),
             ..self
         }
@@ -69,9 +115,17 @@ impl Sample {
             offset,
             uncertainty,
             rtt,
-            authenticated: false,
+            trust: Trust::Unauthenticated,
             exemption: None,
             estimate: None,
+        }
+    }
+
+    /// A sample authenticated without leaning on the local clock (Roughtime).
+    pub fn clock_independent(offset: f64, uncertainty: f64, rtt: f64) -> Sample {
+        Sample {
+            trust: Trust::ClockIndependent,
+            ..Sample::plain(offset, uncertainty, rtt)
         }
     }
 }
@@ -85,33 +139,6 @@ pub struct Exemption {
     pub at_least: f64,
     /// The local clock is before `notBefore` (behind) rather than after `notAfter`.
     pub local_behind: bool,
-    /// `false` when no server time could be read after the handshake: the
-    /// sample is then the one-sided interval the gap alone gives.
-    pub server_time_read: bool,
-}
-
-/// Half-width of the interval standing for "at least the gap" when only the
-/// certificate gap is known (about 300 years: unbounded for any signing window).
-pub const ONE_SIDED_HALF_WIDTH: f64 = 1e10;
-
-impl Exemption {
-    /// The one-sided interval `offset ≥ gap` (local behind) or `offset ≤ −gap`,
-    /// as a finite sample.
-    pub fn gap_only_sample(at_least: f64, local_behind: bool, rtt: f64) -> Sample {
-        let centre = at_least + ONE_SIDED_HALF_WIDTH;
-        Sample {
-            offset: if local_behind { centre } else { -centre },
-            uncertainty: ONE_SIDED_HALF_WIDTH,
-            rtt,
-            authenticated: true,
-            exemption: Some(Exemption {
-                at_least,
-                local_behind,
-                server_time_read: false,
-            }),
-            estimate: None,
-        }
-    }
 }
 
 /// Why a source gave no usable measurement.

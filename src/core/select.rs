@@ -1,6 +1,8 @@
 //! Combining sources: the largest set of measurements that share a common
 //! offset (Marzullo's algorithm, the core of NTP's selection), whether it
-//! is a majority, and which trust class may decide ([`select_trusted`]).
+//! is a majority, and which rung of the trust ladder may decide ([`select_trusted`]).
+
+use crate::core::sample::Trust;
 
 /// One source's measurement as an interval `[offset − uncertainty, offset + uncertainty]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -140,8 +142,8 @@ impl AuthSelect {
 pub struct Candidate {
     /// Its interval.
     pub interval: Interval,
-    /// It came over a verified channel.
-    pub authenticated: bool,
+    /// The rung of the trust ladder its answer stands on.
+    pub trust: Trust,
 }
 
 /// Why the trust rules refused to give a result.
@@ -152,6 +154,11 @@ pub enum Refusal {
     /// `mix`: no authenticated source answered, and one failed verification:
     /// the unauthenticated ones may not decide alone.
     VerificationFailed,
+    /// Only date-exempted sources stood above the unauthenticated ones, and a
+    /// majority of the sources that answered besides them contradict their
+    /// result: an old key, or a broken server, against a possibly forged
+    /// path; neither side decides.
+    ExemptedContradicted,
 }
 
 /// The result of trust-aware selection.
@@ -162,29 +169,37 @@ pub struct TrustedSelection {
     /// Set when the trust rules, not the intervals, withheld a result
     /// (`selection` is then [`Selection::NoSources`]).
     pub refused: Option<Refusal>,
-    /// Only authenticated candidates voted (unauthenticated ones at most narrowed).
+    /// Only authenticated candidates (date-exempted ones included) voted;
+    /// the others at most narrowed.
     pub authenticated_vote: bool,
-    /// The authenticated candidates agree on a region that a strict majority
-    /// of the unauthenticated ones, agreeing among themselves, lies outside of:
-    /// a possible attack on the unauthenticated path, or a broken one.
+    /// The rung whose candidates voted (`None` under `ignore`, where every
+    /// candidate votes, and when nothing was selected from a rung).
+    pub deciding: Option<Trust>,
+    /// The deciding candidates agree on a region that a strict majority of the
+    /// unauthenticated ones, agreeing among themselves, lies outside of: a
+    /// possible attack on the unauthenticated path, or a broken one.
     pub disagreement: bool,
 }
 
-/// Selects under the trust rules of `mode`.
+/// Selects under the trust rules of `mode`: the highest rung of the ladder
+/// ([`Trust`]) that answered decides, the rungs below at most narrow.
 ///
 /// - `Ignore`: [`select`] over every candidate.
-/// - `Mix`: if any authenticated candidate answered, [`select`] over those
-///   alone; each unauthenticated candidate that overlaps their region joins
-///   (the region shrinks to the intersection with all of them, where that is
-///   not empty), the others are left out as falsetickers. If none answered,
-///   the unauthenticated ones vote as under `Ignore`, unless
-///   `verification_failed` (an authenticated source failed to verify), which
-///   refuses.
+/// - `Mix`: if an authenticated or clock-independent candidate answered,
+///   [`select`] over those alone; each lower candidate that overlaps their
+///   region joins (the region shrinks to the intersection with all of them,
+///   where that is not empty), the others are left out as falsetickers.
+///   Otherwise, if a date-exempted candidate answered, the same over the
+///   date-exempted ones — unless a strict majority of the unauthenticated
+///   candidates lies outside their region, which refuses
+///   ([`Refusal::ExemptedContradicted`]). If none of those answered, the
+///   unauthenticated ones vote as under `Ignore`, unless `verification_failed`
+///   (an authenticated source failed to verify), which refuses.
 /// - `Require`: as `Mix`, but unauthenticated candidates never narrow, and
 ///   without an authenticated answer the result is refused.
 ///
-/// Whatever the unauthenticated candidates say, the result lies inside the
-/// region the authenticated ones give alone whenever one answered (`Mix`, `Require`).
+/// Whatever the lower rungs say, the result lies inside the region the
+/// deciding rung gives alone (`Mix`, `Require`).
 pub fn select_trusted(
     candidates: &[Candidate],
     min_sources: usize,
@@ -192,18 +207,39 @@ pub fn select_trusted(
     verification_failed: bool,
 ) -> TrustedSelection {
     let all: Vec<Interval> = candidates.iter().map(|c| c.interval).collect();
-    let (auth, plain): (Vec<usize>, Vec<usize>) =
-        (0..candidates.len()).partition(|&i| candidates[i].authenticated);
+    let rung = |keep: &dyn Fn(Trust) -> bool| -> Vec<usize> {
+        (0..candidates.len())
+            .filter(|&i| keep(candidates[i].trust))
+            .collect()
+    };
+    let top = rung(&|t| t >= Trust::Authenticated);
+    let exempted = rung(&|t| t == Trust::DateExempted);
+    let plain = rung(&|t| t == Trust::Unauthenticated);
     let pick = |idx: &[usize]| -> Vec<Interval> { idx.iter().map(|&i| all[i]).collect() };
-    let auth_sel = remap(select(&pick(&auth), min_sources), &auth);
+    let answered = |idx: &[usize]| idx.iter().any(|&i| finite(&all[i]));
     let plain_sel = remap(select(&pick(&plain), min_sources), &plain);
-    let disagreement = match (&auth_sel, &plain_sel) {
+    // The rung that decides, and the candidates below it.
+    let deciding = if answered(&top) {
+        Some((
+            Trust::Authenticated,
+            top.clone(),
+            [exempted.clone(), plain.clone()].concat(),
+        ))
+    } else if answered(&exempted) {
+        Some((Trust::DateExempted, exempted.clone(), plain.clone()))
+    } else {
+        None
+    };
+    let decided = deciding
+        .as_ref()
+        .map(|(_, idx, _)| remap(select(&pick(idx), min_sources), idx));
+    let disagreement = match (&decided, &plain_sel) {
         (
-            Selection::Agreed {
+            Some(Selection::Agreed {
                 offset: a,
                 uncertainty: ua,
                 ..
-            },
+            }),
             Selection::Agreed {
                 offset: p,
                 uncertainty: up,
@@ -212,31 +248,60 @@ pub fn select_trusted(
         ) => (a - p).abs() > ua + up,
         _ => false,
     };
-    let done = |selection, refused, authenticated_vote| TrustedSelection {
+    let done = |selection, refused, deciding: Option<Trust>| TrustedSelection {
         selection,
         refused,
-        authenticated_vote,
+        authenticated_vote: deciding.is_some_and(Trust::authenticated),
+        deciding,
         disagreement,
     };
-    let any_auth = auth.iter().any(|&i| finite(&all[i]));
-    match mode {
-        AuthSelect::Ignore => done(select(&all, min_sources), None, false),
-        _ if any_auth => {
-            let narrow = mode == AuthSelect::Mix;
-            done(
-                join_unauthenticated(auth_sel, &all, &plain, narrow),
+    if mode == AuthSelect::Ignore {
+        return done(select(&all, min_sources), None, None);
+    }
+    if let (Some((rung, _, below)), Some(decided)) = (deciding, decided) {
+        if rung == Trust::DateExempted && contradicted(&decided, &all, &plain) {
+            return done(
+                Selection::NoSources,
+                Some(Refusal::ExemptedContradicted),
                 None,
-                true,
-            )
+            );
         }
-        AuthSelect::Require => done(Selection::NoSources, Some(Refusal::NoAuthenticated), false),
-        AuthSelect::Mix if verification_failed && !plain.is_empty() => done(
+        let narrow = mode == AuthSelect::Mix;
+        return done(join_lower(decided, &all, &below, narrow), None, Some(rung));
+    }
+    match mode {
+        AuthSelect::Require => done(Selection::NoSources, Some(Refusal::NoAuthenticated), None),
+        _ if verification_failed && !plain.is_empty() => done(
             Selection::NoSources,
             Some(Refusal::VerificationFailed),
-            false,
+            None,
         ),
-        AuthSelect::Mix => done(plain_sel, None, false),
+        _ => done(plain_sel, None, Some(Trust::Unauthenticated)),
     }
+}
+
+/// Whether a strict majority of the `others` that answered lie outside the
+/// region `decided` agreed on (nothing agreed: nothing to contradict).
+fn contradicted(decided: &Selection, all: &[Interval], others: &[usize]) -> bool {
+    let Selection::Agreed {
+        offset,
+        uncertainty,
+        ..
+    } = decided
+    else {
+        return false;
+    };
+    let (lo, hi) = (offset - uncertainty, offset + uncertainty);
+    let answered: Vec<&Interval> = others
+        .iter()
+        .map(|&i| &all[i])
+        .filter(|i| finite(i))
+        .collect();
+    let outside = answered
+        .iter()
+        .filter(|i| i.hi() < lo || i.lo() > hi)
+        .count();
+    outside * 2 > answered.len()
 }
 
 fn finite(i: &Interval) -> bool {
@@ -259,14 +324,9 @@ fn remap(sel: Selection, subset: &[usize]) -> Selection {
     }
 }
 
-/// Adds the unauthenticated candidates that overlap the authenticated region
-/// as members; with `narrow`, shrinks the region to their common part with it.
-fn join_unauthenticated(
-    auth: Selection,
-    all: &[Interval],
-    plain: &[usize],
-    narrow: bool,
-) -> Selection {
+/// Adds the lower-rung candidates that overlap the deciding region as
+/// members; with `narrow`, shrinks the region to their common part with it.
+fn join_lower(auth: Selection, all: &[Interval], plain: &[usize], narrow: bool) -> Selection {
     let Selection::Agreed {
         mut members,
         offset,
@@ -440,9 +500,18 @@ mod tests {
     }
 
     fn c(offset: f64, uncertainty: f64, authenticated: bool) -> Candidate {
+        let trust = if authenticated {
+            Trust::Authenticated
+        } else {
+            Trust::Unauthenticated
+        };
+        t(offset, uncertainty, trust)
+    }
+
+    fn t(offset: f64, uncertainty: f64, trust: Trust) -> Candidate {
         Candidate {
             interval: iv(offset, uncertainty),
-            authenticated,
+            trust,
         }
     }
 
@@ -530,6 +599,67 @@ mod tests {
         assert!(matches!(t.selection, Selection::NoMajority { .. }), "{t:?}");
     }
 
+    #[test]
+    fn a_date_exempted_result_that_the_others_contradict_decides_nothing() {
+        // Issue 18 case 3: an NTS server with the key of a long-expired
+        // certificate says +8 years; two honest NTP servers say 0.
+        let eight_years = 8.0 * 365.0 * 86400.0;
+        let v = [
+            t(-eight_years, 0.01, Trust::DateExempted),
+            c(0.0, 0.001, false),
+            c(0.0001, 0.001, false),
+        ];
+        for mode in [AuthSelect::Mix, AuthSelect::Require] {
+            let got = select_trusted(&v, 1, mode, false);
+            assert_eq!(got.refused, Some(Refusal::ExemptedContradicted), "{mode:?}");
+            assert_eq!(got.selection, Selection::NoSources);
+        }
+        // A clock really years behind (an RTC reset): the exempted servers and
+        // honest NTP agree, and the size is measured at once.
+        let v = [
+            t(eight_years, 0.5, Trust::DateExempted),
+            c(eight_years + 0.1, 0.001, false),
+        ];
+        let got = select_trusted(&v, 1, AuthSelect::Mix, false);
+        let (members, offset, _) = agreed(&got);
+        assert_eq!(members, vec![0, 1]);
+        assert!((offset - eight_years - 0.1).abs() < 0.01);
+        assert_eq!(got.deciding, Some(Trust::DateExempted));
+        // Alone, or with no majority of the others against it, it decides.
+        let alone = [t(eight_years, 0.5, Trust::DateExempted)];
+        assert_eq!(
+            agreed(&select_trusted(&alone, 1, AuthSelect::Mix, false)).0,
+            vec![0]
+        );
+        let split = [
+            t(eight_years, 0.5, Trust::DateExempted),
+            c(eight_years, 0.001, false),
+            c(0.0, 0.001, false),
+        ];
+        assert_eq!(
+            agreed(&select_trusted(&split, 1, AuthSelect::Mix, false)).0,
+            vec![0, 1]
+        );
+    }
+
+    #[test]
+    fn a_higher_rung_outranks_date_exempted_and_unauthenticated_sources() {
+        for top in [Trust::Authenticated, Trust::ClockIndependent] {
+            let v = [
+                t(-3e8, 0.01, Trust::DateExempted),
+                t(-3e8, 0.01, Trust::DateExempted),
+                c(600.0, 0.001, false),
+                c(600.0, 0.001, false),
+                t(0.0, 2.0, top),
+            ];
+            let got = select_trusted(&v, 1, AuthSelect::Mix, false);
+            let (members, offset, _) = agreed(&got);
+            assert_eq!(members, vec![4], "{top:?}");
+            assert!(offset.abs() <= 2.0);
+            assert_eq!(got.deciding, Some(Trust::Authenticated));
+        }
+    }
+
     proptest! {
         /// Under mix and require, whatever the unauthenticated candidates say,
         /// the combined region lies inside the authenticated-only region.
@@ -550,7 +680,7 @@ mod tests {
                 let from = if (first && !a.is_empty()) || p.is_empty() { &mut a } else { &mut p };
                 v.push(from.remove(0));
             }
-            let alone: Vec<Candidate> = v.iter().copied().filter(|c| c.authenticated).collect();
+            let alone: Vec<Candidate> = v.iter().copied().filter(|c| c.trust.authenticated()).collect();
             let base = select_trusted(&alone, 1, mode, failed);
             let got = select_trusted(&v, 1, mode, failed);
             match (&base.selection, &got.selection) {

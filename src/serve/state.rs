@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::core::duration::{human_setting, spoken_duration};
+use crate::core::duration::{human_duration, human_setting, spoken_duration};
 use crate::core::holdover::{Anchor, MaxDrift};
-use crate::core::report::Report;
+use crate::core::report::{Report, SourceStatus};
 use crate::core::verdict::{Thresholds, Verdict};
 use crate::os::clock::Clock;
 use crate::serve::lock;
@@ -98,22 +98,44 @@ impl State {
     /// A passing measurement becomes the holdover anchor; a failing one (the
     /// clock is measured to be off) replaces it with nothing; a round without a
     /// measurement leaves it in place.
-    pub(crate) fn publish(&self, report: Report) {
-        self.metrics.record(&report);
+    ///
+    /// Unauthenticated sources alone may not move the verdict outside an
+    /// authenticated anchor's grown bound: such a round is served as unknown,
+    /// so holdover keeps the authenticated verdict, and it never replaces that
+    /// anchor while it holds.
+    pub(crate) fn publish(&self, mut report: Report) {
         let taken = self.clock.boottime();
         {
             let mut anchor = lock(&self.anchor);
+            let authenticated = report.decided_by_authenticated();
+            let guard = anchor.filter(|a| {
+                a.authenticated
+                    && !authenticated
+                    && a.judge(taken, self.max_drift, &thresholds(&report)).holds()
+            });
+            if let (Some(a), Some(o), Some(u)) =
+                (guard, report.offset_seconds, report.uncertainty_seconds)
+            {
+                if a.refutes(taken, self.max_drift, o, u) {
+                    overrule(&mut report, &a, taken, self.max_drift);
+                }
+            }
             match Anchor::from_round(
                 report.verdict,
                 report.offset_seconds,
                 report.uncertainty_seconds,
                 taken,
             ) {
-                Some(a) => *anchor = Some(a),
+                Some(_) if guard.is_some() => {}
+                Some(mut a) => {
+                    a.authenticated = authenticated;
+                    *anchor = Some(a);
+                }
                 None if report.verdict != Verdict::Unknown => *anchor = None,
                 None => {}
             }
         }
+        self.metrics.record(&report);
         if let (Some(offset), Some(uncertainty)) =
             (report.offset_seconds, report.uncertainty_seconds)
         {
@@ -261,6 +283,45 @@ pub(crate) struct Holdover {
     pub(crate) remaining_seconds: f64,
     /// `SKEWGUARD_MAX_DRIFT`, parts per million.
     pub(crate) max_drift_ppm: f64,
+}
+
+/// The thresholds a report was judged with.
+fn thresholds(report: &Report) -> Thresholds {
+    Thresholds {
+        window: report.window_seconds,
+        max_skew: report.max_skew_seconds,
+        warn_skew: report.warn_skew_seconds,
+    }
+}
+
+/// Turns a round that only unauthenticated sources decided, and that the
+/// authenticated anchor refutes, into an unknown one saying why; holdover then
+/// serves the anchor.
+fn overrule(report: &mut Report, anchor: &Anchor, now: Duration, drift: MaxDrift) {
+    let (Some(o), Some(u)) = (report.offset_seconds, report.uncertainty_seconds) else {
+        return;
+    };
+    let grown = anchor.bound(now, drift) - anchor.offset_seconds.abs();
+    report.headline = format!(
+        "UNKNOWN: only unauthenticated sources decided this round, and they put the offset at {:+.6}s ±{}, outside the last authenticated measurement ({:+.6}s ±{} after {}): a forged or broken unauthenticated path while the authenticated sources are blocked or failing; not counted (they said: {})",
+        o,
+        human_duration(u),
+        anchor.offset_seconds,
+        human_duration(grown),
+        human_duration(anchor.age(now)),
+        report.headline
+    );
+    report.verdict = Verdict::Unknown;
+    report.offset_seconds = None;
+    report.uncertainty_seconds = None;
+    for s in report
+        .sources
+        .iter_mut()
+        .filter(|s| s.status == SourceStatus::Ok)
+    {
+        s.status = SourceStatus::Falseticker;
+        s.note = Some("not counted: outside the last authenticated measurement's bound, with no authenticated source answering".into());
+    }
 }
 
 /// Decides `/healthz`: the latest report plus `age_seconds`, 200 when the

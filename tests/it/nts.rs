@@ -467,3 +467,86 @@ fn nts_on_a_server_clock_days_ahead_the_key_exchange_is_date_exempted() {
         "{out}"
     );
 }
+
+/// Eight years of seconds.
+const EIGHT_YEARS: f64 = 8.0 * 365.0 * 86_400.0;
+
+/// An NTS server holding the key of a certificate that expired eight years
+/// ago, whose clock says it is eight years ago (issue 18 case 3).
+fn old_key_server(script: Script) -> (TempDir, std::path::PathBuf, FakeNts) {
+    let dir = TempDir::new("nts-old-key");
+    let ca = TestCa::new();
+    let path = ca.write(dir.path());
+    let leaf = ca.leaf_days(-9 * 365, -8 * 365 + 30);
+    (dir, path, FakeNts::start(&leaf, script, -EIGHT_YEARS))
+}
+
+/// Issue 18 case 3: the date-exempted measurement is contradicted by the two
+/// honest NTP servers beside it, so it decides nothing: unknown, naming the
+/// disagreement, and never the attacker's "8 years ahead".
+#[test]
+fn nts_an_old_key_cannot_outvote_honest_ntp() {
+    let _room = support::Room::Timing.enter();
+    let (_dir, ca, old) = old_key_server(Script::Genuine);
+    let ntp = [
+        support::tls::ForgedNtp::start(0.0),
+        support::tls::ForgedNtp::start(0.0),
+    ];
+    let sources = format!("{},{},{}", ntp[0].uri(), ntp[1].uri(), old.uri());
+    let out = check(&sources, &ca, &[]);
+    assert_eq!(out.verdict(), "unknown", "{out}");
+    let headline = out.headline();
+    assert!(headline.contains("date-exempted"), "{out}");
+    assert!(!headline.contains("years"), "{out}");
+    assert_ne!(out.report()["cause"], "rtc-lost-power", "{out}");
+    assert_eq!(out.source(&old.uri())["trust"], "date-exempted", "{out}");
+}
+
+/// The exemption describes one handshake: keys from a date-exempted key
+/// exchange serve one round, so `serve` exchanges keys again every round
+/// (with normal validation as soon as the clock allows), where a normally
+/// validated exchange lasts for many rounds (`nts_serve_reuses_cookies_between_rounds`).
+#[test]
+fn nts_a_date_exempted_key_exchange_serves_one_round() {
+    let _room = support::Room::Timing.enter();
+    let (_dir, ca, old) = old_key_server(Script::Genuine);
+    let ca = ca.display().to_string();
+    let serve = support::Serve::start(&[
+        ("SKEWGUARD_SOURCES", &old.uri()),
+        ("SKEWGUARD_CA_FILE", &ca),
+        ("SKEWGUARD_INTERVAL", "200ms"),
+    ]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while old.requests.load(Ordering::SeqCst) < 4 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rounds = old.requests.load(Ordering::SeqCst);
+    assert!(rounds >= 4, "only {rounds} rounds\n{}", serve.log());
+    assert!(
+        old.key_exchanges.load(Ordering::SeqCst) >= rounds,
+        "{} key exchanges for {rounds} rounds\n{}",
+        old.key_exchanges.load(Ordering::SeqCst),
+        serve.log()
+    );
+}
+
+/// A clock really days behind (an RTC reset): the date-exempted NTS server and
+/// an honest NTP server agree, and the verdict fails at once with the size.
+#[test]
+fn nts_date_exempted_and_honest_ntp_agreeing_fail_at_once() {
+    let _room = support::Room::Timing.enter();
+    let dir = TempDir::new("nts-rtc");
+    let ca = TestCa::new();
+    let path = ca.write(dir.path());
+    let leaf = ca.leaf_days(2, 30);
+    let Some(chrony) = Chrony::start_nts(Some("+259200"), &leaf.cert_pem, &leaf.key_pem) else {
+        return;
+    };
+    let honest = support::tls::ForgedNtp::start(259_200.0);
+    let sources = format!("{},{}", chrony.nts_uri(), honest.uri());
+    let out = check(&sources, &path, &[]);
+    assert_eq!(out.verdict(), "fail", "{out}");
+    out.assert_exit(1);
+    let offset = out.number("offset_seconds").unwrap_or(f64::NAN);
+    assert!((offset - 259_200.0).abs() < 0.05, "{out}");
+}

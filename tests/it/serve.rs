@@ -20,7 +20,7 @@ const NTP_TOLERANCE: f64 = 0.005;
 
 impl Serve {
     /// `GET path`.
-    fn get(&self, path: &str) -> Reply {
+    pub(crate) fn get(&self, path: &str) -> Reply {
         self.request("GET", path)
     }
 
@@ -42,7 +42,12 @@ impl Serve {
 
     /// Polls `path` until `want` holds for the reply, within `bound`; while
     /// waiting, `/livez` must answer 200 every time.
-    fn wait_for(&self, path: &str, bound: Duration, want: impl Fn(&Reply) -> bool) -> Reply {
+    pub(crate) fn wait_for(
+        &self,
+        path: &str,
+        bound: Duration,
+        want: impl Fn(&Reply) -> bool,
+    ) -> Reply {
         let deadline = Instant::now() + bound;
         loop {
             let reply = self.get(path);
@@ -68,8 +73,8 @@ impl Serve {
 
 /// A response: status, header lines, body.
 #[derive(Debug)]
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
     body: String,
 }
@@ -98,7 +103,7 @@ impl Reply {
             .map(|(_, v)| v.as_str())
     }
 
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
     }
 

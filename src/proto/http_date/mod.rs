@@ -36,7 +36,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::core::sample::{Exemption, Outcome, QuerySettings, Sample, SourceError};
+use crate::core::sample::{Outcome, QuerySettings, Sample, SourceError, Trust};
 
 use crate::os::clock::{Clock, Stamp, UnixNanos};
 use crate::proto::source::HttpTarget;
@@ -104,10 +104,15 @@ async fn measure(
         (Ok(first), None) => first,
         (Err(e), None) => return Err(e),
         // Handshake done on the date-exempted basis, but no server time:
-        // the certificate gap alone is the (one-sided) evidence.
+        // nothing vouches for the time (a server whose certificate lapsed and
+        // which then fails says nothing about this clock), so no vote. The gap
+        // stays as evidence for the hint, as for a refused handshake.
         (Err(e), Some(x)) => {
-            tracing::debug!(host = %target.host, error = %e, "no Date after a date-exempted handshake");
-            return Ok(Exemption::gap_only_sample(x.at_least, x.local_behind, 0.0));
+            tracing::debug!(host = %target.host, error = %e, "no Date after a date-exempted handshake: not counted");
+            return Err(SourceError::OutsideCertificate {
+                at_least: x.at_least,
+                local_behind: x.local_behind,
+            });
         }
         (Ok(first), Some(x)) => {
             if !x.valid_at(first.date) {
@@ -156,7 +161,9 @@ async fn measure(
     let mut sample = refiner
         .sample()
         .map_err(|e| SourceError::Http(e.to_string()))?;
-    sample.authenticated = target.tls;
+    if target.tls {
+        sample.trust = Trust::Authenticated;
+    }
     if let Some(x) = exemption {
         sample = sample.with_certificate_gap(x.at_least, x.local_behind);
     }

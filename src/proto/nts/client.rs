@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tracing::debug;
 
-use crate::core::sample::{Outcome, QuerySettings, Sample, SourceError};
+use crate::core::sample::{Outcome, QuerySettings, Sample, SourceError, Trust};
 use crate::os::clock::{Clock, NANOS_PER_SEC};
 use crate::proto::ntp::packet::{self, KissCode, NtpTimestamp, Packet, Rejection};
 use crate::proto::nts::ext::{self, Keys, MAX_COOKIES, NONCE_LEN, UID_LEN};
@@ -91,7 +91,11 @@ pub async fn query(
         match exchange(st, settings, clock).await {
             Ok(sample) => {
                 let result = vouch(st, sample, clock);
-                if result.is_err() {
+                // A date exemption describes one handshake: keys from it serve
+                // this round only, so once the clock is corrected the next key
+                // exchange is validated normally (chrony likewise confines
+                // `nocerttimecheck` to key exchanges while unsynchronised).
+                if result.is_err() || st.exemption.is_some() {
                     *state = None;
                 }
                 return Outcome::from_result(result);
@@ -390,7 +394,7 @@ async fn exchange(
                     }
                 }
                 let mut sample = packet::sample(t1, &reply, t4);
-                sample.authenticated = true;
+                sample.trust = Trust::Authenticated;
                 return Ok(sample);
             }
             Err(e) => {
@@ -494,7 +498,7 @@ mod tests {
             let (size, result, cookies) = exchange_with(MAX_COOKIES, cookie_len).await;
             assert!(size > 4096, "{size}");
             match result {
-                Ok(sample) => assert!(sample.authenticated),
+                Ok(sample) => assert!(sample.authenticated()),
                 Err(Failure::Other(e)) => panic!("a {size}-byte reply: {e}"),
                 Err(_) => panic!("a {size}-byte reply was not accepted"),
             }

@@ -137,12 +137,18 @@ pub fn server_config(leaf: &Leaf, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
 }
 
 /// What the HTTPS fake puts in `Date`.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub enum DateHeader {
     /// Its own clock: now plus this many whole seconds.
     Shifted(i64),
     /// No `Date` at all.
     Missing,
+    /// A current `Date` with an `Age: 5` header (a cache's answer).
+    WithAge,
+    /// The handshake, then the connection is closed without an answer.
+    CloseAfterHandshake,
+    /// The handshake, then nothing: the request is read and never answered.
+    Hang,
 }
 
 /// An HTTPS server that answers every request `204` with a `Date` from its
@@ -200,6 +206,20 @@ fn serve_one(tcp: std::net::TcpStream, config: Arc<rustls::ServerConfig>, date: 
         return;
     };
     let mut s = rustls::StreamOwned::new(conn, tcp);
+    if matches!(date, DateHeader::CloseAfterHandshake | DateHeader::Hang) {
+        // Finish the handshake (the client's first read drives it), then close
+        // or keep silent until the client gives up.
+        while s.conn.is_handshaking() {
+            if s.conn.complete_io(&mut s.sock).is_err() {
+                return;
+            }
+        }
+        if matches!(date, DateHeader::Hang) {
+            let mut sink = [0u8; 1024];
+            while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+        }
+        return;
+    }
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     loop {
@@ -216,7 +236,11 @@ fn serve_one(tcp: std::net::TcpStream, config: Arc<rustls::ServerConfig>, date: 
                         UNIX_EPOCH + Duration::from_secs((now_secs() as i64 + shift).max(0) as u64);
                     format!("Date: {}\r\n", httpdate::fmt_http_date(t))
                 }
-                DateHeader::Missing => String::new(),
+                DateHeader::WithAge => format!(
+                    "Date: {}\r\nAge: 5\r\n",
+                    httpdate::fmt_http_date(std::time::SystemTime::now())
+                ),
+                _ => String::new(),
             };
             let reply = format!("HTTP/1.1 204 No Content\r\n{date_line}\r\n");
             if s.write_all(reply.as_bytes())
@@ -235,6 +259,8 @@ pub struct ForgedNtp {
     /// Its UDP port on 127.0.0.1.
     pub port: u16,
     stop: Arc<AtomicBool>,
+    /// The shift in milliseconds, changeable while it runs ([`ForgedNtp::shift_to`]).
+    shift_ms: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl ForgedNtp {
@@ -246,6 +272,8 @@ impl ForgedNtp {
         let port = sock.local_addr().expect("local addr").port();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
+        let shift_ms = Arc::new(std::sync::atomic::AtomicI64::new((shift * 1000.0) as i64));
+        let shift2 = shift_ms.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 512];
             while !stop2.load(Ordering::SeqCst) {
@@ -255,6 +283,7 @@ impl ForgedNtp {
                 if n < 48 {
                     continue;
                 }
+                let shift = shift2.load(Ordering::SeqCst) as f64 / 1000.0;
                 let mut reply = [0u8; 48];
                 reply[0] = 4 << 3 | 4; // LI 0, version 4, mode 4
                 reply[1] = 2; // stratum
@@ -269,7 +298,17 @@ impl ForgedNtp {
                 let _ = sock.send_to(&reply, from);
             }
         });
-        ForgedNtp { port, stop }
+        ForgedNtp {
+            port,
+            stop,
+            shift_ms,
+        }
+    }
+
+    /// From now on, answers `shift` seconds off (whole milliseconds).
+    pub fn shift_to(&self, shift: f64) {
+        self.shift_ms
+            .store((shift * 1000.0) as i64, Ordering::SeqCst);
     }
 
     /// `ntp://127.0.0.1:PORT`.
