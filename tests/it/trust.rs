@@ -477,3 +477,38 @@ fn with_a_cache_a_forged_ntp_majority_with_https_blocked_is_held_off() {
     let out = check(&sources, Some(&ca), &[]);
     assert_eq!(out.verdict(), "fail", "{out}");
 }
+
+/// Issue 18 case 1 in `serve`: beside two honest NTP servers, a lapsed
+/// certificate on a server that closes after the handshake never ends the
+/// good verdict, round after round.
+#[test]
+fn in_serve_a_lapsed_certificate_without_a_date_never_fails_a_good_clock() {
+    let _room = support::Room::Timing.enter();
+    let dir = TempDir::new("lapsed-serve");
+    let authority = TestCa::new();
+    let ca = authority.write(dir.path()).display().to_string();
+    let now = support::tls::now_secs() as i64;
+    let https = HttpsDate::start(
+        &authority.leaf(now - 30 * DAY, now - 60),
+        DateHeader::CloseAfterHandshake,
+    );
+    let ntp = [ForgedNtp::start(0.0), ForgedNtp::start(0.0)];
+    let sources = format!("{},{},{}", ntp[0].uri(), ntp[1].uri(), https.url());
+    let serve = support::Serve::start(&[
+        ("SKEWGUARD_SOURCES", &sources),
+        ("SKEWGUARD_CA_FILE", &ca),
+        ("SKEWGUARD_INTERVAL", "300ms"),
+        ("SKEWGUARD_TIMEOUT", "500ms"),
+    ]);
+    serve.wait_for("/readyz", std::time::Duration::from_secs(10), |r| {
+        r.status == 200 && r.json()["verdict"] == "ok"
+    });
+    for _ in 0..5 {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let r = serve.get("/readyz");
+        let v = r.json();
+        assert_eq!(r.status, 200, "{v}\n{}", serve.log());
+        assert_eq!(v["verdict"], "ok", "{v}");
+        assert_eq!(v["sources"][2]["status"], "error", "{v}");
+    }
+}
