@@ -103,8 +103,13 @@ pub async fn query(
             Err(Failure::Nak) => {
                 *state = None;
                 if fresh {
-                    return Outcome::from_result(Err(SourceError::Invalid(
-                        "NTS NAK: the server refused the cookie of a fresh key exchange".into(),
+                    // A genuine server does not refuse cookies it has just
+                    // issued; a NAK carries no authenticator, so anyone on the
+                    // UDP path can send one. Counted as a failed verification,
+                    // so that under `mix` a forged NAK cannot hand the vote to
+                    // unauthenticated sources.
+                    return Outcome::from_result(Err(SourceError::Verification(
+                        "NTS NAK: the server refused the cookie of a fresh key exchange (a forged NAK on the path, or a server whose NTP and key-exchange sides do not share keys)".into(),
                     )));
                 }
                 debug!(host, "NTS NAK; repeating the key exchange");
