@@ -40,7 +40,10 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeGaugeValue, EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::encoding::{
+    EncodeGaugeValue, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+    MetricEncoder,
+};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::MetricType;
@@ -146,10 +149,39 @@ impl<T: EncodeGaugeValue + Copy + std::fmt::Debug> EncodeMetric for Optional<T> 
     }
 }
 
+/// A label value from outside the program (a source as configured), escaped
+/// as both exposition formats require: a backslash, `"` and a line feed become
+/// `\\`, `\"` and `\n` (prometheus-client 0.23 writes label values raw, so one
+/// `"` in a source's path would break the whole exposition).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct LabelValue(String);
+
+impl EncodeLabelValue for LabelValue {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        escape_label_value(&self.0, encoder)
+    }
+}
+
+/// Writes `value` with backslashes, `"` and line feeds escaped (text format 0.0.4 and
+/// OpenMetrics 1.0 agree on these three and on nothing else being escaped).
+fn escape_label_value(value: &str, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+    let mut rest = value;
+    while let Some(i) = rest.find(['\\', '"', '\n']) {
+        out.write_str(&rest[..i])?;
+        out.write_str(match rest.as_bytes()[i] {
+            b'\\' => "\\\\",
+            b'"' => "\\\"",
+            _ => "\\n",
+        })?;
+        rest = &rest[i + 1..];
+    }
+    out.write_str(rest)
+}
+
 /// `{source="…"}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {
-    source: String,
+    source: LabelValue,
 }
 
 /// `{state="ok|warn|fail|unknown"}`.
@@ -167,7 +199,7 @@ struct ThresholdLabels {
 /// `{source="…",result="ok|falseticker|error"}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MeasurementLabels {
-    source: String,
+    source: LabelValue,
     result: &'static str,
 }
 
@@ -315,7 +347,7 @@ impl Metrics {
             let name = s.to_string();
             m.source_up
                 .get_or_create(&SourceLabels {
-                    source: name.clone(),
+                    source: LabelValue(name.clone()),
                 })
                 .set(0);
             for result in [
@@ -325,7 +357,7 @@ impl Metrics {
             ] {
                 m.measurements
                     .get_or_create(&MeasurementLabels {
-                        source: name.clone(),
+                        source: LabelValue(name.clone()),
                         result: result_name(result),
                     })
                     .set(0);
@@ -382,14 +414,14 @@ impl Metrics {
         for s in &report.sources {
             for name in std::iter::once(&s.source).chain(&s.aliases) {
                 let labels = SourceLabels {
-                    source: name.clone(),
+                    source: LabelValue(name.clone()),
                 };
                 self.source_authenticated
                     .get_or_create(&labels)
                     .set(i64::from(s.authenticated));
                 self.measurements
                     .get_or_create(&MeasurementLabels {
-                        source: name.clone(),
+                        source: LabelValue(name.clone()),
                         result: result_name(s.status),
                     })
                     .inc();
@@ -529,6 +561,36 @@ mod tests {
             Format::OpenMetrics,
             "an unreadable q counts as 1"
         );
+    }
+
+    #[test]
+    fn label_values_escape_backslash_quote_and_line_feed_only() {
+        for (raw, escaped) in [
+            ("", ""),
+            ("ntp://a", "ntp://a"),
+            (r#"a"}b\c{x="1"#, r#"a\"}b\\c{x=\"1"#),
+            ("\n", r"\n"),
+            (r"\\", r"\\\\"),
+            ("é\t{}=,#", "é\t{}=,#"),
+        ] {
+            let mut out = String::new();
+            escape_label_value(raw, &mut out).unwrap();
+            assert_eq!(out, escaped, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_source_with_quotes_and_braces_stays_inside_its_label() {
+        let uri = r#"http://127.0.0.1:9/a"}b\c{x="1"#;
+        let sources = Source::parse_list(uri).unwrap();
+        assert_eq!(sources[0].to_string(), uri, "the source keeps its path");
+        let m = Metrics::new(&sources, 150.0);
+        for format in [Format::Text, Format::OpenMetrics] {
+            let text = m.encode(format).unwrap();
+            let series = r#"skewguard_source_up{source="http://127.0.0.1:9/a\"}b\\c{x=\"1"}"#;
+            assert_eq!(value(&text, series).as_deref(), Some("0"), "{text}");
+            assert!(!text.contains("a\"}b"), "raw quote in {text}");
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! formats it negotiates and checked with Debian's `promtool check metrics`
 //! (the Prometheus project's own linter; missing → SKIPPED, under `CI=true` a
 //! failure). States: before the first round, ok, warn, fail, unknown (every
-//! source refused), one source erroring beside a good one, disabled.
+//! source refused), one source erroring beside a good one, disabled, a source
+//! whose path holds `"`, braces and a backslash (label values escaped).
 //!
 //! Real NTP peers are chronyd on loopback shifted by libfaketime (see `support`).
 
@@ -256,4 +257,17 @@ fn holdover_after_the_source_goes_away_lints_clean() {
         "{body}"
     );
     check_both_formats(&serve, "holdover");
+}
+
+#[test]
+fn a_source_with_quotes_braces_and_a_backslash_lints_clean() {
+    let _room = support::Room::Timing.enter();
+    let refused = Port::free();
+    let uri = format!(r#"http://127.0.0.1:{}/a"}}b\c{{x="1"#, refused.number());
+    let serve = Serve::start(&[("SKEWGUARD_SOURCES", &uri), ("SKEWGUARD_TIMEOUT", "300ms")]);
+    let escaped = uri.replace('\\', r"\\").replace('"', r#"\""#);
+    let series = format!("skewguard_source_up{{source=\"{escaped}\"}}");
+    let body = wait_for_verdict(&serve, "unknown");
+    assert_eq!(sample(&body, &series), Some(0.0), "{series}:\n{body}");
+    check_both_formats(&serve, "a source with quotes, braces and a backslash");
 }
