@@ -138,7 +138,7 @@ def metric(port, series):
 def measurements(port, result):
     _, body = get(port, "/metrics", 2.0)
     return sum(float(l.rsplit(" ", 1)[1]) for l in body.splitlines()
-               if l.startswith("skewguard_measurements{") and f'result="{result}"' in l)
+               if l.startswith("skewguard_measurements_total{") and f'result="{result}"' in l)
 
 
 def flood(port, stop, idle=5000, slow=1000, reopen_per_second=500):
@@ -263,7 +263,7 @@ def main():
             s.stop()
             rows.append((f"flood: {label}", f"{r['ok']}/{r['probes']} probes 200 within 1 s ({100 * r['ok'] / r['probes']:.1f} %); "
                          f"p50 {ms(r['p50'])}, p99 {ms(r['p99'])}, max {ms(r['max'])}; rounds {after[0] - before[0]:.0f} ok, "
-                         f"{after[1] - before[1]:.0f} failed (skewguard_measurements); /readyz after the flood: {ready}; {r['opened']} flood connections"))
+                         f"{after[1] - before[1]:.0f} failed (skewguard_measurements_total); /readyz after the flood: {ready}; {r['opened']} flood connections"))
         port = free_port()
         n = nginx(work, port)
         r = probe_under_flood(port, ["/livez", "/readyz"], args.seconds)
@@ -311,8 +311,9 @@ def main():
         for at in (30, 60):
             time.sleep(max(0.0, start + at - time.monotonic()))
             for ppm, s in serves:
-                seen[(ppm, at)] = (metric(s.port, "skewguard_frequency_error_ppm"),
-                                   metric(s.port, "skewguard_frequency_error_uncertainty_ppm"))
+                ratios = (metric(s.port, "skewguard_frequency_error_ratio"),
+                          metric(s.port, "skewguard_frequency_error_uncertainty_ratio"))
+                seen[(ppm, at)] = tuple(None if r is None else r * 1e6 for r in ratios)
         for ppm, s in serves:
             s.stop()
             est = "; ".join(f"after {at} s: {e:.1f} ± {u:.1f} ppm ({100 * (e - ppm) / ppm:+.1f} %)"

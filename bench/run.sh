@@ -407,7 +407,7 @@ samples = [tuple(map(int, l.split())) for l in open(P("idle-rss.txt")) if len(l.
 first, last = samples[0], samples[-1]
 mx = max(s[1] for s in samples)
 hwm = int(open(P("idle-hwm.txt")).read().split()[0])
-rounds_ok = sum(float(l.split()[-1]) for l in open(P("idle-metrics.txt")) if l.startswith("skewguard_measurements{") and 'result="ok"' in l)
+rounds_ok = sum(float(l.split()[-1]) for l in open(P("idle-metrics.txt")) if l.startswith("skewguard_measurements_total{") and 'result="ok"' in l)
 row(f"`serve` idle RSS (INTERVAL=1s): at {first[0]} s / at {last[0]} s / max of {len(samples)} samples",
     f"{kib(first[1])} / {kib(last[1])} / {kib(mx)} (HWM {kib(hwm)}; fds {first[2]}→{last[2]}; {rounds_ok:.0f} ok rounds)",
     "< 10 MiB, flat", mx < 10240 and last[1] - first[1] <= 256)

@@ -7,34 +7,38 @@
 //! `/metrics` answers OpenMetrics 1.0 when the `Accept` header asks for
 //! `application/openmetrics-text` at least as strongly as for plain text (as
 //! Prometheus does), and the classic text format 0.0.4 otherwise (curl,
-//! `promtool check metrics`, older agents); see [`negotiate`]. Both come from
-//! prometheus-client's encoder, which writes OpenMetrics only (its issue #51
-//! asks for the classic format; 0.23 has none). The two grammars agree on
-//! gauges without timestamps or exemplars: the classic body is the OpenMetrics
-//! body without its `# EOF` line (its `# UNIT` lines are comments to a classic
-//! parser). They disagree on counters: an OpenMetrics counter family `x` has
-//! samples `x_total`, which a classic parser — promtool 2.42 among them —
-//! rejects ("no help text"). So every metric here is a gauge, including the
-//! running count `skewguard_measurements` (it only rises and resets on restart, so
-//! `increase()` and `rate()` work on it as on a counter), and a unit test
-//! refuses any other type. One name per series means one set of queries and
-//! alert rules whatever the scraper negotiated.
+//! `promtool check metrics`, older agents); see [`negotiate`].
+//! prometheus-client's encoder writes OpenMetrics only (its issue #51 asks for
+//! the classic format; 0.23 has none), and its OpenMetrics body is not a valid
+//! classic body: a counter family `x` has samples `x_total`, while the classic
+//! grammar wants the family named as its samples (promtool 2.42 rejects the
+//! rest with "no help text"). [`classic_text`] is the classic encoder: it
+//! writes the OpenMetrics body of this registry in the 0.0.4 grammar, which for
+//! what the registry holds (gauges and counters, no timestamps, exemplars or
+//! `_created` samples) differs in three places only: a counter's `# HELP` and
+//! `# TYPE` name its samples (`x_total`), there is no `# UNIT` and no `# EOF`.
+//! Label values are escaped alike in both ([`LabelValue`]); help texts hold
+//! nothing either grammar would escape (a unit test sees to it). So a series has
+//! one name — `skewguard_measurements_total` is a counter — whatever the
+//! scraper negotiated, and one set of queries and alert rules fits both.
 //!
-//! Names follow the Prometheus conventions: base units (seconds), the unit as a
-//! suffix (prometheus-client appends it from [`Unit`]). A series that has no
-//! value yet (the last measurement before the first round, the kernel's state
-//! where it is unreadable) is absent rather than 0 or NaN, so `time() - x` never
-//! reads 56 years.
+//! Names follow the Prometheus conventions: base units (seconds, ratios rather
+//! than ppm), the unit as a suffix (prometheus-client appends it from [`Unit`]).
+//! A series that has no value yet (the last measurement before the first round,
+//! the kernel's state where it is unreadable) is absent rather than 0 or NaN, so
+//! `time() - x` never reads 56 years.
 //!
 //! # Adding a metric
 //!
-//! Add a row to the table (the `metrics!` invocation) — its name after `skewguard_`, its
-//! type (a `Gauge` or `FloatGauge`, always present; an `Optional`, absent
-//! until set; or a `Family` of gauges over a label set; never a counter or an
-//! info), its unit and its help text — and set it where its value is known:
-//! in [`Metrics::record`] (per round), [`Metrics::scrape`] (per scrape) or
-//! [`Metrics::configure`] (the settings). tests/it/metrics.rs lints every state
-//! with promtool; add a state there if the metric has one of its own.
+//! Add a row to the table (the `metrics!` invocation) — its name after
+//! `skewguard_`, its type (a `Gauge` or `FloatGauge`, always present; an
+//! `Optional`, absent until set; a `Family` of gauges over a label set; a
+//! `Counter` or a `Family` of counters for a count that only rises; never an
+//! info or a histogram, which [`classic_text`] does not translate), its unit and
+//! its help text — and set it where its value is known: in [`Metrics::record`]
+//! (per round), [`Metrics::scrape`] (per scrape) or [`Metrics::configure`] (the
+//! settings). tests/it/metrics.rs lints every state with promtool; add a state
+//! there if the metric has one of its own.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -44,6 +48,7 @@ use prometheus_client::encoding::{
     EncodeGaugeValue, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
     MetricEncoder,
 };
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::MetricType;
@@ -275,8 +280,8 @@ metrics! {
         "1 if the source's latest measurement came over a verified channel (https with a verified certificate, nts)";
     auth_disagreement: Gauge, None,
         "1 if authenticated sources and a majority of unauthenticated ones disagreed in the latest round";
-    measurements: Family<MeasurementLabels, Gauge>, None,
-        "Measurements per source by result (ok, falseticker, error) since start; only rises, so increase() works (a gauge: see docs/metrics.md)";
+    measurements: Family<MeasurementLabels, Counter>, None,
+        "Measurements per source by result (ok, falseticker, error) since start";
     last_measurement_timestamp: Optional, Some(Unit::Seconds),
         "Local Unix time of the latest round; absent before the first";
     last_measurement_age: Optional, Some(Unit::Seconds),
@@ -289,14 +294,20 @@ metrics! {
         "1 while the verdict is judged from the last good measurement with a bound growing at SKEWGUARD_MAX_DRIFT (no fresh one), 0 otherwise";
     holdover_age: Optional, Some(Unit::Seconds),
         "Age of the measurement held over; absent when not in holdover";
-    frequency_error_ppm: Optional, None,
-        "How fast the reference gains on the local clock, parts per million (positive: the local clock runs slow), from a weighted fit over the rounds since start or the last step or suspend; absent until there are enough";
-    frequency_error_uncertainty_ppm: Optional, None,
-        "Standard error of skewguard_frequency_error_ppm; absent likewise";
+    frequency_error: Optional, Some(ratio()),
+        "How fast the reference gains on the local clock, seconds per second (1e-06 is 1 ppm; positive: the local clock runs slow), from a weighted fit over the rounds since start or the last step or suspend; absent until there are enough";
+    frequency_error_uncertainty: Optional, Some(ratio()),
+        "Standard error of skewguard_frequency_error_ratio; absent likewise";
     seconds_until_breach: Family<ThresholdLabels, FloatGauge>, None,
         "When the skew bound reaches WARN_SKEW (threshold=warn) or MAX_SKEW (threshold=max) at the drift measured; 0 once reached; absent when no breach is forecast";
     holdover_bound: Optional, Some(Unit::Seconds),
         "Grown skew bound |offset| + uncertainty + MAX_DRIFT * age of the measurement held over; absent when not in holdover";
+}
+
+/// The unit of a dimensionless quantity (prometheus-client's `Unit::Ratios`
+/// would append `_ratios`; the convention is `_ratio`).
+fn ratio() -> Unit {
+    Unit::Other("ratio".to_string())
 }
 
 /// The `result` label of a source's standing.
@@ -355,12 +366,11 @@ impl Metrics {
                 SourceStatus::Falseticker,
                 SourceStatus::Error,
             ] {
-                m.measurements
-                    .get_or_create(&MeasurementLabels {
-                        source: LabelValue(name.clone()),
-                        result: result_name(result),
-                    })
-                    .set(0);
+                // Created at 0, so increase() sees the first error.
+                let _ = m.measurements.get_or_create(&MeasurementLabels {
+                    source: LabelValue(name.clone()),
+                    result: result_name(result),
+                });
             }
         }
         m
@@ -466,16 +476,18 @@ impl Metrics {
             .set(age.filter(|_| measured).map(|a| a.as_secs_f64()));
     }
 
-    /// Sets the forecast series: the drift (ppm and its error) and the seconds
-    /// until the warn and max thresholds are reached; `None` removes a series.
+    /// Sets the forecast series: the drift (in ppm and its error, exposed as
+    /// ratios) and the seconds until the warn and max thresholds are reached;
+    /// `None` removes a series.
     pub(crate) fn set_forecast(
         &self,
-        drift: Option<(f64, f64)>,
+        drift_ppm: Option<(f64, f64)>,
         warn: Option<f64>,
         max: Option<f64>,
     ) {
-        self.frequency_error_ppm.set(drift.map(|d| d.0));
-        self.frequency_error_uncertainty_ppm.set(drift.map(|d| d.1));
+        self.frequency_error.set(drift_ppm.map(|d| d.0 * 1e-6));
+        self.frequency_error_uncertainty
+            .set(drift_ppm.map(|d| d.1 * 1e-6));
         for (threshold, value) in [("warn", warn), ("max", max)] {
             let labels = ThresholdLabels { threshold };
             match value {
@@ -502,11 +514,47 @@ impl Metrics {
         use prometheus_client::encoding::text;
         let mut out = String::with_capacity(4096);
         text::encode_registry(&mut out, &self.registry)?;
-        if format == Format::OpenMetrics {
-            text::encode_eof(&mut out)?;
-        }
-        Ok(out)
+        Ok(match format {
+            Format::OpenMetrics => {
+                text::encode_eof(&mut out)?;
+                out
+            }
+            Format::Text => classic_text(&out),
+        })
     }
+}
+
+/// The classic text format 0.0.4 of `openmetrics`, an OpenMetrics body as
+/// prometheus-client writes this registry (without `# EOF`): the `# HELP` and
+/// `# TYPE` lines of a counter family `x` name it `x_total`, as its samples
+/// are named; `# UNIT` and `# EOF` lines are left out; every other line is the
+/// same in both grammars (see the module docs).
+fn classic_text(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 32 * counters.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let descriptor = ["# HELP ", "# TYPE "].into_iter().find_map(|keyword| {
+            let (name, rest) = line.strip_prefix(keyword)?.split_once(' ')?;
+            Some((keyword, name, rest))
+        });
+        match descriptor {
+            Some((keyword, name, rest)) if counters.contains(&name) => {
+                out.push_str(keyword);
+                out.push_str(name);
+                out.push_str("_total ");
+                out.push_str(rest);
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -593,30 +641,144 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_classic_text_is_the_openmetrics_text_without_eof() {
-        let sources = Source::parse_list("ntp://a").unwrap();
+    /// Metrics with two sources after one round, a forecast and holdover: every
+    /// kind of series present.
+    fn populated() -> Metrics {
+        let sources = Source::parse_list("ntp://a,ntp://b").unwrap();
         let m = Metrics::new(&sources, 150.0);
-        let om = m.encode(Format::OpenMetrics).unwrap();
-        let text = m.encode(Format::Text).unwrap();
-        assert!(om.ends_with("# EOF\n"), "{om}");
-        assert_eq!(om.strip_suffix("# EOF\n"), Some(text.as_str()));
+        let good = Outcome::from_result(Ok(Sample::plain(0.25, 0.001, 0.0005)));
+        let dead = Outcome::from_result(Err(SourceError::Io("refused".into())));
+        let report = Report::assess(
+            &sources,
+            &[good, dead],
+            &Judging::default(),
+            &HostFacts::default(),
+        );
+        m.record(&report);
+        m.set_forecast(Some((500.0, 2.0)), Some(60.0), Some(3600.0));
+        m.set_holdover(Some((10.0, 0.3)));
+        m
+    }
+
+    /// The name of a sample line (before its labels or its value).
+    fn sample_name(line: &str) -> &str {
+        line.split(['{', ' ']).next().unwrap_or("")
     }
 
     #[test]
-    fn every_metric_is_a_gauge_so_one_name_fits_both_formats() {
-        let sources = Source::parse_list("ntp://a").unwrap();
-        let text = Metrics::new(&sources, 150.0).encode(Format::Text).unwrap();
-        let types: Vec<&str> = text
+    fn the_classic_text_differs_only_in_counter_names_units_and_eof() {
+        let m = populated();
+        let om = m.encode(Format::OpenMetrics).unwrap();
+        let text = m.encode(Format::Text).unwrap();
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        assert!(
+            om.contains("# UNIT skewguard_offset_seconds seconds\n"),
+            "{om}"
+        );
+        let om_lines: Vec<&str> = om
             .lines()
-            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter(|l| !l.starts_with("# UNIT ") && *l != "# EOF")
             .collect();
-        assert!(types.len() >= 18, "{text}");
-        for t in types {
-            assert!(
-                t.ends_with(" gauge"),
-                "{t}: only gauges encode alike in OpenMetrics and the classic text (see the module docs)"
-            );
+        let text_lines: Vec<&str> = text.lines().collect();
+        assert_eq!(om_lines.len(), text_lines.len(), "{om}\n{text}");
+        for (o, t) in om_lines.iter().zip(&text_lines) {
+            let counter = [
+                "# HELP skewguard_measurements ",
+                "# TYPE skewguard_measurements ",
+            ]
+            .iter()
+            .any(|p| o.starts_with(p));
+            if counter {
+                assert_eq!(t.replacen("_total ", " ", 1), *o);
+            } else {
+                assert_eq!(o, t);
+            }
+        }
+    }
+
+    #[test]
+    fn every_sample_is_named_as_its_family_requires_in_both_formats() {
+        let m = populated();
+        for format in [Format::Text, Format::OpenMetrics] {
+            let text = m.encode(format).unwrap();
+            let mut family: Option<(&str, &str)> = None;
+            let mut counters = 0;
+            for line in text.lines() {
+                if let Some(rest) = line.strip_prefix("# TYPE ") {
+                    let (name, kind) = rest.split_once(' ').unwrap();
+                    assert!(
+                        matches!(kind, "gauge" | "counter"),
+                        "{line}: only gauges and counters are translated"
+                    );
+                    counters += usize::from(kind == "counter");
+                    family = Some((name, kind));
+                    continue;
+                }
+                if line.starts_with('#') {
+                    continue;
+                }
+                let (name, kind) = family.unwrap_or_else(|| panic!("{line} before a TYPE"));
+                let want = match (format, kind) {
+                    (Format::OpenMetrics, "counter") => format!("{name}_total"),
+                    _ => name.to_string(),
+                };
+                assert_eq!(sample_name(line), want, "{format:?}: {line}");
+            }
+            assert_eq!(counters, 1, "{text}");
+        }
+    }
+
+    #[test]
+    fn measurements_are_a_counter_named_measurements_total_in_both_formats() {
+        let m = populated();
+        let om = m.encode(Format::OpenMetrics).unwrap();
+        let text = m.encode(Format::Text).unwrap();
+        assert!(
+            om.contains("# TYPE skewguard_measurements counter\n"),
+            "{om}"
+        );
+        assert!(
+            text.contains("# TYPE skewguard_measurements_total counter\n"),
+            "{text}"
+        );
+        let series = r#"skewguard_measurements_total{source="ntp://b",result="error"}"#;
+        for body in [&om, &text] {
+            assert_eq!(value(body, series).as_deref(), Some("1"), "{body}");
+        }
+    }
+
+    #[test]
+    fn help_texts_hold_nothing_either_format_escapes() {
+        let text = populated().encode(Format::OpenMetrics).unwrap();
+        for help in text.lines().filter(|l| l.starts_with("# HELP ")) {
+            assert!(!help.contains(['\\', '"']), "{help}");
+        }
+    }
+
+    #[test]
+    fn the_classic_encoder_renames_counter_descriptors_only() {
+        let om = "# HELP a_seconds A.\n# TYPE a_seconds gauge\n# UNIT a_seconds seconds\n\
+                  a_seconds 1.0\n# HELP n Counted.\n# TYPE n counter\nn_total{x=\"n \"} 2\n\
+                  # HELP n_b Not n.\n# TYPE n_b gauge\nn_b 3\n# EOF\n";
+        let want = "# HELP a_seconds A.\n# TYPE a_seconds gauge\na_seconds 1.0\n\
+                    # HELP n_total Counted.\n# TYPE n_total counter\nn_total{x=\"n \"} 2\n\
+                    # HELP n_b Not n.\n# TYPE n_b gauge\nn_b 3\n";
+        assert_eq!(classic_text(om), want);
+        assert_eq!(classic_text(""), "");
+    }
+
+    #[test]
+    fn the_drift_is_a_ratio() {
+        let text = populated().encode(Format::Text).unwrap();
+        for (series, want) in [
+            ("skewguard_frequency_error_ratio", 5e-4),
+            ("skewguard_frequency_error_uncertainty_ratio", 2e-6),
+        ] {
+            let got: f64 = value(&text, series).unwrap().parse().unwrap();
+            assert!((got - want).abs() < 1e-15, "{series} {got}");
+        }
+        for line in text.lines().filter(|l| !l.starts_with("# HELP ")) {
+            assert!(!line.contains("ppm"), "{line}");
         }
     }
 
@@ -645,7 +807,7 @@ mod tests {
         assert_eq!(
             value(
                 &text,
-                "skewguard_measurements{source=\"ntp://a\",result=\"error\"}"
+                "skewguard_measurements_total{source=\"ntp://a\",result=\"error\"}"
             )
             .as_deref(),
             Some("0")
@@ -749,7 +911,9 @@ mod tests {
             assert_eq!(
                 value(
                     &text,
-                    &format!("skewguard_measurements{{source=\"ntp://a\",result=\"{result}\"}}")
+                    &format!(
+                        "skewguard_measurements_total{{source=\"ntp://a\",result=\"{result}\"}}"
+                    )
                 )
                 .as_deref(),
                 Some("1"),

@@ -18,7 +18,7 @@ use support::{http_get, promtool, Serve, SilentNtp, TempDir};
 /// short test against a silent source never reaches; tests/it/serve.rs sees them.
 const ONLY_WITH_A_FORECAST: &[&str] = &[
     "skewguard_seconds_until_breach",
-    "skewguard_frequency_error_ppm",
+    "skewguard_frequency_error_ratio",
 ];
 
 fn dashboard() -> serde_json::Value {

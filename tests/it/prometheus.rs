@@ -238,6 +238,12 @@ fn a_source_with_quotes_and_a_backslash_keeps_every_series_in_both_formats() {
             });
         (all_up && complete).then_some(stored)
     });
+    // The counter keeps one name through either format.
+    let counters = per_instance(
+        &prometheus,
+        "count by (instance) (skewguard_measurements_total)",
+    );
+    assert_eq!(counters.len(), 2, "{counters:?}");
     // The source label arrives as configured, through either format.
     let query = r#"skewguard_source_up{job="skewguard"}"#;
     let data = prometheus.api(&format!("query?query={}", query_encoded(query)));

@@ -188,7 +188,7 @@ fn healthz_follows_a_reference_that_jumps_and_livez_stays_up() {
         metrics.body
     );
     let ok_rounds = metrics.sample(&format!(
-        "skewguard_measurements{{source=\"{uri}\",result=\"ok\"}}"
+        "skewguard_measurements_total{{source=\"{uri}\",result=\"ok\"}}"
     ));
     assert!(ok_rounds.is_some_and(|n| n >= 2.0), "{}", metrics.body);
     assert!(metrics
@@ -693,7 +693,7 @@ fn rounds(serve: &Serve) -> (f64, f64) {
         m.body
             .lines()
             .filter(|l| {
-                l.starts_with("skewguard_measurements{")
+                l.starts_with("skewguard_measurements_total{")
                     && l.contains(&format!("result=\"{result}\""))
             })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -762,8 +762,9 @@ fn the_drift_forecast_finds_a_500_ppm_reference_and_predicts_the_warn_crossing()
         };
         let m = serve.get("/metrics");
         let ppm = m
-            .sample("skewguard_frequency_error_ppm")
-            .expect("ppm metric");
+            .sample("skewguard_frequency_error_ratio")
+            .expect("frequency error metric")
+            * 1e6;
         let until_metric = m
             .sample("skewguard_seconds_until_breach{threshold=\"warn\"}")
             .expect("until_breach metric");

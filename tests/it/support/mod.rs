@@ -47,7 +47,7 @@ pub use machine::Room;
 pub use process::{
     clear_skewguard_env, run, run_bounded, run_command, skewguard, Output, Serve, RUN_BOUND,
 };
-pub use prometheus::{promtool, Prometheus};
+pub use prometheus::{openmetrics_parse, promtool, Prometheus};
 pub use sntp::sntp_query;
 pub use web::{http_date_offset, read_request_head, Nginx, WebKind, WebServer};
 

@@ -24,14 +24,45 @@ pub fn promtool(args: &[&str], stdin: &str, bound: Duration) -> Option<(Option<i
     ) {
         return None;
     }
-    let mut child = Command::new(locate("promtool")?)
+    Some(run(Command::new(locate("promtool")?), args, stdin, bound))
+}
+
+/// Where Debian's python3-prometheus-client keeps its OpenMetrics parser.
+const OPENMETRICS_PARSER: &str =
+    "/usr/lib/python3/dist-packages/prometheus_client/openmetrics/parser.py";
+
+/// Parses `body` with the Prometheus project's Python OpenMetrics parser
+/// (Debian's python3-prometheus-client, strict about the OpenMetrics grammar,
+/// which `promtool check metrics` does not read: it rejects an OpenMetrics
+/// counter); returns the exit code (0: valid) and what it printed. `None` when
+/// the parser is missing (see [`prerequisite`]).
+pub fn openmetrics_parse(body: &str, bound: Duration) -> Option<(Option<i32>, String)> {
+    if !prerequisite(OPENMETRICS_PARSER, "install python3-prometheus-client") {
+        return None;
+    }
+    let script = "import sys\n\
+                  from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+                  families = list(text_string_to_metric_families(sys.stdin.read()))\n\
+                  print(len(families), 'families')\n";
+    Some(run(
+        Command::new("/usr/bin/python3"),
+        &["-c", script],
+        body,
+        bound,
+    ))
+}
+
+/// Runs `cmd ARGS` with `stdin` as its input, within `bound` (killed and a
+/// panic past it): the exit code and its stdout plus stderr.
+fn run(mut cmd: Command, args: &[&str], stdin: &str, bound: Duration) -> (Option<i32>, String) {
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start promtool");
-    let mut input = child.stdin.take().expect("promtool stdin");
+        .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+    let mut input = child.stdin.take().expect("stdin");
     let stdin = stdin.to_string();
     let writer = thread::spawn(move || {
         let _ = input.write_all(stdin.as_bytes());
@@ -41,13 +72,13 @@ pub fn promtool(args: &[&str], stdin: &str, bound: Duration) -> Option<(Option<i
     collect(child.stderr.take().expect("stderr"), 2, tx);
     let deadline = Instant::now() + bound;
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for promtool") {
+        if let Some(status) = child.try_wait().expect("wait") {
             break status;
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("promtool {args:?} took longer than {bound:?}");
+            panic!("{cmd:?} {args:?} took longer than {bound:?}");
         }
         thread::sleep(Duration::from_millis(10));
     };
@@ -56,7 +87,7 @@ pub fn promtool(args: &[&str], stdin: &str, bound: Duration) -> Option<(Option<i
     while let Ok((_, text)) = rx.recv_timeout(Duration::from_secs(1)) {
         out.push_str(&text);
     }
-    Some((status.code(), out))
+    (status.code(), out)
 }
 
 /// A real Prometheus server (Debian's `prometheus`) on `127.0.0.1:PORT` with its
