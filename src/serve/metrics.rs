@@ -122,9 +122,7 @@ pub(crate) fn negotiate(accept: Option<&str>) -> Format {
 /// A gauge holding seconds (or any other fractional quantity).
 type FloatGauge = Gauge<f64, AtomicU64>;
 
-/// A gauge with no sample until it is first set (and again after [`clear`]).
-///
-/// [`clear`]: Optional::clear
+/// A gauge with no sample until it is first set (and again once set to `None`).
 #[derive(Clone, Debug, Default)]
 struct Optional<T = f64>(Arc<Mutex<Option<T>>>);
 
@@ -132,11 +130,6 @@ impl<T> Optional<T> {
     /// Sets the value; `None` removes the sample.
     fn set(&self, value: Option<T>) {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = value;
-    }
-
-    /// Removes the sample.
-    fn clear(&self) {
-        self.set(None);
     }
 }
 
@@ -208,6 +201,37 @@ struct MeasurementLabels {
     result: &'static str,
 }
 
+/// `{boot_id="…"}` of the kernel's series: the boot ID of the kernel whose
+/// clock they describe (`/proc/sys/kernel/random/boot_id`), the same in every
+/// container on one host and new at each boot, so alert rules can count
+/// kernels rather than pods (see [`boot_id`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KernelLabels {
+    boot_id: LabelValue,
+}
+
+/// Where Linux states the boot ID of the running kernel. It is not namespaced:
+/// containers on one host read the host's, a VM-isolated pod (Kata,
+/// Firecracker, Fargate) its own kernel's.
+const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
+
+/// The running kernel's boot ID (a UUID), or an empty string where it cannot be
+/// read or is not a UUID: an empty label value is no label to Prometheus.
+fn boot_id() -> String {
+    let bytes = crate::os::file::read_regular(std::path::Path::new(BOOT_ID_PATH), 64)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    let id = text.trim();
+    let uuid = id.len() == 36 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+    if uuid {
+        id.to_string()
+    } else {
+        String::new()
+    }
+}
+
 /// `{version="…",arch="…",os="…",platform="…"}` of `skewguard_build_info`;
 /// `platform` is the report's platform code (`docker-desktop`, `eks`, `linux`, …).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -232,18 +256,21 @@ macro_rules! metrics {
         #[derive(Debug)]
         pub(crate) struct Metrics {
             registry: Registry,
+            /// The label set of the kernel's series.
+            kernel: KernelLabels,
             $($name: $type,)*
         }
 
         impl Metrics {
-            /// Every metric of the table, unset and registered in its order.
-            fn registered() -> Metrics {
+            /// Every metric of the table, unset and registered in its order;
+            /// `kernel` labels the kernel's series.
+            fn registered(kernel: KernelLabels) -> Metrics {
                 let mut registry = Registry::with_prefix("skewguard");
                 $(
                     let $name = <$type>::default();
                     add(&mut registry, stringify!($name), $help, $unit, $name.clone());
                 )*
-                Metrics { registry, $($name,)* }
+                Metrics { registry, kernel, $($name,)* }
             }
         }
     };
@@ -286,10 +313,10 @@ metrics! {
         "Local Unix time of the latest round; absent before the first";
     last_measurement_age: Optional, Some(Unit::Seconds),
         "Age of the latest round at scrape time, on the boot-time clock (unaffected by the wall clock); absent before the first";
-    kernel_synchronised: Optional<i64>, None,
-        "1 if a time daemon has marked the kernel clock synchronised (adjtimex), 0 if not; absent where unreadable";
-    kernel_max_error: Optional, Some(Unit::Seconds),
-        "The kernel's own maximum error estimate (adjtimex maxerror); absent where unreadable";
+    kernel_synchronised: Family<KernelLabels, Gauge>, None,
+        "1 if a time daemon has marked the kernel clock synchronised (adjtimex), 0 if not; boot_id names the kernel; absent where unreadable";
+    kernel_max_error: Family<KernelLabels, FloatGauge>, Some(Unit::Seconds),
+        "The kernel's own maximum error estimate (adjtimex maxerror), which grows by 500 ppm while unsynchronised up to 16 s; boot_id names the kernel; absent where unreadable";
     holdover: Gauge, None,
         "1 while the verdict is judged from the last good measurement with a bound growing at SKEWGUARD_MAX_DRIFT (no fresh one), 0 otherwise";
     holdover_age: Optional, Some(Unit::Seconds),
@@ -339,7 +366,14 @@ impl Metrics {
     /// first round instead of an absent series; the settings other than
     /// `max_skew_seconds` start at 0 until [`Metrics::configure`] sets them.
     pub(crate) fn new(sources: &[Source], max_skew_seconds: f64) -> Metrics {
-        let m = Metrics::registered();
+        Metrics::with_boot_id(sources, max_skew_seconds, boot_id())
+    }
+
+    /// [`Metrics::new`] for the kernel with boot ID `boot_id`.
+    fn with_boot_id(sources: &[Source], max_skew_seconds: f64, boot_id: String) -> Metrics {
+        let m = Metrics::registered(KernelLabels {
+            boot_id: LabelValue(boot_id),
+        });
         m.build_info
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION"),
@@ -409,8 +443,11 @@ impl Metrics {
         match report.kernel {
             Some(k) => {
                 self.kernel_synchronised
-                    .set(Some(i64::from(k.synchronised)));
-                self.kernel_max_error.set(Some(k.max_error_seconds));
+                    .get_or_create(&self.kernel)
+                    .set(i64::from(k.synchronised));
+                self.kernel_max_error
+                    .get_or_create(&self.kernel)
+                    .set(k.max_error_seconds);
             }
             None => {
                 self.kernel_synchronised.clear();
@@ -820,10 +857,10 @@ mod tests {
         for absent in [
             "skewguard_last_measurement_timestamp_seconds",
             "skewguard_last_measurement_age_seconds",
-            "skewguard_kernel_synchronised",
         ] {
             assert_eq!(value(&text, absent), None, "{absent} in {text}");
         }
+        assert!(!text.contains("skewguard_kernel_synchronised{"), "{text}");
         assert_eq!(value(&text, "skewguard_disabled").as_deref(), Some("0"));
     }
 
@@ -847,10 +884,24 @@ mod tests {
         }
     }
 
+    /// A boot ID as Linux writes it.
+    const BOOT: &str = "0f3c1b9e-5d2a-4c07-9a61-7e2b8d4f6a10";
+
+    #[test]
+    fn the_boot_id_is_this_kernels_uuid_or_nothing() {
+        let id = boot_id();
+        if std::path::Path::new(BOOT_ID_PATH).exists() {
+            assert_eq!(id.len(), 36, "{id:?}");
+            assert_eq!(id, boot_id(), "one kernel, one ID");
+        } else {
+            assert_eq!(id, "");
+        }
+    }
+
     #[test]
     fn a_round_sets_offsets_counts_kernel_state_and_drops_silent_sources() {
         let sources = Source::parse_list("ntp://a,ntp://b").unwrap();
-        let m = Metrics::new(&sources, 150.0);
+        let m = Metrics::with_boot_id(&sources, 150.0, BOOT.to_string());
         let good = Outcome::from_result(Ok(Sample::plain(1200.25, 0.001, 0.0005)));
         let report = Report::assess(
             &sources,
@@ -878,8 +929,14 @@ mod tests {
                 "1700000000.5",
             ),
             ("skewguard_last_measurement_age_seconds", "2.5"),
-            ("skewguard_kernel_synchronised", "0"),
-            ("skewguard_kernel_max_error_seconds", "16.0"),
+            (
+                &format!("skewguard_kernel_synchronised{{boot_id=\"{BOOT}\"}}"),
+                "0",
+            ),
+            (
+                &format!("skewguard_kernel_max_error_seconds{{boot_id=\"{BOOT}\"}}"),
+                "16.0",
+            ),
         ] {
             assert_eq!(value(&text, series).as_deref(), Some(want), "{series}");
         }
@@ -899,10 +956,14 @@ mod tests {
         );
         assert!(!text.contains("skewguard_source_offset_seconds{"), "{text}");
         assert_eq!(
-            value(&text, "skewguard_kernel_synchronised"),
+            value(
+                &text,
+                &format!("skewguard_kernel_synchronised{{boot_id=\"{BOOT}\"}}")
+            ),
             None,
             "{text}"
         );
+        assert!(!text.contains("skewguard_kernel_synchronised{"), "{text}");
         assert_eq!(
             value(&text, "skewguard_source_up{source=\"ntp://a\"}").as_deref(),
             Some("0")

@@ -145,9 +145,10 @@ fn every_alert_is_prefixed_timed_as_it_says_and_has_a_runbook() {
             "{}: docs/alerts.md has no section #{fragment}",
             r.name
         );
-        assert!(
-            !r.text.contains("$labels.node"),
-            "{}: `node` exists only with relabelling",
+        assert_eq!(
+            r.text.matches("$labels.node").count(),
+            r.text.matches("with $labels.node").count(),
+            "{}: `node` exists only with relabelling: use it only inside `{{{{ with $labels.node }}}}`",
             r.name
         );
     }
