@@ -316,7 +316,7 @@ metrics! {
     kernel_synchronised: Family<KernelLabels, Gauge>, None,
         "1 if a time daemon has marked the kernel clock synchronised (adjtimex), 0 if not; boot_id names the kernel; absent where unreadable";
     kernel_max_error: Family<KernelLabels, FloatGauge>, Some(Unit::Seconds),
-        "The kernel's own maximum error estimate (adjtimex maxerror), which grows by 500 ppm while unsynchronised up to 16 s; boot_id names the kernel; absent where unreadable";
+        "The kernel's own maximum error estimate (adjtimex maxerror), which grows by 500 ppm until a time daemon resets it and stops at 16 s; boot_id names the kernel; absent where unreadable";
     holdover: Gauge, None,
         "1 while the verdict is judged from the last good measurement with a bound growing at SKEWGUARD_MAX_DRIFT (no fresh one), 0 otherwise";
     holdover_age: Optional, Some(Unit::Seconds),

@@ -259,4 +259,25 @@ fn a_source_with_quotes_and_a_backslash_keeps_every_series_in_both_formats() {
         .filter_map(|s| s["metric"]["source"].as_str())
         .collect();
     assert_eq!(sources, [uri.as_str(), uri.as_str()], "{data}\n{stored:?}");
+    // Both targets read this machine's kernel: one boot_id, so the kernel
+    // alert's `max by (boot_id, node)` counts them once (where adjtimex and
+    // the boot ID are readable, as on any Linux).
+    let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let kernels = prometheus.api(&format!(
+        "query?query={}",
+        query_encoded("count by (boot_id) (skewguard_kernel_synchronised)")
+    ));
+    if !boot_id.trim().is_empty() && kernels["result"].as_array().is_some_and(|r| !r.is_empty()) {
+        assert_eq!(
+            kernels["result"][0]["metric"]["boot_id"],
+            boot_id.trim(),
+            "{kernels}"
+        );
+        assert_eq!(kernels["result"][0]["value"][1], "2", "{kernels}");
+        assert_eq!(
+            kernels["result"].as_array().map(Vec::len),
+            Some(1),
+            "{kernels}"
+        );
+    }
 }
