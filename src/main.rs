@@ -44,7 +44,7 @@ fn run() -> i32 {
     // SKEWGUARD_* one that is not UTF-8 is a configuration error.
     let mut env = Vec::new();
     for (name, value) in std::env::vars_os() {
-        let Some(name) = name.to_str().filter(|n| n.starts_with(config::PREFIX)) else {
+        let Some(name) = name.to_str().filter(|n| config::honoured(n)) else {
             continue;
         };
         match value.into_string() {

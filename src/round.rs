@@ -28,6 +28,7 @@ pub fn host_facts(clock: &dyn Clock) -> HostFacts {
         suspended_seconds: (boot - mono).max(0.0),
         now: clock.realtime() as f64 / 1e9,
         platform: Default::default(),
+        proxy: None,
     }
 }
 
@@ -159,6 +160,7 @@ impl<'a> Rounds<'a> {
             &judging(config),
             &HostFacts {
                 platform,
+                proxy: config.proxy.clone(),
                 ..host_facts(self.clock)
             },
         );
@@ -167,6 +169,7 @@ impl<'a> Rounds<'a> {
                 .iter()
                 .map(|&i| config.sources[i].to_string())
                 .collect();
+            entry.via = config.sources[group[0]].proxy().map(|p| p.to_string());
         }
         report
     }
@@ -185,8 +188,12 @@ pub async fn identities(
 ) -> (Vec<Vec<usize>>, Vec<Option<SourceError>>) {
     let lookups = sources.iter().map(|s| async move {
         // `http://` and `https://` on one address are different services;
-        // paths do not matter (one server has one clock).
+        // paths do not matter (one server has one clock). A source reached
+        // through a proxy stands alone: its name is the proxy's to resolve.
         let (proto, host, port) = (s.scheme(), s.host(), s.port());
+        if s.proxy().is_some() {
+            return Ok(Vec::new());
+        }
         match tokio::time::timeout(timeout, crate::proto::source::resolve(host, port)).await {
             Ok(Ok(addrs)) => Ok(addrs.into_iter().map(|a| (proto, a)).collect()),
             Ok(Err(e)) => Err(e),

@@ -31,6 +31,27 @@ use crate::proto::source::Source;
 /// Prefix of every variable.
 pub const PREFIX: &str = "SKEWGUARD_";
 
+/// Other tools' variables that skewguard honours as they do: OpenSSL's trust
+/// stores and curl's proxies (see `docs/configuration.md`, "Proxies and
+/// corporate CAs").
+pub const FOREIGN: &[&str] = &[
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "HTTP_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
+
+/// Whether the variable `name` is read: a `SKEWGUARD_*` one or one of [`FOREIGN`].
+pub fn honoured(name: &str) -> bool {
+    name.starts_with(PREFIX) || FOREIGN.contains(&name)
+}
+
 /// Output format of `check`, `wait` and `exec`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
@@ -91,6 +112,10 @@ pub struct Config {
     pub cache_max_age: Duration,
     /// The guard is bypassed.
     pub disabled: bool,
+    /// The HTTP proxy the environment names (`HTTPS_PROXY`, else `ALL_PROXY`,
+    /// else `HTTP_PROXY`), without credentials: named in hints. Which source
+    /// goes through which proxy is in the sources themselves.
+    pub proxy: Option<String>,
 }
 
 /// A setting that could not be accepted.
@@ -167,6 +192,7 @@ impl Draft {
                 cache_file: None,
                 cache_max_age: Duration::ZERO,
                 disabled: false,
+                proxy: None,
             },
             max_skew: None,
             warn_skew: None,
@@ -291,7 +317,25 @@ impl Config {
             };
             (setting.parse)(&mut draft, value).map_err(|why| err(setting.name, value, why))?;
         }
-        draft.settle(given)
+        let mut config = draft.settle(given)?;
+        let foreign = |name: &str| vars.get(name).map(String::as_str).filter(|v| !v.is_empty());
+        config.query.ssl_cert_file = foreign("SSL_CERT_FILE").map(PathBuf::from);
+        config.query.ssl_cert_dir = foreign("SSL_CERT_DIR").map(str::to_string);
+        let proxies =
+            crate::proto::proxy::Proxies::from_vars(foreign).map_err(|(name, value, why)| {
+                ConfigError {
+                    name,
+                    value,
+                    expected: why,
+                }
+            })?;
+        for source in &mut config.sources {
+            if let Source::Http(target) = source {
+                target.proxy = proxies.route(target);
+            }
+        }
+        config.proxy = proxies.shown().map(str::to_string);
+        Ok(config)
     }
 }
 
@@ -322,10 +366,7 @@ pub fn gather(
     env: impl IntoIterator<Item = (String, String)>,
     overrides: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let mut vars: BTreeMap<String, String> = env
-        .into_iter()
-        .filter(|(k, _)| k.starts_with(PREFIX))
-        .collect();
+    let mut vars: BTreeMap<String, String> = env.into_iter().filter(|(k, _)| honoured(k)).collect();
     for (k, v) in overrides {
         vars.insert(format!("{PREFIX}{k}"), v.clone());
     }
@@ -362,6 +403,47 @@ mod tests {
             crate::round::judging(&c),
             crate::core::report::Judging::default()
         );
+    }
+
+    #[test]
+    fn proxies_and_openssl_stores_come_from_their_own_variables() {
+        let vars = [
+            (
+                "SKEWGUARD_SOURCES",
+                "https://a.example/,http://b.example/,https://c.corp/,ntp://d",
+            ),
+            ("HTTPS_PROXY", "http://u:pw@proxy:3128"),
+            ("NO_PROXY", ".corp"),
+            ("SSL_CERT_FILE", "/etc/ssl/corp.pem"),
+            ("SSL_CERT_DIR", ""),
+        ];
+        let c =
+            Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+        let via: Vec<Option<String>> = c
+            .sources
+            .iter()
+            .map(|s| s.proxy().map(|p| p.to_string()))
+            .collect();
+        assert_eq!(
+            via,
+            [Some("http://proxy:3128".to_string()), None, None, None]
+        );
+        assert_eq!(
+            c.sources[0].label(),
+            "https://a.example/ via http://proxy:3128"
+        );
+        assert_eq!(c.proxy.as_deref(), Some("http://proxy:3128"));
+        assert!(!format!("{c:?}").contains("pw"), "credentials in Debug");
+        assert_eq!(
+            c.query.ssl_cert_file,
+            Some(PathBuf::from("/etc/ssl/corp.pem"))
+        );
+        assert_eq!(c.query.ssl_cert_dir, None, "empty is unset");
+        let bad =
+            Config::from_vars([("ALL_PROXY".to_string(), "http://u:pw@".to_string())]).unwrap_err();
+        assert_eq!(bad.name, "ALL_PROXY");
+        assert!(!bad.to_string().contains("pw"), "{bad}");
+        assert!(honoured("no_proxy") && honoured("SKEWGUARD_X") && !honoured("PATH"));
     }
 
     #[test]

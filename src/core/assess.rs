@@ -28,12 +28,15 @@ impl Report {
         let mut certificate_gap = None;
         let mut unverified: Vec<usize> = Vec::new();
         let mut reached_unusable = false;
+        let mut unknown_issuer = false;
         for (i, (source, outcome)) in sources.iter().zip(outcomes).enumerate() {
             let mut entry = SourceReport {
                 source: source.to_string(),
                 status: SourceStatus::Error,
                 authenticated: false,
                 trust: String::new(),
+                verified_by: None,
+                via: None,
                 offset_seconds: None,
                 uncertainty_seconds: None,
                 rtt_seconds: None,
@@ -48,6 +51,7 @@ impl Report {
                     entry.status = SourceStatus::Falseticker;
                     entry.authenticated = s.authenticated();
                     entry.trust = s.trust.name().to_string();
+                    entry.verified_by = s.verified_by.map(|v| v.code().to_string());
                     entry.offset_seconds = Some(s.offset);
                     entry.uncertainty_seconds = Some(s.uncertainty);
                     entry.rtt_seconds = Some(s.rtt);
@@ -69,7 +73,10 @@ impl Report {
                             at_least,
                             local_behind,
                         } => certificate_gap = Some((*at_least, *local_behind)),
-                        SourceError::Verification(_) => unverified.push(i),
+                        SourceError::Verification(m) => {
+                            unknown_issuer |= m.contains("(UnknownIssuer)");
+                            unverified.push(i)
+                        }
                         _ => {}
                     }
                     reached_unusable |= e.reached_server();
@@ -237,6 +244,8 @@ impl Report {
                 || contradicted,
             no_answer: matches!(selection, Selection::NoSources) && !contradicted,
             reached_unusable,
+            proxy: host.proxy.clone(),
+            unknown_issuer,
         };
         let hint = hint::hint(&evidence);
         Report {

@@ -35,6 +35,12 @@ pub struct Evidence {
     pub faketime: Option<String>,
     /// AWS's word on the host clock.
     pub aws: Vec<AwsClock>,
+    /// The HTTP proxy the environment names (`HTTPS_PROXY`, …), without
+    /// credentials: where egress goes through one, UDP references cannot.
+    pub proxy: Option<String>,
+    /// Some `https://` source's certificate came from an issuer no trust
+    /// store here knows (UnknownIssuer).
+    pub unknown_issuer: bool,
 }
 
 impl Default for Evidence {
@@ -52,6 +58,8 @@ impl Default for Evidence {
             platform: Platform::LINUX,
             faketime: None,
             aws: Vec::new(),
+            proxy: None,
+            unknown_issuer: false,
         }
     }
 }
@@ -195,15 +203,20 @@ fn unknown_hint(e: &Evidence) -> Option<Hint> {
     if e.no_answer {
         // A server that answered with an expired certificate or a broken
         // reply is not a network problem of this container.
-        let fix = if e.reached_unusable {
-            "fix what the source lines name on the server's side (its certificate, TLS or HTTP set-up, its NTP service), or set SKEWGUARD_SOURCES to references that answer usably"
+        let fix = if e.unknown_issuer {
+            "the client lacks the CA: add it to SKEWGUARD_CA_FILE, or set SSL_CERT_FILE or SSL_CERT_DIR to the store that has it (a corporate CA, or one a TLS-inspecting proxy signs with), or pin a self-signed server certificate by putting it in SKEWGUARD_CA_FILE; only if the CA is meant to be public, fix the server's chain".into()
+        } else if e.reached_unusable {
+            "fix what the source lines name on the server's side (its certificate, TLS or HTTP set-up, its NTP service), or set SKEWGUARD_SOURCES to references that answer usably".into()
+        } else if let Some(proxy) = &e.proxy {
+            // Egress through an HTTP proxy: only https:// (and http://) can follow it.
+            format!("this environment sends HTTP through the proxy {proxy}: NTP, NTS and Roughtime cannot cross an HTTP proxy, https:// sources can (through a CONNECT tunnel, TLS end to end); set SKEWGUARD_SOURCES to https:// servers the proxy lets through, and if an https:// line names a refusal (403, 407), fix that with the proxy's operator or in the proxy URL")
         } else {
-            "check that this container may reach them (UDP 123 for ntp:// and nts://, TCP 443 for https://, TCP 4460 for the NTS key exchange) or set SKEWGUARD_SOURCES to references it can reach"
+            "check that this container may reach them (UDP 123 for ntp:// and nts://, TCP 443 for https://, TCP 4460 for the NTS key exchange; where only an HTTP proxy reaches out, set HTTPS_PROXY and use https:// sources) or set SKEWGUARD_SOURCES to references it can reach".into()
         };
         return Some(Hint {
             cause: Cause::NoAnswer,
             text: "no source gave a usable answer (each source line says why)".into(),
-            fix: fix.into(),
+            fix,
         });
     }
     None
@@ -517,6 +530,30 @@ mod tests {
                 },
                 Cause::NoAnswer,
                 "on the server's side",
+            ),
+            // Only an HTTP proxy reaches out: UDP references cannot follow it.
+            (
+                Evidence {
+                    verdict: Some(Verdict::Unknown),
+                    no_answer: true,
+                    proxy: Some("http://proxy:3128".into()),
+                    ..Evidence::default()
+                },
+                Cause::NoAnswer,
+                "the proxy http://proxy:3128: NTP, NTS and Roughtime cannot cross an HTTP proxy, https:// sources can",
+            ),
+            // A private CA this client lacks: the client's settings first.
+            (
+                Evidence {
+                    verdict: Some(Verdict::Unknown),
+                    no_answer: true,
+                    reached_unusable: true,
+                    unknown_issuer: true,
+                    proxy: Some("http://proxy:3128".into()),
+                    ..Evidence::default()
+                },
+                Cause::NoAnswer,
+                "the client lacks the CA: add it to SKEWGUARD_CA_FILE, or set SSL_CERT_FILE",
             ),
         ];
         for (e, cause, want) in cases {

@@ -86,6 +86,14 @@ pub struct SourceReport {
     /// `clock-independent` (absent without a measurement).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub trust: String,
+    /// The trust store that vouched for an `https://` source's certificate
+    /// (`built-in`, `ca-file`, `pinned`, `ssl-cert-file`, `ssl-cert-dir`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_by: Option<String>,
+    /// The HTTP proxy the source was reached through (`http://proxy:3128`,
+    /// never with credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
     /// Offset measured, seconds.
     pub offset_seconds: Option<f64>,
     /// Error bound, seconds.
@@ -175,6 +183,8 @@ pub struct HostFacts {
     pub now: f64,
     /// Where this runs, and AWS's word on the clock.
     pub platform: Observation,
+    /// The HTTP proxy the environment names (no credentials), if any.
+    pub proxy: Option<String>,
 }
 
 /// Most error text kept per source, so a report fits Docker's 4 KiB health log.
@@ -229,12 +239,25 @@ impl Report {
 }
 
 impl SourceReport {
-    /// The source with its other names: `ntp://127.0.0.1:123 (= ntp://localhost)`.
+    /// The source with its other names and its proxy:
+    /// `https://a/ (= https://b/) via http://proxy:3128`.
     pub fn shown(&self) -> String {
-        if self.aliases.is_empty() {
-            self.source.clone()
-        } else {
-            format!("{} (= {})", self.source, self.aliases.join(", "))
+        let mut shown = self.source.clone();
+        if !self.aliases.is_empty() {
+            shown = format!("{shown} (= {})", self.aliases.join(", "));
+        }
+        if let Some(via) = &self.via {
+            shown = format!("{shown} via {via}");
+        }
+        shown
+    }
+
+    /// `name` (the source or one of its aliases) as a metric label: with the
+    /// proxy it goes through, as in [`crate::proto::Source::label`].
+    pub fn label(&self, name: &str) -> String {
+        match &self.via {
+            Some(via) => format!("{name} via {via}"),
+            None => name.to_string(),
         }
     }
 }

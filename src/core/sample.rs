@@ -25,6 +25,62 @@ pub struct Sample {
     /// cannot prove (HTTP `Date`: a live, truncated server clock); reported
     /// beside the honest interval, never voted with.
     pub estimate: Option<Estimate>,
+    /// Which trust store verified the certificate of an `https://` source.
+    pub verified_by: Option<TrustStore>,
+}
+
+/// Where the certificate that authenticated a TLS source was trusted from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrustStore {
+    /// The server presented a certificate of `SKEWGUARD_CA_FILE` itself
+    /// (pinned, byte for byte).
+    Pinned,
+    /// A root of `SKEWGUARD_CA_FILE`.
+    CaFile,
+    /// The compiled-in webpki roots (Mozilla's list).
+    BuiltIn,
+    /// A root of the PEM bundle `SSL_CERT_FILE` names.
+    SslCertFile,
+    /// A root in the hashed directory `SSL_CERT_DIR` names.
+    SslCertDir,
+}
+
+impl TrustStore {
+    /// Every store, in the order a chain is attributed to them.
+    pub const ALL: [TrustStore; 5] = [
+        TrustStore::Pinned,
+        TrustStore::CaFile,
+        TrustStore::BuiltIn,
+        TrustStore::SslCertFile,
+        TrustStore::SslCertDir,
+    ];
+
+    /// The store of a code.
+    pub fn from_code(code: &str) -> Option<TrustStore> {
+        TrustStore::ALL.into_iter().find(|s| s.code() == code)
+    }
+
+    /// The stable code (`"verified_by"` in JSON).
+    pub fn code(self) -> &'static str {
+        match self {
+            TrustStore::Pinned => "pinned",
+            TrustStore::CaFile => "ca-file",
+            TrustStore::BuiltIn => "built-in",
+            TrustStore::SslCertFile => "ssl-cert-file",
+            TrustStore::SslCertDir => "ssl-cert-dir",
+        }
+    }
+
+    /// In words, for the source line.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrustStore::Pinned => "pinned in SKEWGUARD_CA_FILE",
+            TrustStore::CaFile => "SKEWGUARD_CA_FILE",
+            TrustStore::BuiltIn => "built-in roots",
+            TrustStore::SslCertFile => "SSL_CERT_FILE",
+            TrustStore::SslCertDir => "SSL_CERT_DIR",
+        }
+    }
 }
 
 /// The ladder of trust a measurement stands on, lowest first. Selection lets
@@ -118,6 +174,7 @@ impl Sample {
             trust: Trust::Unauthenticated,
             exemption: None,
             estimate: None,
+            verified_by: None,
         }
     }
 
@@ -239,8 +296,16 @@ pub struct QuerySettings {
     pub sample_interval: Duration,
     /// Time the HTTP `Date` refinement may spend after the first answer.
     pub http_budget: Duration,
-    /// Extra PEM root certificates trusted for `https://` sources (besides the built-in webpki roots).
+    /// Extra PEM root certificates trusted for `https://` sources (besides the
+    /// built-in webpki roots); a certificate in it that a server presents as
+    /// its own is pinned for that server.
     pub ca_file: Option<std::path::PathBuf>,
+    /// OpenSSL's `SSL_CERT_FILE`: a PEM bundle of further roots (a host's or
+    /// a corporate CA store).
+    pub ssl_cert_file: Option<std::path::PathBuf>,
+    /// OpenSSL's `SSL_CERT_DIR`: directories (`:`-separated) of roots under
+    /// hashed names (`HASH.0`, as `openssl rehash` makes them).
+    pub ssl_cert_dir: Option<String>,
     /// A measurement whose error bound is wider than this is an error, not a vote.
     pub max_source_error: Duration,
 }
@@ -253,6 +318,8 @@ impl Default for QuerySettings {
             sample_interval: Duration::from_secs(2),
             http_budget: Duration::from_secs(2),
             ca_file: None,
+            ssl_cert_file: None,
+            ssl_cert_dir: None,
             max_source_error: Duration::from_secs(3),
         }
     }

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use crate::core::duration::{human_duration, signed_seconds};
 use crate::core::platform::Platform;
 use crate::core::report::{truncate, Report, SourceStatus};
+use crate::core::sample::TrustStore;
 
 impl Report {
     /// The text rendering: headline, one line per source, kernel state, hint.
@@ -34,10 +35,13 @@ impl Report {
                     signed_seconds(s.offset_seconds.unwrap_or(f64::NAN)),
                     human_duration(s.uncertainty_seconds.unwrap_or(f64::NAN)),
                     human_duration(s.rtt_seconds.unwrap_or(f64::NAN)),
-                    if s.authenticated {
-                        "authenticated"
-                    } else {
-                        "unauthenticated"
+                    match (s.authenticated, s.verified_by.as_deref()) {
+                        (true, Some(code)) => format!(
+                            "authenticated ({})",
+                            TrustStore::from_code(code).map_or(code, |t| t.name())
+                        ),
+                        (true, None) => "authenticated".into(),
+                        (false, _) => "unauthenticated".into(),
                     },
                 ),
             };

@@ -8,6 +8,7 @@
 pub mod http_date;
 pub mod ntp;
 pub mod nts;
+pub mod proxy;
 pub mod source;
 pub(crate) mod tls;
 

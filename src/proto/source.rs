@@ -5,6 +5,7 @@
 use std::fmt;
 
 use crate::core::sample::SourceError;
+use crate::proto::proxy::Proxy;
 
 /// A configured time reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -38,6 +39,9 @@ pub struct HttpTarget {
     pub port: u16,
     /// Request path, starting with `/`.
     pub path: String,
+    /// The HTTP proxy it is reached through (from the environment, see
+    /// [`crate::proto::proxy`]); `None`: directly.
+    pub proxy: Option<Proxy>,
 }
 
 /// One URI scheme: how a source of it is written and what it can vouch for.
@@ -86,6 +90,7 @@ pub const SCHEMES: &[Scheme] = &[
                 host,
                 port,
                 path,
+                proxy: None,
             })
         },
     },
@@ -101,6 +106,7 @@ pub const SCHEMES: &[Scheme] = &[
                 host,
                 port,
                 path,
+                proxy: None,
             })
         },
     },
@@ -157,6 +163,23 @@ impl Source {
     /// The port it is reached at.
     pub fn port(&self) -> u16 {
         self.parts().2
+    }
+
+    /// The HTTP proxy this source is reached through, if any.
+    pub fn proxy(&self) -> Option<&Proxy> {
+        match self {
+            Source::Http(t) => t.proxy.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The source as a metric label: its URI, and ` via PROXY` when it goes
+    /// through one (as the source line says it).
+    pub fn label(&self) -> String {
+        match self.proxy() {
+            Some(p) => format!("{self} via {p}"),
+            None => self.to_string(),
+        }
     }
 
     /// Whether a measurement of this source can be authenticated

@@ -30,7 +30,7 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
-use crate::core::sample::SourceError;
+use crate::core::sample::{QuerySettings, SourceError, TrustStore};
 use crate::os::clock::{UnixNanos, NANOS_PER_SEC};
 
 /// Where the verifier leaves the date exemption of the latest handshake.
@@ -74,16 +74,147 @@ pub fn take_exemption(slot: &ExemptionSlot) -> Option<DateExemption> {
     slot.lock().ok().and_then(|mut g| g.take())
 }
 
-/// The trusted roots: the compiled-in webpki roots plus every certificate in
-/// `ca_file` (PEM).
-pub fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore, SourceError> {
-    let mut roots = RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    if let Some(path) = ca_file {
-        add_pem_roots(&mut roots, path)?;
+/// What a TLS client trusts: the compiled-in webpki roots, and those of the
+/// settings and OpenSSL's variables, each store kept apart so a verified
+/// chain can be traced to the store that vouched for it.
+pub struct Trust {
+    /// Every root of every store: what chains are verified against.
+    all: RootCertStore,
+    /// The stores one by one, in the order a chain is attributed to them.
+    stores: Vec<(TrustStore, RootCertStore)>,
+    /// The certificates of `SKEWGUARD_CA_FILE`, DER: a server presenting one
+    /// of them as its own is pinned to it.
+    pins: Vec<CertificateDer<'static>>,
+}
+
+/// Largest `SSL_CERT_FILE` read (Debian's whole bundle is about 220 KiB).
+const MAX_BUNDLE: u64 = 4 * 1024 * 1024;
+
+/// Largest certificate file of `SSL_CERT_DIR` read.
+const MAX_DIR_ENTRY: u64 = 256 * 1024;
+
+impl Trust {
+    /// Reads the stores `settings` name: `ca_file` (every certificate must be
+    /// usable, as when the setting was checked), `SSL_CERT_FILE` and
+    /// `SSL_CERT_DIR` (certificates webpki cannot use are skipped, as a system
+    /// bundle may hold some; a store with none at all is an error naming it).
+    pub fn load(settings: &QuerySettings) -> Result<Trust, SourceError> {
+        let mut trust = Trust {
+            all: RootCertStore::empty(),
+            stores: Vec::new(),
+            pins: Vec::new(),
+        };
+        if let Some(path) = settings.ca_file.as_deref() {
+            let mut roots = RootCertStore::empty();
+            trust.pins = add_pem_roots(&mut roots, path)?;
+            trust.stores.push((TrustStore::CaFile, roots));
+        }
+        trust.stores.push((
+            TrustStore::BuiltIn,
+            RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            },
+        ));
+        if let Some(path) = settings.ssl_cert_file.as_deref() {
+            let pem = read_foreign(path, MAX_BUNDLE).map_err(|why| {
+                SourceError::Tls(format!("SSL_CERT_FILE={}: {why}", path.display()))
+            })?;
+            let roots = parsable_roots(&[pem]);
+            if roots.is_empty() {
+                return Err(SourceError::Tls(format!(
+                    "SSL_CERT_FILE={} holds no usable PEM certificate",
+                    path.display()
+                )));
+            }
+            trust.stores.push((TrustStore::SslCertFile, roots));
+        }
+        if let Some(dirs) = settings.ssl_cert_dir.as_deref() {
+            let roots = parsable_roots(&hashed_files(dirs));
+            if roots.is_empty() {
+                return Err(SourceError::Tls(format!(
+                    "SSL_CERT_DIR={dirs} holds no usable certificate under a hashed name (HASH.0, as `openssl rehash DIR` makes them)"
+                )));
+            }
+            trust.stores.push((TrustStore::SslCertDir, roots));
+        }
+        for (_, roots) in &trust.stores {
+            trust.all.roots.extend(roots.roots.iter().cloned());
+        }
+        Ok(trust)
     }
-    Ok(roots)
+}
+
+/// The contents of the files of `dirs` (OpenSSL's `SSL_CERT_DIR`, directories
+/// separated by `:`) whose names are hashed as OpenSSL looks them up:
+/// eight hex digits, a dot and a number (`5ed36f99.0`). Such names are
+/// usually links (`openssl rehash`), which are followed; what they lead to
+/// must be a regular file.
+fn hashed_files(dirs: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for dir in dirs.split(':').filter(|d| !d.is_empty()) {
+        // As OpenSSL: a directory of the list that is not there is passed over.
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::debug!(dir, error = %e, "SSL_CERT_DIR directory skipped");
+                continue;
+            }
+        };
+        let mut names: Vec<_> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(is_hashed_name)
+            })
+            .collect();
+        names.sort();
+        for path in names {
+            match read_foreign(&path, MAX_DIR_ENTRY) {
+                Ok(bytes) => out.push(bytes),
+                Err(why) => {
+                    tracing::debug!(path = %path.display(), %why, "SSL_CERT_DIR entry skipped")
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `HASH.N` as `openssl rehash` names certificates (not `HASH.rN`, a CRL).
+fn is_hashed_name(name: &str) -> bool {
+    let Some((hash, n)) = name.split_once('.') else {
+        return false;
+    };
+    hash.len() == 8
+        && hash.bytes().all(|b| b.is_ascii_hexdigit())
+        && !n.is_empty()
+        && n.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A file another party placed, read the hardened way after following its
+/// links (system stores are mostly links): a regular file, at most `limit` bytes.
+fn read_foreign(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    let real = std::fs::canonicalize(path).map_err(|e| format!("cannot open it: {e}"))?;
+    match crate::os::file::read_regular(&real, limit + 1) {
+        Ok(Some(bytes)) if bytes.len() as u64 > limit => {
+            Err(format!("it is larger than {} KiB", limit / 1024))
+        }
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err("there is no file".into()),
+        Err(why) => Err(why.to_string()),
+    }
+}
+
+/// Every certificate of the PEM texts that webpki can use as a root.
+fn parsable_roots(pems: &[Vec<u8>]) -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    let certs = pems
+        .iter()
+        .flat_map(|pem| CertificateDer::pem_slice_iter(pem).filter_map(Result::ok));
+    roots.add_parsable_certificates(certs);
+    roots
 }
 
 /// The crypto provider of every TLS client here (`https://` sources and the
@@ -204,39 +335,66 @@ impl KeyProvider for NoClientKeys {
     }
 }
 
+/// Where the verifier of a handshake leaves the store that vouched for the
+/// server's certificate.
+pub type StoreSlot = Arc<Mutex<Option<TrustStore>>>;
+
 /// A verifier that checks at `now` and finishes date-exempted handshakes,
 /// leaving their [`DateExemption`] in the returned slot.
 pub fn verifier(
-    ca_file: Option<&Path>,
+    settings: &QuerySettings,
     now: UnixNanos,
     provider: Arc<CryptoProvider>,
 ) -> Result<(Arc<dyn ServerCertVerifier>, ExemptionSlot), SourceError> {
-    let roots = root_store(ca_file)?;
-    let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-        .build()
-        .map_err(|e| SourceError::Tls(format!("cannot build the certificate verifier: {e}")))?;
+    verifier_tracing(settings, now, provider).map(|(v, slot, _)| (v, slot))
+}
+
+/// [`verifier`], and the slot where it leaves the store that vouched for the
+/// certificate of a handshake it passed.
+pub fn verifier_tracing(
+    settings: &QuerySettings,
+    now: UnixNanos,
+    provider: Arc<CryptoProvider>,
+) -> Result<(Arc<dyn ServerCertVerifier>, ExemptionSlot, StoreSlot), SourceError> {
+    let trust = Trust::load(settings)?;
+    let build = |roots: RootCertStore| {
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| SourceError::Tls(format!("cannot build the certificate verifier: {e}")))
+    };
+    let inner = build(trust.all)?;
+    let stores = trust
+        .stores
+        .into_iter()
+        .map(|(store, roots)| Ok((store, build(roots)?)))
+        .collect::<Result<Vec<_>, SourceError>>()?;
     let slot = ExemptionSlot::default();
+    let store = StoreSlot::default();
     let verifier = Arc::new(ValidityAwareVerifier {
         inner,
         now: unix_time(now),
         exemption: slot.clone(),
+        stores,
+        pins: trust.pins,
+        verified_by: store.clone(),
     });
-    Ok((verifier, slot))
+    Ok((verifier, slot, store))
 }
 
 /// Builds the client configuration for one measurement whose realtime anchor
-/// is `now`, and the slot where a date-exempted handshake leaves its
-/// exemption: a caller must look there after the handshake, since such a
-/// handshake succeeds although the certificate is outside its validity.
+/// is `now`, the slot where a date-exempted handshake leaves its
+/// exemption (a caller must look there after the handshake, since such a
+/// handshake succeeds although the certificate is outside its validity),
+/// and the slot that names the store that vouched for the certificate.
 ///
-/// Trusts the compiled-in webpki roots plus every certificate in `ca_file`
-/// (PEM). Offers only HTTP/1.1 by ALPN, the one protocol the source speaks.
+/// Trusts the stores [`Trust::load`] reads. Offers only HTTP/1.1 by ALPN,
+/// the one protocol the source speaks.
 pub fn client_config(
-    ca_file: Option<&Path>,
+    settings: &QuerySettings,
     now: UnixNanos,
-) -> Result<(ClientConfig, ExemptionSlot), SourceError> {
+) -> Result<(ClientConfig, ExemptionSlot, StoreSlot), SourceError> {
     let provider = provider();
-    let (verifier, slot) = verifier(ca_file, now, provider.clone())?;
+    let (verifier, slot, store) = verifier_tracing(settings, now, provider.clone())?;
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| SourceError::Tls(format!("no usable protocol version: {e}")))?
@@ -244,31 +402,36 @@ pub fn client_config(
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok((config, slot))
+    Ok((config, slot, store))
 }
 
-fn add_pem_roots(roots: &mut RootCertStore, path: &Path) -> Result<(), SourceError> {
+/// Adds every certificate of the PEM file `path` to `roots`, and returns them
+/// (the pins).
+fn add_pem_roots(
+    roots: &mut RootCertStore,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, SourceError> {
     let shown = path.display();
     // Read once, small file: a blocking read here costs less than a thread hop.
     let pem = std::fs::read(path)
         .map_err(|e| SourceError::Tls(format!("cannot read CA file {shown}: {e}")))?;
-    let mut added = 0;
+    let mut added = Vec::new();
     for cert in CertificateDer::pem_slice_iter(&pem) {
         let cert =
             cert.map_err(|e| SourceError::Tls(format!("CA file {shown} is not valid PEM: {e}")))?;
+        added.push(cert.clone());
         roots.add(cert).map_err(|e| {
             SourceError::Tls(format!(
                 "CA file {shown} holds an unusable certificate: {e}"
             ))
         })?;
-        added += 1;
     }
-    if added == 0 {
+    if added.is_empty() {
         return Err(SourceError::Tls(format!(
             "CA file {shown} holds no PEM certificate"
         )));
     }
-    Ok(())
+    Ok(added)
 }
 
 /// Unix time for the certificate check; a local clock before 1970 checks as 1970,
@@ -281,11 +444,65 @@ fn unix_time(now: UnixNanos) -> UnixTime {
 /// Checks the server certificate with webpki at the measurement's anchor time,
 /// and double-checks validity-period failures at the edge of the period: a
 /// certificate sound there passes, with its exemption left in the slot.
+///
+/// A certificate of `SKEWGUARD_CA_FILE` that the server presents as its own
+/// is pinned: it passes on its identity and the host name alone, whatever its
+/// basic constraints and validity dates (see [`ValidityAwareVerifier::pinned`]).
 #[derive(Debug)]
 struct ValidityAwareVerifier {
     inner: Arc<WebPkiServerVerifier>,
     now: UnixTime,
     exemption: ExemptionSlot,
+    /// One verifier per store, to say which one vouched for a chain.
+    stores: Vec<(TrustStore, Arc<WebPkiServerVerifier>)>,
+    pins: Vec<CertificateDer<'static>>,
+    verified_by: StoreSlot,
+}
+
+impl ValidityAwareVerifier {
+    /// A pinned certificate: the server showed, byte for byte, a certificate
+    /// the operator named, and the handshake proves it holds its key. The
+    /// host name is still checked (as curl does with `--cacert`), so a pin
+    /// cannot pass for another name by mistake; the validity dates are not
+    /// (as DANE-EE, RFC 7671 §5.1): the pin is the trust, and a clock being
+    /// measured must not be able to refuse its own reference.
+    fn pinned(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        server_name: &ServerName<'_>,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|e| {
+            rustls::Error::General(format!("pinned certificate does not parse: {e}"))
+        })?;
+        cert.verify_is_valid_for_subject_name(server_name)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::NotValidForName))?;
+        self.vouched(TrustStore::Pinned);
+        Ok(ServerCertVerified::assertion())
+    }
+
+    /// Names the first store that vouches for the chain at `at` (the chain
+    /// verified against all of them together).
+    fn attribute(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        at: UnixTime,
+    ) {
+        let by = self.stores.iter().find(|(_, v)| {
+            v.verify_server_cert(end_entity, intermediates, server_name, &[], at)
+                .is_ok()
+        });
+        if let Some((store, _)) = by {
+            self.vouched(*store);
+        }
+    }
+
+    fn vouched(&self, store: TrustStore) {
+        if let Ok(mut slot) = self.verified_by.lock() {
+            *slot = Some(store);
+        }
+    }
 }
 
 impl ServerCertVerifier for ValidityAwareVerifier {
@@ -297,6 +514,9 @@ impl ServerCertVerifier for ValidityAwareVerifier {
         ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if self.pins.iter().any(|p| p.as_ref() == end_entity.as_ref()) {
+            return self.pinned(end_entity, server_name);
+        }
         let check = |at| {
             self.inner
                 .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, at)
@@ -312,6 +532,10 @@ impl ServerCertVerifier for ValidityAwareVerifier {
                 not_before,
                 time,
             })) => (*not_before, gap(*not_before, *time), true),
+            Ok(_) => {
+                self.attribute(end_entity, intermediates, server_name, self.now);
+                return first;
+            }
             _ => return first,
         };
         match check(edge) {
@@ -333,6 +557,7 @@ impl ServerCertVerifier for ValidityAwareVerifier {
                     Ok(mut slot) => *slot = Some(exemption),
                     Err(_) => return first,
                 }
+                self.attribute(end_entity, intermediates, server_name, edge);
                 Ok(verified)
             }
             Err(rustls::Error::InvalidCertificate(
@@ -419,7 +644,7 @@ pub fn certificate_error(c: &CertificateError) -> SourceError {
     const MITM: &str = "a man-in-the-middle (or DNS pointing elsewhere)";
     let text = match c {
         CertificateError::UnknownIssuer => format!(
-            "the server's certificate is not signed by a trusted authority (UnknownIssuer): {MITM}, or a private CA missing from SKEWGUARD_CA_FILE"
+            "the server's certificate is not signed by a trusted authority (UnknownIssuer): a private or corporate CA this client lacks (add it to SKEWGUARD_CA_FILE, or set SSL_CERT_FILE/SSL_CERT_DIR to the store that has it; a self-signed server certificate can be pinned in SKEWGUARD_CA_FILE), or {MITM}"
         ),
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
             let presented = match c {
@@ -437,7 +662,7 @@ pub fn certificate_error(c: &CertificateError) -> SourceError {
         ),
         CertificateError::Revoked => "the server's certificate is revoked (Revoked)".to_string(),
         CertificateError::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => {
-            "the server presents a CA certificate as its own (CaUsedAsEndEntity): it needs a leaf (CA:FALSE) signed by a CA, and SKEWGUARD_CA_FILE the CA".to_string()
+            "the server presents a CA certificate as its own (CaUsedAsEndEntity): put that very certificate in SKEWGUARD_CA_FILE to pin it, or give the server a leaf (CA:FALSE) signed by a CA in SKEWGUARD_CA_FILE".to_string()
         }
         other => format!("the server's certificate does not verify ({other:?}): {MITM}, or it is misconfigured"),
     };
@@ -510,19 +735,143 @@ mod tests {
         }
     }
 
+    fn ca_file(path: &Path) -> QuerySettings {
+        QuerySettings {
+            ca_file: Some(path.to_path_buf()),
+            ..QuerySettings::default()
+        }
+    }
+
     #[test]
     fn unreadable_or_empty_ca_files_are_named() {
-        let missing = client_config(Some(Path::new("/nonexistent/ca.pem")), 0).unwrap_err();
+        let missing = client_config(&ca_file(Path::new("/nonexistent/ca.pem")), 0).unwrap_err();
         assert!(
             missing.to_string().contains("/nonexistent/ca.pem"),
             "{missing}"
         );
         let dir = std::env::temp_dir().join(format!("skewguard-empty-ca-{}", std::process::id()));
         std::fs::write(&dir, "not a certificate\n").unwrap();
-        let empty = client_config(Some(&dir), 0).unwrap_err();
+        let empty = client_config(&ca_file(&dir), 0).unwrap_err();
         let _ = std::fs::remove_file(&dir);
         assert!(empty.to_string().contains("no PEM certificate"), "{empty}");
-        assert!(client_config(None, 1_700_000_000 * NANOS_PER_SEC).is_ok());
+        assert!(client_config(&QuerySettings::default(), 1_700_000_000 * NANOS_PER_SEC).is_ok());
+    }
+
+    /// A self-signed `localhost` certificate with `CA:TRUE`, as `openssl req
+    /// -x509` makes them, or a CA and a leaf it signed: (certificate PEM, DER).
+    fn self_signed() -> (String, CertificateDer<'static>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), cert.der().clone())
+    }
+
+    fn scratch(label: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "skewguard-tls-{label}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn check(
+        settings: &QuerySettings,
+        ee: &CertificateDer<'_>,
+        name: &str,
+    ) -> (
+        Result<ServerCertVerified, rustls::Error>,
+        Option<TrustStore>,
+    ) {
+        let now = 1_800_000_000 * NANOS_PER_SEC;
+        let (v, _, store) = verifier_tracing(settings, now, provider()).unwrap();
+        let name = ServerName::try_from(name.to_string()).unwrap();
+        let at = unix_time(now);
+        let result = v.verify_server_cert(ee, &[], &name, &[], at);
+        let store = *store.lock().unwrap();
+        (result, store)
+    }
+
+    #[test]
+    fn a_pinned_certificate_verifies_for_its_name_only_and_no_other_self_signed_one() {
+        let dir = scratch("pin");
+        let (pem, der) = self_signed();
+        let (_, other) = self_signed();
+        std::fs::write(dir.join("pin.pem"), pem).unwrap();
+        let settings = ca_file(&dir.join("pin.pem"));
+        let (ok, by) = check(&settings, &der, "localhost");
+        assert!(ok.is_ok(), "{ok:?}");
+        assert_eq!(by, Some(TrustStore::Pinned));
+        let (wrong_name, _) = check(&settings, &der, "example.com");
+        assert_eq!(
+            wrong_name.unwrap_err(),
+            rustls::Error::InvalidCertificate(CertificateError::NotValidForName)
+        );
+        let (stranger, by) = check(&settings, &other, "localhost");
+        assert!(stranger.is_err(), "another self-signed certificate passed");
+        assert_eq!(by, None);
+        // Unpinned, the same certificate is what webpki refuses.
+        let (unpinned, _) = check(&QuerySettings::default(), &der, "localhost");
+        assert!(unpinned.is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn ssl_cert_file_and_hashed_ssl_cert_dir_are_stores_of_their_own() {
+        let dir = scratch("stores");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap();
+        let issuer = rcgen::Issuer::new(params, key);
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        std::fs::write(dir.join("bundle.pem"), ca.pem()).unwrap();
+        let hashed = dir.join("hashed");
+        std::fs::create_dir(&hashed).unwrap();
+        // A link under a hashed name, as `openssl rehash` makes; other names are not read.
+        std::os::unix::fs::symlink(dir.join("bundle.pem"), hashed.join("0a1b2c3d.0")).unwrap();
+        let file = QuerySettings {
+            ssl_cert_file: Some(dir.join("bundle.pem")),
+            ..QuerySettings::default()
+        };
+        let (ok, by) = check(&file, leaf.der(), "localhost");
+        assert!(ok.is_ok(), "{ok:?}");
+        assert_eq!(by, Some(TrustStore::SslCertFile));
+        // A directory of the list that is not there is passed over, as OpenSSL does.
+        let in_dir = QuerySettings {
+            ssl_cert_dir: Some(format!("/nonexistent:{}", hashed.display())),
+            ..QuerySettings::default()
+        };
+        let (ok, by) = check(&in_dir, leaf.der(), "localhost");
+        assert!(ok.is_ok(), "{ok:?}");
+        assert_eq!(by, Some(TrustStore::SslCertDir));
+        let (none, _) = check(&QuerySettings::default(), leaf.der(), "localhost");
+        assert!(none.is_err());
+        std::fs::rename(hashed.join("0a1b2c3d.0"), hashed.join("ca.pem")).unwrap();
+        let err = Trust::load(&in_dir).err().unwrap().to_string();
+        assert!(err.contains("hashed name"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn hashed_names_are_openssl_s() {
+        for (name, hashed) in [
+            ("5ed36f99.0", true),
+            ("5ED36F99.12", true),
+            ("5ed36f99.r0", false),
+            ("5ed36f9.0", false),
+            ("ca.pem", false),
+            ("5ed36f99.", false),
+        ] {
+            assert_eq!(is_hashed_name(name), hashed, "{name}");
+        }
     }
 
     #[test]

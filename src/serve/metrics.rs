@@ -389,7 +389,7 @@ impl Metrics {
         m.max_skew.set(max_skew_seconds);
         m.set_verdict(Verdict::Unknown);
         for s in sources {
-            let name = s.to_string();
+            let name = s.label();
             m.source_up
                 .get_or_create(&SourceLabels {
                     source: LabelValue(name.clone()),
@@ -460,6 +460,7 @@ impl Metrics {
         // configured name sits at "down" while its server answers.
         for s in &report.sources {
             for name in std::iter::once(&s.source).chain(&s.aliases) {
+                let name = &s.label(name);
                 let labels = SourceLabels {
                     source: LabelValue(name.clone()),
                 };

@@ -78,9 +78,11 @@ async fn measure(
     // The one realtime read of this measurement; also the time certificates are checked at.
     let anchor = clock.stamp();
     let mut exemption_slot = None;
+    let mut store_slot = None;
     let tls = if target.tls {
-        let (config, slot) = tls::client_config(settings.ca_file.as_deref(), anchor.real)?;
+        let (config, slot, store) = tls::client_config(settings, anchor.real)?;
         exemption_slot = Some(slot);
+        store_slot = Some(store);
         Some(TlsConnector::from(Arc::new(config)))
     } else {
         None
@@ -92,12 +94,15 @@ async fn measure(
         tls,
         addrs: Vec::new(),
         link: None,
+        waiting_on: Default::default(),
     };
 
     let timeout = |_| SourceError::Timeout(settings.timeout);
+    // Through a proxy, the set-up (and a CONNECT that is never answered) is
+    // bounded like the rest, and the error names the proxy.
     let first = tokio::time::timeout(settings.timeout, session.start())
         .await
-        .map_err(timeout)
+        .map_err(|_| session.timed_out(settings.timeout))
         .and_then(|r| r);
     let exemption = exemption_slot.as_ref().and_then(tls::take_exemption);
     let first = match (first, &exemption) {
@@ -164,6 +169,7 @@ async fn measure(
     if target.tls {
         sample.trust = Trust::Authenticated;
     }
+    sample.verified_by = store_slot.and_then(|s| s.lock().ok().and_then(|g| *g));
     if let Some(x) = exemption {
         sample = sample.with_certificate_gap(x.at_least, x.local_behind);
     }
@@ -188,6 +194,8 @@ struct Session<'a> {
     tls: Option<TlsConnector>,
     addrs: Vec<SocketAddr>,
     link: Option<Link>,
+    /// What the set-up waits for through a proxy, for a timeout's message.
+    waiting_on: std::sync::Mutex<Option<String>>,
 }
 
 /// A live HTTP/1.1 connection; dropping it stops the task that drives it.
@@ -211,11 +219,39 @@ impl Session<'_> {
         self.anchor.real_at(self.clock.monotonic())
     }
 
-    /// Resolves, connects and takes the first answer.
+    /// Resolves, connects and takes the first answer. Through a proxy only
+    /// the proxy's name is resolved: the proxy resolves the server's.
     async fn start(&mut self) -> Result<Answer, SourceError> {
-        self.addrs = crate::proto::source::resolve(&self.target.host, self.target.port).await?;
+        self.addrs = match &self.target.proxy {
+            Some(proxy) => {
+                proxy.usable()?;
+                crate::proto::source::resolve(&proxy.host, proxy.port)
+                    .await
+                    .map_err(|e| SourceError::Resolve(format!("proxy {proxy}: {e}")))?
+            }
+            None => crate::proto::source::resolve(&self.target.host, self.target.port).await?,
+        };
         self.prepare().await?;
         self.ask().await
+    }
+
+    /// The error for a set-up that ran out of time: through a proxy, what it
+    /// did not do.
+    fn timed_out(&self, timeout: Duration) -> SourceError {
+        let waiting = self.waiting_on.lock().ok().and_then(|w| w.clone());
+        match waiting {
+            Some(what) => SourceError::Io(format!(
+                "{what} within {}",
+                crate::core::duration::human_duration(timeout.as_secs_f64())
+            )),
+            None => SourceError::Timeout(timeout),
+        }
+    }
+
+    fn wait_on(&self, what: Option<String>) {
+        if let Ok(mut w) = self.waiting_on.lock() {
+            *w = what;
+        }
     }
 
     /// Makes sure a usable connection is open.
@@ -237,7 +273,10 @@ impl Session<'_> {
 
     /// Sends one request and times it.
     async fn ask(&mut self) -> Result<Answer, SourceError> {
-        let request = build_request(self.target)?;
+        let mut request = build_request(self.target)?;
+        if let Some(proxy) = self.target.proxy.as_ref().filter(|_| !self.target.tls) {
+            through_proxy(&mut request, self.target, proxy)?;
+        }
         let Some(link) = self.link.as_mut() else {
             return Err(SourceError::Io("no open connection".into()));
         };
@@ -248,6 +287,22 @@ impl Session<'_> {
         let response = link.sender.send_request(request).await;
         let received = self.anchor.latest_real_at(self.clock.monotonic());
         let response = response.map_err(response_error)?;
+        if let Some(proxy) = self.target.proxy.as_ref().filter(|_| !self.target.tls) {
+            // Through a proxy, a refusal or a gateway error is the proxy's
+            // own answer, its Date the proxy's clock.
+            let status = response.status();
+            if matches!(status.as_u16(), 403 | 407) || status.is_server_error() {
+                return Err(SourceError::Io(
+                    crate::proto::proxy::refusal(
+                        proxy,
+                        &host_header(self.target),
+                        status.as_u16(),
+                        status.canonical_reason().unwrap_or(""),
+                    )
+                    .to_string(),
+                ));
+            }
+        }
         link.reusable = keeps_alive(&response);
         let date = read_date(response.headers())?;
         tracing::trace!(status = %response.status(), date, sent, received, "HTTP Date answer");
@@ -260,16 +315,37 @@ impl Session<'_> {
 
     async fn connect(&self) -> Result<Link, SourceError> {
         let mut last = None;
+        let proxy = self.target.proxy.as_ref();
         for addr in &self.addrs {
+            if let Some(proxy) = proxy {
+                self.wait_on(Some(format!(
+                    "proxy {proxy} ({addr}) did not accept a connection"
+                )));
+            }
             match TcpStream::connect(addr).await {
-                Ok(tcp) => {
+                Ok(mut tcp) => {
                     // One small write per request: do not let Nagle hold it back.
                     let _ = tcp.set_nodelay(true);
+                    if let Some(proxy) = proxy.filter(|_| self.target.tls) {
+                        let (host, port) = (&self.target.host, self.target.port);
+                        self.wait_on(Some(format!(
+                            "proxy {proxy} did not answer CONNECT to {}",
+                            host_header(self.target)
+                        )));
+                        crate::proto::proxy::connect(&mut tcp, proxy, host, port).await?;
+                    }
+                    self.wait_on(None);
                     return self.handshake(tcp).await;
                 }
-                Err(e) => last = Some(format!("cannot connect to {addr}: {e}")),
+                Err(e) => {
+                    last = Some(match proxy {
+                        Some(proxy) => format!("cannot connect to proxy {proxy} ({addr}): {e}"),
+                        None => format!("cannot connect to {addr}: {e}"),
+                    })
+                }
             }
         }
+        self.wait_on(None);
         Err(SourceError::Io(
             last.unwrap_or_else(|| "no address to connect to".into()),
         ))
@@ -328,6 +404,28 @@ fn build_request(target: &HttpTarget) -> Result<Request<Empty<Bytes>>, SourceErr
         .map_err(|e| {
             SourceError::Http(format!("cannot build a request for `{}`: {e}", target.path))
         })
+}
+
+/// A plain `http://` request sent to a proxy: the absolute URI (as curl
+/// sends it) and the proxy's credentials, if any.
+fn through_proxy(
+    request: &mut Request<Empty<Bytes>>,
+    target: &HttpTarget,
+    proxy: &crate::proto::proxy::Proxy,
+) -> Result<(), SourceError> {
+    let absolute = format!("http://{}{}", host_header(target), target.path);
+    *request.uri_mut() = absolute
+        .parse()
+        .map_err(|e| SourceError::Http(format!("cannot build a request for `{absolute}`: {e}")))?;
+    if let Some(auth) = proxy.authorization() {
+        let mut value = HeaderValue::from_str(auth)
+            .map_err(|_| SourceError::Io(format!("proxy {proxy}: unusable credentials")))?;
+        value.set_sensitive(true);
+        request
+            .headers_mut()
+            .insert(hyper::header::PROXY_AUTHORIZATION, value);
+    }
+    Ok(())
 }
 
 fn host_header(target: &HttpTarget) -> String {
@@ -512,6 +610,7 @@ mod tests {
             host: "localhost".into(),
             port: 443,
             path: "/".into(),
+            proxy: None,
         };
         let settings = QuerySettings::default();
         let clock = crate::os::clock::SystemClock;
@@ -531,6 +630,7 @@ mod tests {
             host: host.into(),
             port,
             path: "/".into(),
+            proxy: None,
         };
         assert_eq!(
             host_header(&t(true, "sts.amazonaws.com", 443)),

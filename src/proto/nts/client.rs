@@ -168,8 +168,7 @@ async fn key_exchange(
 ) -> Result<NtsState, SourceError> {
     let anchor = clock.stamp();
     let provider = tls::provider();
-    let (verifier, slot) =
-        tls::verifier(settings.ca_file.as_deref(), anchor.real, provider.clone())?;
+    let (verifier, slot) = tls::verifier(settings, anchor.real, provider.clone())?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| SourceError::Tls(format!("no usable protocol version: {e}")))?
