@@ -360,10 +360,11 @@ where
 /// The error for a proxy's refusal with `code`, with what to check.
 pub fn refusal(proxy: &Proxy, target: &str, code: u16, reason: &str) -> SourceError {
     let advice = match code {
-        407 if proxy.authorization().is_some() => {
+        // tinyproxy answers a CONNECT with bad credentials 401, not 407.
+        401 | 407 if proxy.authorization().is_some() => {
             ": it refused the credentials in the proxy URL (user:password@ in HTTPS_PROXY/HTTP_PROXY/ALL_PROXY)"
         }
-        407 => ": it wants credentials; put them in the proxy URL (http://user:password@proxy:port)",
+        401 | 407 => ": it wants credentials; put them in the proxy URL (http://user:password@proxy:port)",
         403 => ": its rules forbid this destination or port; ask its operator, or use a source it allows",
         502..=504 => ": it could not reach the server",
         _ => "",

@@ -31,6 +31,7 @@ mod ntp_hostile;
 mod nts;
 mod privilege;
 mod prometheus;
+mod proxy;
 mod saturation;
 mod serve;
 mod trust;

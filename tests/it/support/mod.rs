@@ -21,6 +21,8 @@
 //! - `coverage.rs`: runs per case and records for `bench/coverage.sh`.
 //! - [`tls`]: a test CA, an HTTPS `Date` server and a forging NTP server.
 //! - [`relay`]: a UDP relay with faults and on-path attacks.
+//! - [`proxy`]: tinyproxy and squid, nginx with TLS, certificates made with
+//!   openssl, a proxy that never answers.
 //!
 //! Test modules use it as `crate::support`. Everything here talks only to 127.0.0.1.
 // A few accessors are there for debugging a failure (`Nginx::log`, `Chrony::shift`, …)
@@ -35,6 +37,7 @@ mod machine;
 pub mod namespace;
 mod process;
 mod prometheus;
+pub mod proxy;
 pub mod relay;
 mod sntp;
 pub mod tls;

@@ -84,12 +84,16 @@ pub struct Output {
 }
 
 /// Removes every `SKEWGUARD_*` variable of the test's own environment from
-/// `cmd`, so settings of whoever runs the tests cannot leak into them.
+/// `cmd`, and the other variables skewguard honours (proxies, OpenSSL's trust
+/// stores), so settings of whoever runs the tests cannot leak into them.
 pub fn clear_skewguard_env(cmd: &mut Command) -> &mut Command {
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("SKEWGUARD_") {
             cmd.env_remove(name);
         }
+    }
+    for name in skewguard::config::FOREIGN {
+        cmd.env_remove(name);
     }
     cmd
 }
