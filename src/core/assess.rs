@@ -155,7 +155,7 @@ impl Report {
                         let failed: Vec<&str> =
                             unverified.iter().map(|&i| entries[i].source.as_str()).collect();
                         format!(
-                            "UNKNOWN: {} failed verification, so unauthenticated sources may not decide alone (SKEWGUARD_AUTH_SELECT=mix): a man-in-the-middle, or a private CA missing from SKEWGUARD_CA_FILE, is the likely cause",
+                            "UNKNOWN: {} failed verification, so unauthenticated sources may not decide alone (SKEWGUARD_AUTH_SELECT=mix): a man-in-the-middle, or a private CA missing from SKEWGUARD_CA_FILE, SSL_CERT_FILE or SSL_CERT_DIR, is the likely cause",
                             failed.join(", ")
                         )
                     }
@@ -179,7 +179,7 @@ impl Report {
                         candidates.len()
                     ),
                     None if !unverified.is_empty() => format!(
-                        "UNKNOWN: none of the {} source(s) gave a usable answer, and {} failed verification: a man-in-the-middle, or a private CA missing from SKEWGUARD_CA_FILE, is the likely cause",
+                        "UNKNOWN: none of the {} source(s) gave a usable answer, and {} failed verification: a man-in-the-middle, or a private CA missing from SKEWGUARD_CA_FILE, SSL_CERT_FILE or SSL_CERT_DIR, is the likely cause",
                         sources.len(),
                         unverified.iter().map(|&i| entries[i].source.as_str()).collect::<Vec<_>>().join(", ")
                     ),

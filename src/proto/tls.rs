@@ -48,6 +48,8 @@ pub struct DateExemption {
     intermediates: Vec<CertificateDer<'static>>,
     server_name: ServerName<'static>,
     inner: Arc<WebPkiServerVerifier>,
+    /// The certificate is pinned: webpki's refusal of it as a CA is no fault.
+    pinned: bool,
 }
 
 impl DateExemption {
@@ -57,15 +59,17 @@ impl DateExemption {
         let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
             u64::try_from(unix_secs).unwrap_or(0),
         ));
-        self.inner
-            .verify_server_cert(
-                &self.end_entity,
-                &self.intermediates,
-                &self.server_name,
-                &[],
-                at,
-            )
-            .is_ok()
+        match self.inner.verify_server_cert(
+            &self.end_entity,
+            &self.intermediates,
+            &self.server_name,
+            &[],
+            at,
+        ) {
+            Ok(_) => true,
+            // Refused as a CA only after its dates held (see `pinned`).
+            Err(e) => self.pinned && ca_as_end_entity(&e),
+        }
     }
 }
 
@@ -446,8 +450,8 @@ fn unix_time(now: UnixNanos) -> UnixTime {
 /// certificate sound there passes, with its exemption left in the slot.
 ///
 /// A certificate of `SKEWGUARD_CA_FILE` that the server presents as its own
-/// is pinned: it passes on its identity and the host name alone, whatever its
-/// basic constraints and validity dates (see [`ValidityAwareVerifier::pinned`]).
+/// is pinned: it passes even when it is a CA (`CA:TRUE`, as `openssl req
+/// -x509` makes them), see [`ValidityAwareVerifier::pinned`].
 #[derive(Debug)]
 struct ValidityAwareVerifier {
     inner: Arc<WebPkiServerVerifier>,
@@ -460,12 +464,19 @@ struct ValidityAwareVerifier {
 }
 
 impl ValidityAwareVerifier {
-    /// A pinned certificate: the server showed, byte for byte, a certificate
-    /// the operator named, and the handshake proves it holds its key. The
-    /// host name is still checked (as curl does with `--cacert`), so a pin
-    /// cannot pass for another name by mistake; the validity dates are not
-    /// (as DANE-EE, RFC 7671 §5.1): the pin is the trust, and a clock being
-    /// measured must not be able to refuse its own reference.
+    /// Whether the server presented a certificate of `SKEWGUARD_CA_FILE`
+    /// itself, byte for byte.
+    fn is_pinned(&self, end_entity: &CertificateDer<'_>) -> bool {
+        self.pins.iter().any(|p| p.as_ref() == end_entity.as_ref())
+    }
+
+    /// A pinned certificate that webpki refused only for being a CA: the
+    /// server showed, byte for byte, a certificate the operator named, and
+    /// the handshake proves it holds its key. webpki checks the validity
+    /// dates before the basic constraints, so this refusal means the dates
+    /// held at the time checked (and outside them the date-exempted handshake
+    /// applies as to any certificate). The host name is still checked, as
+    /// curl does with `--cacert`, so a pin cannot pass for another name.
     fn pinned(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -493,7 +504,9 @@ impl ValidityAwareVerifier {
             v.verify_server_cert(end_entity, intermediates, server_name, &[], at)
                 .is_ok()
         });
-        if let Some((store, _)) = by {
+        if self.is_pinned(end_entity) {
+            self.vouched(TrustStore::Pinned);
+        } else if let Some((store, _)) = by {
             self.vouched(*store);
         }
     }
@@ -514,12 +527,20 @@ impl ServerCertVerifier for ValidityAwareVerifier {
         ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if self.pins.iter().any(|p| p.as_ref() == end_entity.as_ref()) {
-            return self.pinned(end_entity, server_name);
-        }
         let check = |at| {
-            self.inner
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, at)
+            let result = self.inner.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                at,
+            );
+            match result {
+                Err(e) if ca_as_end_entity(&e) && self.is_pinned(end_entity) => {
+                    self.pinned(end_entity, server_name)
+                }
+                other => other,
+            }
         };
         let first = check(self.now);
         let gap = |a: UnixTime, b: UnixTime| a.as_secs().saturating_sub(b.as_secs()) as f64;
@@ -545,6 +566,7 @@ impl ServerCertVerifier for ValidityAwareVerifier {
                 let exemption = DateExemption {
                     at_least,
                     local_behind,
+                    pinned: self.is_pinned(end_entity),
                     end_entity: end_entity.clone().into_owned(),
                     intermediates: intermediates
                         .iter()
@@ -593,6 +615,12 @@ impl ServerCertVerifier for ValidityAwareVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
     }
+}
+
+/// webpki's refusal of a CA certificate as the server's own.
+fn ca_as_end_entity(e: &rustls::Error) -> bool {
+    matches!(e, rustls::Error::InvalidCertificate(CertificateError::Other(o))
+        if format!("{o:?}").contains("CaUsedAsEndEntity"))
 }
 
 /// Maps a failed TLS handshake to the source error it means.
@@ -644,7 +672,7 @@ pub fn certificate_error(c: &CertificateError) -> SourceError {
     const MITM: &str = "a man-in-the-middle (or DNS pointing elsewhere)";
     let text = match c {
         CertificateError::UnknownIssuer => format!(
-            "the server's certificate is not signed by a trusted authority (UnknownIssuer): a private or corporate CA this client lacks (add it to SKEWGUARD_CA_FILE, or set SSL_CERT_FILE/SSL_CERT_DIR to the store that has it; a self-signed server certificate can be pinned in SKEWGUARD_CA_FILE), or {MITM}"
+            "the server's certificate is not signed by a trusted authority (UnknownIssuer): a private CA this client lacks (SKEWGUARD_CA_FILE, SSL_CERT_FILE, SSL_CERT_DIR), or {MITM}"
         ),
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
             let presented = match c {
@@ -813,6 +841,33 @@ mod tests {
         let (stranger, by) = check(&settings, &other, "localhost");
         assert!(stranger.is_err(), "another self-signed certificate passed");
         assert_eq!(by, None);
+        // A pinned certificate outside its dates is no exception: the
+        // date-exempted handshake applies, and the server's time must fall
+        // inside them.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        let old = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join("old.pem"), old.pem()).unwrap();
+        let (v, slot, store) = verifier_tracing(
+            &ca_file(&dir.join("old.pem")),
+            1_800_000_000 * NANOS_PER_SEC,
+            provider(),
+        )
+        .unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let r = v.verify_server_cert(old.der(), &[], &name, &[], unix_time(0));
+        assert!(r.is_ok(), "{r:?}");
+        let x = take_exemption(&slot).expect("date-exempted");
+        assert!(!x.local_behind && x.at_least > 86_400.0 * 365.0);
+        assert!(
+            x.valid_at(1_600_000_000),
+            "inside its dates, by the server's time"
+        );
+        assert!(!x.valid_at(1_700_000_000), "outside them");
+        assert_eq!(*store.lock().unwrap(), Some(TrustStore::Pinned));
         // Unpinned, the same certificate is what webpki refuses.
         let (unpinned, _) = check(&QuerySettings::default(), &der, "localhost");
         assert!(unpinned.is_err());

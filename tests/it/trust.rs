@@ -199,10 +199,17 @@ fn tls_errors_are_in_words_with_the_fix() {
         e.contains("SKEWGUARD_CA_FILE") && e.contains("man-in-the-middle"),
         "{unknown}"
     );
+    // A self-signed CA certificate as the server's own: pinned when it is
+    // the one in SKEWGUARD_CA_FILE, refused with the fix when another is.
     let (leaf, pem) = TestCa::ca_as_leaf();
     let path = dir.path().join("self.pem");
     std::fs::write(&path, pem).expect("write");
     let https = HttpsDate::start(&leaf, DateHeader::Shifted(0));
+    let out = check(&[https.url()], Some(&path), &[]);
+    assert_eq!(out.verdict(), "ok", "{out}");
+    assert_eq!(out.source(&https.url())["verified_by"], "pinned", "{out}");
+    let (_, other) = TestCa::ca_as_leaf();
+    std::fs::write(&path, other).expect("write");
     let out = check(&[https.url()], Some(&path), &[]);
     let e = out.source(&https.url())["error"]
         .as_str()
