@@ -71,7 +71,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "SOURCES",
         default: Value("aws"),
-        help: "comma-separated references: ntp://HOST[:PORT], nts://HOST[:PORT], https://HOST[:PORT][/PATH], http://…, presets `aws`, `nts` (combine: aws,nts)",
+        help: "comma-separated references: ntp://HOST[:PORT], nts://HOST[:PORT], https://HOST[:PORT][/PATH], http://…, presets `aws`, `nts` (combine: aws,nts); https:// and http:// go through the proxy of HTTPS_PROXY/HTTP_PROXY/ALL_PROXY unless NO_PROXY exempts them (curl's rules)",
         commands: MEASURING,
         parse: |d, v| Source::parse_list(v).map(|s| d.config.sources = s),
     },
@@ -167,7 +167,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "CA_FILE",
         default: Rule("none"),
-        help: "PEM file of extra root certificates for https and nts sources",
+        help: "PEM file of extra root certificates for https and nts sources; a certificate in it that a server presents as its own is pinned (self-signed works). SSL_CERT_FILE and SSL_CERT_DIR are trusted too",
         commands: MEASURING,
         parse: |d, v| ca_file(v).map(|p| d.config.query.ca_file = p),
     },
