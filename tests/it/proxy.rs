@@ -410,3 +410,24 @@ fn behind_a_proxy_failing_udp_sources_get_the_proxy_hint() {
     );
     assert!(!fix.contains("UDP 123"), "{out}");
 }
+
+#[test]
+fn plain_http_goes_to_the_proxy_in_absolute_form() {
+    let Some(nginx) = support::Nginx::start(None) else {
+        return;
+    };
+    let Some(tiny) = Tinyproxy::start(None) else {
+        return;
+    };
+    let out = check(&[&nginx.url()], &[("HTTP_PROXY", &tiny.url())], false);
+    assert_eq!(out.verdict(), "ok", "{out}");
+    let s = out.source(&nginx.url());
+    assert_eq!(s["via"], tiny.url(), "{out}");
+    assert_eq!(s["authenticated"], false, "{out}");
+    // HTTPS_PROXY alone does not apply to http://.
+    let out = check(&[&nginx.url()], &[("HTTPS_PROXY", &tiny.url())], false);
+    assert!(out.source(&nginx.url())["via"].is_null(), "{out}");
+    let log = tiny.log();
+    let want = format!("HEAD {} HTTP/1.1", nginx.url());
+    assert!(log.contains(&want), "tinyproxy saw no `{want}`:\n{log}");
+}
