@@ -25,6 +25,14 @@ fn check(sources: &[&str], envs: &[(&str, &str)], text: bool) -> Output {
     run(&["check", "--output", output], &all)
 }
 
+/// Prints the lines of a proxy's log that prove a case's path (shown with
+/// `--nocapture`, for the record).
+fn show_proof(case: &str, log: &str, want: &str) {
+    for line in log.lines().filter(|l| l.contains(want)) {
+        println!("proof [{case}]: {line}");
+    }
+}
+
 fn path(p: &Path) -> String {
     p.display().to_string()
 }
@@ -82,9 +90,11 @@ fn https_goes_through_tinyproxy_and_squid_in_a_connect_tunnel() {
         );
     }
     let tiny_log = tiny.log();
+    show_proof("tinyproxy tunnel", &tiny_log, &target);
     let proof = tiny_log.lines().find(|l| l.contains(&target));
     assert!(proof.is_some(), "tinyproxy saw no `{target}`:\n{tiny_log}");
     let squid_log = squid.log_with("TCP_TUNNEL/200");
+    show_proof("squid tunnel", &squid_log, "TCP_TUNNEL/200");
     let proof = squid_log
         .lines()
         .find(|l| l.contains("TCP_TUNNEL/200") && l.contains(&target[8..]));
@@ -134,8 +144,10 @@ fn credentials_are_accepted_and_never_printed() {
     }
     let target = format!("CONNECT 127.0.0.1:{}", nginx.port());
     let tiny_log = tiny.log();
+    show_proof("tinyproxy with credentials", &tiny_log, &target);
     assert!(tiny_log.contains(&target), "{tiny_log}");
     let squid_log = squid.log_with("TCP_TUNNEL/200");
+    show_proof("squid with credentials", &squid_log, "TCP_TUNNEL/200");
     let proof = squid_log
         .lines()
         .find(|l| l.contains("TCP_TUNNEL/200") && l.contains(&format!("{} {user}", &target[8..])));
@@ -176,6 +188,7 @@ fn wrong_credentials_are_a_refusal_naming_the_proxy_and_the_status() {
         "{out}"
     );
     let log = squid.log_with("TCP_DENIED/407");
+    show_proof("squid, wrong credentials", &log, "TCP_DENIED/407");
     assert!(log.contains("TCP_DENIED/407"), "{log}");
     assert!(
         !nginx.log().contains("HEAD"),
@@ -213,6 +226,7 @@ fn a_proxy_that_never_answers_or_a_closed_one_is_bounded_and_named() {
     );
     assert!(error.contains(&want), "no `{want}`\n{out}");
     let seen = mute.log();
+    show_proof("mute proxy", &seen, "CONNECT");
     assert!(
         seen.starts_with(&format!("CONNECT 127.0.0.1:{} HTTP/1.1\r\n", nginx.port())),
         "{seen:?}"
@@ -268,6 +282,11 @@ fn no_proxy_goes_direct_by_address_and_by_port() {
     );
     assert_eq!(out.source(&nginx.url())["via"], tiny.url(), "{out}");
     let log = tiny.log();
+    show_proof(
+        "NO_PROXY, only the non-exempt run",
+        &log,
+        "Request (file descriptor",
+    );
     let connects = log.matches("Request (file descriptor").count();
     assert_eq!(
         connects, 1,
@@ -312,6 +331,11 @@ fn ssl_cert_file_and_a_hashed_ssl_cert_dir_verify_through_a_proxy() {
     let fix = out.report()["fix"].as_str().unwrap_or_default();
     assert!(fix.starts_with("the client lacks the CA"), "{out}");
     let log = tiny.log();
+    show_proof(
+        "SSL_CERT_FILE, SSL_CERT_DIR, no CA",
+        &log,
+        "CONNECT 127.0.0.1",
+    );
     assert_eq!(
         log.matches(&format!("CONNECT 127.0.0.1:{}", nginx.port()))
             .count(),
@@ -355,6 +379,11 @@ fn a_pinned_self_signed_certificate_passes_and_another_does_not() {
     assert!(error.starts_with("verification failed"), "{out}");
     // The pin holds for the name it was made for only (`localhost` is in it, not this).
     let log = tiny.log();
+    show_proof(
+        "pinned, then another self-signed",
+        &log,
+        "CONNECT 127.0.0.1",
+    );
     assert_eq!(
         log.matches(&format!("CONNECT 127.0.0.1:{}", nginx.port()))
             .count(),
@@ -386,6 +415,7 @@ fn a_wrong_name_certificate_is_refused_through_a_proxy_too() {
         .as_str()
         .unwrap_or_default();
     assert!(error.contains("NotValidForName"), "{out}");
+    show_proof("wrong name", &tiny.log(), "CONNECT 127.0.0.1");
     assert!(
         tiny.log()
             .contains(&format!("CONNECT 127.0.0.1:{}", nginx.port())),
@@ -428,6 +458,7 @@ fn plain_http_goes_to_the_proxy_in_absolute_form() {
     let out = check(&[&nginx.url()], &[("HTTPS_PROXY", &tiny.url())], false);
     assert!(out.source(&nginx.url())["via"].is_null(), "{out}");
     let log = tiny.log();
+    show_proof("plain http://", &log, "HEAD ");
     let want = format!("HEAD {} HTTP/1.1", nginx.url());
     assert!(log.contains(&want), "tinyproxy saw no `{want}`:\n{log}");
 }
