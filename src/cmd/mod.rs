@@ -45,12 +45,18 @@ pub struct LogContext {
     pub holdover_bound_seconds: Option<f64>,
     /// The previous verdict served, to tell a recovery.
     pub previous: Option<crate::core::verdict::Verdict>,
+    /// Carry the report's cause, hint and fix (when the verdict is not ok):
+    /// `serve` on every such line, `wait` on the first failing attempt and
+    /// whenever they change.
+    pub explain: bool,
 }
 
 /// Logs a verdict the same way in `wait`, `exec` and `serve`: ok and warn at
 /// INFO (a recovery from fail or unknown says so), fail and unknown at WARN
 /// with one more WARN line per source that gave no measurement, saying why.
-/// Numbers are numbers, under the names the JSON report uses.
+/// Numbers are numbers, under the names the JSON report uses; with
+/// [`LogContext::explain`] a verdict other than ok carries `cause`, `hint` and
+/// `fix` as well.
 pub fn log_verdict(
     verdict: crate::core::verdict::Verdict,
     headline: &str,
@@ -66,7 +72,12 @@ pub fn log_verdict(
         holdover_age_seconds,
         holdover_bound_seconds,
         previous,
+        explain,
     } = ctx;
+    let explained = explain && verdict != crate::core::verdict::Verdict::Ok;
+    let cause = report.cause.as_deref().filter(|_| explained);
+    let hint = report.hint.as_deref().filter(|_| explained);
+    let fix = report.fix.as_deref().filter(|_| explained);
     if verdict.passes(false) {
         let recovered = previous.is_some_and(|p| !p.passes(false)).then_some(true);
         tracing::info!(
@@ -78,6 +89,9 @@ pub fn log_verdict(
             holdover_age_seconds,
             holdover_bound_seconds,
             recovered,
+            cause,
+            hint,
+            fix,
             "{headline}"
         );
         return;
@@ -90,6 +104,9 @@ pub fn log_verdict(
         retry_in_seconds,
         holdover_age_seconds,
         holdover_bound_seconds,
+        cause,
+        hint,
+        fix,
         "{headline}"
     );
     for s in &report.sources {

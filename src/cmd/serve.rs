@@ -84,6 +84,7 @@ fn log_round(served: &Health, report: &Report, previous: Option<Verdict>) {
             holdover_age_seconds: served.holdover.map(|h| h.age_seconds),
             holdover_bound_seconds: served.holdover.map(|h| h.bound_seconds),
             previous,
+            explain: true,
             ..Default::default()
         },
     );

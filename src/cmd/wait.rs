@@ -34,6 +34,11 @@ pub async fn wait_until_fine(config: &Config, clock: &dyn Clock) -> (bool, Optio
     let mut pause = FIRST_PAUSE / 2;
     let mut last: Option<Report> = None;
     let mut previous = None;
+    // The cause and fix last explained: the first failing attempt says the
+    // cause, hint and fix, and so does any later one whose cause or fix
+    // differs (a hint whose figures alone moved is not repeated: the
+    // headline carries the figures on every attempt).
+    let mut explained: Option<(Option<String>, Option<String>)> = None;
     for attempt in 1u64.. {
         let round = rounds.round();
         let report = match deadline {
@@ -69,6 +74,9 @@ pub async fn wait_until_fine(config: &Config, clock: &dyn Clock) -> (bool, Optio
         // when no attempt fits before the deadline any more.
         let final_wait = deadline.is_some_and(|d| wake >= d);
         ctx.retry_in_seconds = (!final_wait).then(|| (wake - now).as_secs_f64());
+        let now_explained = (report.cause.clone(), report.fix.clone());
+        ctx.explain = explained.as_ref() != Some(&now_explained);
+        explained = Some(now_explained);
         super::log_verdict(report.verdict, &report.headline, &report, ctx);
         previous = Some(report.verdict);
         last = Some(report);

@@ -391,6 +391,20 @@ fn wait_logs_failures_at_warn_with_numbers_and_the_pause_it_keeps() {
         assert!((offset - 1200.0).abs() < 1.0, "{a}");
         assert!(a["fields"]["uncertainty_seconds"].is_f64(), "{a}");
     }
+    // The first failing attempt says the cause, hint and fix at once; later
+    // ones with the same cause and fix do not repeat them.
+    for field in ["cause", "hint", "fix"] {
+        assert!(
+            attempts[0]["fields"][field]
+                .as_str()
+                .is_some_and(|t| !t.is_empty()),
+            "the first attempt should carry {field}\n{out}"
+        );
+    }
+    assert!(
+        attempts[1..].iter().all(|a| a["fields"]["fix"].is_null()),
+        "the same cause and fix are said once\n{out}"
+    );
     // Each source without a measurement gets a WARN line with its reason.
     assert!(
         lines.iter().any(|l| l["level"] == "WARN"
