@@ -67,10 +67,19 @@ fn run() -> i32 {
         Command::Check | Command::Health { .. } => "warn",
         _ => "info",
     };
-    init_logging(
-        config.log.as_deref().unwrap_or(default_log),
-        config.log_format,
-    );
+    // QUIET (check, wait, exec): only errors are logged, whatever LOG says;
+    // a failure's report is printed by the command itself.
+    let quiet = config.quiet
+        && matches!(
+            invocation.command,
+            Command::Check | Command::Wait | Command::Exec { .. }
+        );
+    let filter = if quiet {
+        "error"
+    } else {
+        config.log.as_deref().unwrap_or(default_log)
+    };
+    init_logging(filter, config.log_format);
     for name in config::unknown_variables(vars.keys().map(String::as_str)) {
         tracing::warn!(variable = %name, "unknown setting ignored (a typo?); `skewguard --help` lists them");
     }

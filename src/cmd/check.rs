@@ -32,8 +32,11 @@ pub fn run(config: &Config) -> i32 {
     if let Some(path) = &config.cache_file {
         match read_cache(path, config, boottime, euid) {
             Read::Hit(hit) => {
-                print!("{}", render_hit(config, &hit));
-                return exit_code(config, &hit.report);
+                let code = exit_code(config, &hit.report);
+                if !silenced(config, code) {
+                    print!("{}", render_hit(config, &hit));
+                }
+                return code;
             }
             Read::Miss => {}
             Read::Refused => writable = false,
@@ -69,6 +72,14 @@ pub fn run(config: &Config) -> i32 {
             tracing::warn!(path = %path.display(), reason = %why, "not writing the cache file");
         }
     }
-    print!("{}", render(config.output, &report));
-    exit_code(config, &report)
+    let code = exit_code(config, &report);
+    if !silenced(config, code) {
+        print!("{}", render(config.output, &report));
+    }
+    code
+}
+
+/// `QUIET`: a check that succeeds prints nothing.
+fn silenced(config: &Config, code: i32) -> bool {
+    config.quiet && code == EXIT_OK
 }

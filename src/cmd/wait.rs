@@ -166,7 +166,8 @@ fn report_to_stderr(config: &Config, report: &Report) {
 }
 
 /// Runs `wait`: exit 0 once the clock is fine, 1 at the timeout, 143/130 on
-/// SIGTERM/SIGINT. Writes nothing to stdout.
+/// SIGTERM/SIGINT. Writes nothing to stdout, and with `QUIET` nothing at all
+/// when the clock is fine.
 pub fn run(config: &Config) -> i32 {
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -190,7 +191,9 @@ pub fn run(config: &Config) -> i32 {
     } else {
         Some(timed_out(config, last))
     };
-    if let Some(r) = &report {
+    // QUIET: a wait that succeeds says nothing (its log lines below ERROR are
+    // filtered out already); a failure still reports.
+    if let Some(r) = report.as_ref().filter(|_| !(passed && config.quiet)) {
         report_to_stderr(config, r);
     }
     if passed {

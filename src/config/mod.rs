@@ -116,6 +116,8 @@ pub struct Config {
     /// else `HTTP_PROXY`), without credentials: named in hints. Which source
     /// goes through which proxy is in the sources themselves.
     pub proxy: Option<String>,
+    /// `check`, `wait`, `exec`: print nothing when the command succeeds.
+    pub quiet: bool,
 }
 
 /// A setting that could not be accepted.
@@ -193,6 +195,7 @@ impl Draft {
                 cache_max_age: Duration::ZERO,
                 disabled: false,
                 proxy: None,
+                quiet: false,
             },
             max_skew: None,
             warn_skew: None,

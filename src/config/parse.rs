@@ -104,6 +104,19 @@ pub(crate) fn choice<T: Copy>(v: &str, options: &[(&str, T)]) -> Result<T, Strin
 /// How every named value (profile, output, log level, …) is matched.
 pub(crate) const ENUM_RULE: &str = "exactly as written here, in lowercase";
 
+/// A yes/no setting: `true`/`false`, `1`/`0`, `yes`/`no`.
+pub(crate) fn boolean(v: &str) -> Result<bool, String> {
+    let words = [
+        ("true", true),
+        ("false", false),
+        ("1", true),
+        ("0", false),
+        ("yes", true),
+        ("no", false),
+    ];
+    choice(v, &words)
+}
+
 /// A whole number from 1 to `max`.
 pub(crate) fn count(v: &str, max: u32) -> Result<u32, String> {
     match v.trim().parse::<u32>() {

@@ -11,7 +11,9 @@
 
 use std::fmt;
 
-use super::parse::{ca_file, choice, count, duration, log_filter, path, positive_duration};
+use super::parse::{
+    boolean, ca_file, choice, count, duration, log_filter, path, positive_duration,
+};
 use super::{Draft, LogFormat, Output};
 use crate::core::holdover::MaxDrift;
 use crate::core::select::AuthSelect;
@@ -272,17 +274,14 @@ pub const SETTINGS: &[Setting] = &[
         default: Value("false"),
         help: "true: bypass the guard (wait/exec proceed, check and /healthz report ok with a note)",
         commands: MEASURING,
-        parse: |d, v| {
-            let words = [
-                ("true", true),
-                ("false", false),
-                ("1", true),
-                ("0", false),
-                ("yes", true),
-                ("no", false),
-            ];
-            choice(v, &words).map(|b| d.config.disabled = b)
-        },
+        parse: |d, v| boolean(v).map(|b| d.config.disabled = b),
+    },
+    Setting {
+        name: "QUIET",
+        default: Value("false"),
+        help: "true: print nothing at all (stdout or stderr) when the command succeeds (ok, warn, or unknown with ON_UNKNOWN=pass); a failure still prints its report; only error logs pass, whatever LOG says",
+        commands: &["check", "wait", "exec"],
+        parse: |d, v| boolean(v).map(|b| d.config.quiet = b),
     },
 ];
 

@@ -442,3 +442,54 @@ fn wait_logs_failures_at_warn_with_numbers_and_the_pause_it_keeps() {
         );
     }
 }
+
+/// `--quiet` (and `SKEWGUARD_QUIET`): `check`, `wait` and `exec` print nothing
+/// at all when the clock is fine or only warned about; a failure still prints.
+#[test]
+fn quiet_prints_nothing_on_ok_or_warn_and_still_reports_a_failure() {
+    let _room = support::Room::Timing.enter();
+    // 3 s off: past the default WARN_SKEW of 1 s, far below MAX_SKEW.
+    let Some(chrony) = Chrony::start(Some("+3")) else {
+        return;
+    };
+    let settings = quick(&chrony.uri());
+    // A misspelt variable, whose warning QUIET silences too.
+    let mut noisy = envs(&settings);
+    noisy.push(("SKEWGUARD_SOURCE", "ntp://example.invalid"));
+    for args in [
+        &["check", "--quiet", "true"][..],
+        &["wait", "--quiet", "yes"],
+        &["exec", "--quiet", "1", "--", "/bin/true"],
+    ] {
+        let out = run(args, &noisy);
+        out.assert_exit(0);
+        assert!(
+            out.stdout.is_empty() && out.stderr.is_empty(),
+            "{args:?}\n{out}"
+        );
+    }
+    let mut by_env = noisy.clone();
+    by_env.push(("SKEWGUARD_QUIET", "true"));
+    let out = run(&["check"], &by_env);
+    out.assert_exit(0);
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out}");
+    // Without it the same warn is reported.
+    let out = run(&["check"], &envs(&settings));
+    out.assert_exit(0);
+    assert!(out.stdout.starts_with("WARN"), "{out}");
+
+    // Failures print: nothing answers.
+    let silent = Port::free();
+    let mut failing = quick(&silent.ntp_uri());
+    failing.push(("SKEWGUARD_WAIT_TIMEOUT", "2s".into()));
+    failing.push(("SKEWGUARD_QUIET", "true".into()));
+    let out = run(&["check"], &envs(&failing));
+    out.assert_exit(1);
+    assert!(out.stdout.starts_with("UNKNOWN"), "{out}");
+    let out = run(&["wait"], &envs(&failing));
+    out.assert_exit(1);
+    assert!(out.stderr.contains("UNKNOWN"), "{out}");
+    let out = run(&["exec", "--", "/bin/true"], &envs(&failing));
+    out.assert_exit(1);
+    assert!(out.stderr.contains("not started"), "{out}");
+}
