@@ -59,6 +59,7 @@ fn run() -> i32 {
     let config = match Config::from_vars(vars.clone()) {
         Ok(c) => c,
         Err(e) => {
+            let e = e.as_given(&invocation.overrides);
             eprintln!("skewguard: {e}");
             return usage_exit;
         }
@@ -81,7 +82,17 @@ fn run() -> i32 {
     };
     init_logging(filter, config.log_format);
     for name in config::unknown_variables(vars.keys().map(String::as_str)) {
-        tracing::warn!(variable = %name, "unknown setting ignored (a typo?); `skewguard --help` lists them");
+        match config::nearest_variable(&name) {
+            Some(meant) => tracing::warn!(
+                variable = %name,
+                did_you_mean = %meant,
+                "unknown setting {name} ignored; did you mean {meant}?"
+            ),
+            None => tracing::warn!(
+                variable = %name,
+                "unknown setting {name} ignored (a typo?); `skewguard --help` lists them"
+            ),
+        }
     }
     match invocation.command {
         Command::Check => cmd::check::run(&config),

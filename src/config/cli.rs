@@ -186,8 +186,12 @@ where
             }
             lexopt::Arg::Long(name) => {
                 let name = name.to_string();
-                let setting = setting_for_flag(&name)
-                    .ok_or_else(|| UsageError(format!("unknown flag `--{name}`")))?;
+                let setting = setting_for_flag(&name).ok_or_else(|| {
+                    let meant = crate::config::nearest_flag(&name)
+                        .map(|f| format!("; did you mean `{f}`?"))
+                        .unwrap_or_default();
+                    UsageError(format!("unknown flag `--{name}`{meant}"))
+                })?;
                 let value = parser
                     .value()
                     .map_err(|e| UsageError(e.to_string()))?
@@ -202,6 +206,19 @@ where
                     .map_err(|v| UsageError(format!("argument {v:?} is not valid UTF-8")))?;
                 if command.is_none() {
                     command = Some(v);
+                } else if command.as_deref() == Some("exec") && workload.is_none() {
+                    // `exec /bin/true`: the workload needs `--` before it.
+                    let mut words = vec![v];
+                    words.extend(
+                        parser
+                            .raw_args()
+                            .map_err(|e| UsageError(e.to_string()))?
+                            .map(|a| a.to_string_lossy().into_owned()),
+                    );
+                    return Err(UsageError(format!(
+                        "`exec` takes its command after `--`: `skewguard exec -- {}`",
+                        shell_words(&words)
+                    )));
                 } else {
                     positional.push(v);
                 }
@@ -254,13 +271,96 @@ where
         }
         other => {
             let names: Vec<&str> = COMMANDS.iter().map(|c| c.name).collect();
+            let meant = crate::config::suggest::nearest(other, names.iter().copied())
+                .map(|n| format!("did you mean `{n}`? "))
+                .unwrap_or_default();
             return Err(UsageError(format!(
-                "unknown command `{other}`; commands: {}",
+                "unknown command `{other}`; {meant}commands: {}",
                 names.join(", ")
             )));
         }
     };
     Ok(Invocation { command, overrides })
+}
+
+/// Words as a shell line: a word with characters the shell reads otherwise
+/// is put in single quotes.
+fn shell_words(words: &[String]) -> String {
+    let plain = |w: &str| {
+        !w.is_empty()
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    };
+    let quoted: Vec<String> = words
+        .iter()
+        .map(|w| {
+            if plain(w) {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect();
+    quoted.join(" ")
+}
+
+/// Where a setting means something else to one command than its row's
+/// help says: (command, setting, the help there).
+const COMMAND_SPECIFIC_HELP: &[(&str, &str, &str)] = &[
+    (
+        "health",
+        "TIMEOUT",
+        "bound on the whole probe: resolving, connecting, sending and reading the answer",
+    ),
+    (
+        "health",
+        "LISTEN",
+        "the address whose port is probed when no URL is given (a wildcard address on loopback)",
+    ),
+    (
+        "serve",
+        "LISTEN",
+        "address of /healthz, /readyz, /livez, /metrics",
+    ),
+    (
+        "serve",
+        "INTERVAL",
+        "time between measurements (±10 % jitter)",
+    ),
+    (
+        "wait",
+        "INTERVAL",
+        "longest pause between attempts (pauses start at 1s and double)",
+    ),
+    (
+        "exec",
+        "INTERVAL",
+        "longest pause between attempts before CMD starts (pauses start at 1s and double)",
+    ),
+    (
+        "wait",
+        "OUTPUT",
+        "text|json|npd: the format of the final report, written on stderr",
+    ),
+    (
+        "exec",
+        "OUTPUT",
+        "text|json|npd: the format of the final report, written on stderr when the wait fails",
+    ),
+];
+
+/// The help of `setting` as `command` reads it (the row's own without a command).
+pub(crate) fn setting_help(
+    command: Option<&str>,
+    setting: &crate::config::Setting,
+) -> &'static str {
+    command
+        .and_then(|c| {
+            COMMAND_SPECIFIC_HELP
+                .iter()
+                .find(|(cmd, name, _)| *cmd == c && *name == setting.name)
+        })
+        .map_or(setting.help, |(_, _, help)| help)
 }
 
 /// The help text. For a command: its synopsis, what it does, the settings it
@@ -308,7 +408,7 @@ pub fn help(command: Option<&str>) -> String {
             "  SKEWGUARD_{:<16} {:<19} {} [default: {}]",
             s.name,
             flag_name(s.name),
-            s.help,
+            setting_help(chosen.map(|h| h.name), s),
             s.default
         );
     }
@@ -404,6 +504,48 @@ mod tests {
         let serve = help(Some("serve"));
         assert!(serve.contains("SKEWGUARD_STALE_AFTER") && !serve.contains("SKEWGUARD_OUTPUT"));
         assert!(help(Some("exec")).contains("127"));
+    }
+
+    #[test]
+    fn a_command_help_speaks_of_that_command_only() {
+        for h in COMMANDS {
+            let text = help(Some(h.name));
+            let settings = text
+                .lines()
+                .filter(|l| l.trim_start().starts_with("SKEWGUARD_"));
+            for line in settings {
+                for other in COMMANDS.iter().filter(|o| o.name != h.name) {
+                    assert!(
+                        !line.contains(&format!("{}: ", other.name)),
+                        "`{} --help` speaks of {}: {line}",
+                        h.name,
+                        other.name
+                    );
+                }
+            }
+        }
+        let health = help(Some("health"));
+        assert!(!health.contains("one query of one source"), "{health}");
+        assert!(health.contains("bound on the whole probe"), "{health}");
+    }
+
+    #[test]
+    fn exec_without_the_double_dash_shows_it() {
+        let e = p(&["exec", "/bin/true"]).expect_err("no --");
+        assert!(e.0.contains("`skewguard exec -- /bin/true`"), "{e}");
+        let e = p(&["--timeout", "1s", "exec", "perl", "app.pl", "-w", "it's"]).expect_err("no --");
+        assert!(
+            e.0.contains("`skewguard exec -- perl app.pl -w 'it'\\''s'`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn near_misses_are_named() {
+        let e = p(&["check", "--max-skwe", "1s"]).expect_err("typo");
+        assert!(e.0.contains("did you mean `--max-skew`?"), "{e}");
+        let e = p(&["chek"]).expect_err("typo");
+        assert!(e.0.contains("did you mean `check`?"), "{e}");
     }
 
     #[test]

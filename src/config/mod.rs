@@ -17,6 +17,7 @@ use std::time::Duration;
 pub mod cli;
 mod parse;
 mod settings;
+mod suggest;
 
 pub use parse::parse_duration;
 pub use settings::{Setting, Unset, SETTINGS};
@@ -133,11 +134,33 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A flag as it is typed (`--max-skew "5min"`), a variable as it is set.
+        let joint = if self.name.starts_with("--") {
+            " "
+        } else {
+            "="
+        };
         write!(
             f,
-            "{}={:?} is not accepted: {}",
+            "{}{joint}{:?} is not accepted: {}",
             self.name, self.value, self.expected
         )
+    }
+}
+
+impl ConfigError {
+    /// The same refusal in the words the user typed: the flag instead of the
+    /// variable where the value came from a flag (`flags`: by setting name),
+    /// and so for every setting the accepted form mentions.
+    pub fn as_given(mut self, flags: &BTreeMap<String, String>) -> ConfigError {
+        for setting in flags.keys() {
+            let variable = format!("{PREFIX}{setting}");
+            if self.name == variable {
+                self.name = flag_name(setting);
+            }
+            self.expected = self.expected.replace(&variable, &flag_name(setting));
+        }
+        self
     }
 }
 
@@ -353,6 +376,20 @@ pub fn unknown_variables<'a>(vars: impl IntoIterator<Item = &'a str>) -> Vec<Str
         .collect()
 }
 
+/// The setting a misspelt `SKEWGUARD_*` name was probably meant as, with
+/// its prefix: `SKEWGUARD_SOURCE` → `SKEWGUARD_SOURCES`.
+pub fn nearest_variable(name: &str) -> Option<String> {
+    let rest = name.strip_prefix(PREFIX)?;
+    suggest::nearest(rest, SETTINGS.iter().map(|s| s.name)).map(|s| format!("{PREFIX}{s}"))
+}
+
+/// The flag a misspelt one was probably meant as: `max-skwe` → `--max-skew`.
+pub fn nearest_flag(flag: &str) -> Option<String> {
+    let flags: Vec<String> = SETTINGS.iter().map(|s| flag_name(s.name)).collect();
+    let given = format!("--{flag}");
+    suggest::nearest(&given, flags.iter().map(String::as_str)).map(str::to_string)
+}
+
 /// The flag for a setting: `MAX_SKEW` → `--max-skew`.
 pub fn flag_name(setting: &str) -> String {
     format!("--{}", setting.to_ascii_lowercase().replace('_', "-"))
@@ -561,6 +598,47 @@ mod tests {
     fn unknown_variables_are_found() {
         let got = unknown_variables(["SKEWGUARD_MAX_SKWE", "SKEWGUARD_MAX_SKEW", "PATH"]);
         assert_eq!(got, vec!["SKEWGUARD_MAX_SKWE".to_string()]);
+    }
+
+    #[test]
+    fn near_names_are_suggested() {
+        assert_eq!(
+            nearest_variable("SKEWGUARD_SOURCE").as_deref(),
+            Some("SKEWGUARD_SOURCES")
+        );
+        assert_eq!(
+            nearest_variable("SKEWGUARD_MAX_SKWE").as_deref(),
+            Some("SKEWGUARD_MAX_SKEW")
+        );
+        assert_eq!(nearest_variable("SKEWGUARD_COLOUR"), None);
+        assert_eq!(nearest_flag("max-skwe").as_deref(), Some("--max-skew"));
+        assert_eq!(nearest_flag("quite").as_deref(), Some("--quiet"));
+    }
+
+    #[test]
+    fn a_value_given_as_a_flag_is_refused_as_that_flag() {
+        let flags: BTreeMap<String, String> = [("MAX_SKEW".to_string(), "5min".to_string())].into();
+        let e = Config::from_vars(gather([], &flags))
+            .expect_err("5min")
+            .as_given(&flags);
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("--max-skew \"5min\" is not accepted: "),
+            "{msg}"
+        );
+        assert!(msg.ends_with("did you mean 5m?"), "{msg}");
+        assert!(!msg.contains("SKEWGUARD_MAX_SKEW"), "{msg}");
+        let flags: BTreeMap<String, String> = [
+            ("WARN_SKEW".to_string(), "2m".to_string()),
+            ("MAX_SKEW".to_string(), "1m".to_string()),
+        ]
+        .into();
+        let msg = Config::from_vars(gather([], &flags))
+            .expect_err("warn above max")
+            .as_given(&flags)
+            .to_string();
+        assert!(msg.starts_with("--warn-skew \"2m\""), "{msg}");
+        assert!(msg.contains("no larger than --max-skew"), "{msg}");
     }
 
     #[test]

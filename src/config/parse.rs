@@ -77,7 +77,69 @@ pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 
 /// A duration of at most [`MAX_DURATION`].
 pub(crate) fn duration(v: &str) -> Result<Duration, String> {
-    parse_duration(v).ok_or_else(|| format!("{DURATION_FORM}; at most 365d"))
+    parse_duration(v).ok_or_else(|| {
+        let meant = nearest_duration(v)
+            .map(|d| format!("; did you mean {d}?"))
+            .unwrap_or_default();
+        format!("{DURATION_FORM}; at most 365d{meant}")
+    })
+}
+
+/// Unit words people write, and the unit they mean.
+const UNIT_WORDS: &[(&str, &str)] = &[
+    ("milliseconds", "ms"),
+    ("millisecond", "ms"),
+    ("millis", "ms"),
+    ("msecs", "ms"),
+    ("msec", "ms"),
+    ("seconds", "s"),
+    ("second", "s"),
+    ("secs", "s"),
+    ("sec", "s"),
+    ("minutes", "m"),
+    ("minute", "m"),
+    ("mins", "m"),
+    ("min", "m"),
+    ("hours", "h"),
+    ("hour", "h"),
+    ("hrs", "h"),
+    ("hr", "h"),
+    ("days", "d"),
+    ("day", "d"),
+];
+
+/// The duration a refused one was probably meant as, in the accepted form:
+/// `5min` → `5m`, `90 seconds` → `90s`, `2M` → `2m`, `30` → `30s`.
+pub(crate) fn nearest_duration(v: &str) -> Option<String> {
+    let text: String = v
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_lowercase();
+    if text.is_empty() || text.starts_with('-') {
+        return None;
+    }
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, tail) = rest.split_at(digits);
+        let letters = tail
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(tail.len());
+        let (unit, after) = tail.split_at(letters);
+        let unit = match unit {
+            "" if after.is_empty() && out.is_empty() => "s",
+            "d" | "h" | "m" | "s" | "ms" => unit,
+            word => UNIT_WORDS.iter().find(|(w, _)| *w == word)?.1,
+        };
+        out += number;
+        out += unit;
+        rest = after;
+    }
+    parse_duration(&out).filter(|_| out != v).map(|_| out)
 }
 
 /// A duration above zero and of at most [`MAX_DURATION`].
@@ -97,7 +159,10 @@ pub(crate) fn choice<T: Copy>(v: &str, options: &[(&str, T)]) -> Result<T, Strin
         .map(|(_, t)| *t)
         .ok_or_else(|| {
             let names: Vec<&str> = options.iter().map(|(k, _)| *k).collect();
-            format!("one of {} ({ENUM_RULE})", names.join(", "))
+            let meant = super::suggest::nearest(v.trim(), names.iter().copied())
+                .map(|n| format!("; did you mean {n}?"))
+                .unwrap_or_default();
+            format!("one of {} ({ENUM_RULE}){meant}", names.join(", "))
         })
 }
 
@@ -264,6 +329,27 @@ mod tests {
             let got = parse_duration(if text.is_empty() { "0" } else { &text });
             proptest::prop_assert_eq!(got.map(|g| g.as_millis()), Some(u128::from(want)), "{}", text);
         }
+    }
+
+    #[test]
+    fn refused_durations_name_the_form_meant() {
+        for (given, meant) in [
+            ("5min", Some("5m")),
+            ("90 seconds", Some("90s")),
+            ("2M", Some("2m")),
+            ("30", Some("30s")),
+            ("1hr30min", Some("1h30m")),
+            ("1.5 Secs", Some("1.5s")),
+            ("500MS", Some("500ms")),
+            ("5 fortnights", None),
+            ("-1s", None),
+            ("soon", None),
+            ("5m", None),
+        ] {
+            assert_eq!(nearest_duration(given).as_deref(), meant, "{given}");
+        }
+        let refused = duration("5min").expect_err("5min");
+        assert!(refused.ends_with("did you mean 5m?"), "{refused}");
     }
 
     #[test]

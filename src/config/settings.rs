@@ -214,7 +214,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "WAIT_TIMEOUT",
         default: Value("5m"),
-        help: "wait/exec: give up after this long (0 = never)",
+        help: "how long wait and exec try before they give up (0 = never)",
         commands: &["wait", "exec"],
         parse: |d, v| duration(v).map(|t| d.config.wait_timeout = (!t.is_zero()).then_some(t)),
     },

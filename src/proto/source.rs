@@ -261,6 +261,15 @@ fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), 
                 Some(p.strip_prefix(':').ok_or("junk after the IPv6 literal")?),
             ),
         }
+    } else if authority.matches(':').count() > 1 {
+        // An IPv6 literal without brackets: say the bracketed form meant.
+        let form = match authority.rsplit_once(':') {
+            Some((h, p)) if h.parse::<std::net::Ipv6Addr>().is_ok() && p.parse::<u16>().is_ok() => {
+                format!("[{h}]:{p}")
+            }
+            _ => format!("[{authority}]"),
+        };
+        return Err(format!("an IPv6 address goes in brackets: `{form}`"));
     } else {
         match authority.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),

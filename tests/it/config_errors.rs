@@ -208,7 +208,8 @@ fn disarming_settings_are_refused_before_anything_runs() {
         &["exec", "--max-skew", "25m", "--", "sh", "-c", &script],
         &[("SKEWGUARD_SOURCES", &sources)],
     );
-    assert_config_error(&out, &["SKEWGUARD_MAX_SKEW", "25m"], &["window"]);
+    // Given as a flag, it is named as the flag.
+    assert_config_error(&out, &["--max-skew", "25m"], &["window"]);
     assert!(!marker.exists(), "the workload must not start\n{out}");
 }
 
@@ -287,4 +288,57 @@ fn each_command_help_shows_its_own_settings_and_exit_codes() {
     let serve = help("serve");
     assert!(serve.contains("SKEWGUARD_STALE_AFTER") && !serve.contains("SKEWGUARD_CACHE_FILE"));
     assert_ne!(check, serve);
+}
+
+/// Errors name what the user typed, with the nearest form that is accepted:
+/// the flag for a value given as a flag, `--` for `exec`, brackets for an
+/// IPv6 source, the setting a misspelt variable was meant as.
+#[test]
+fn errors_name_what_was_typed_and_the_form_meant() {
+    let silent = Port::free();
+    let out = check_with(&silent, &["--max-skew", "5min"], &[]);
+    assert_config_error(&out, &["--max-skew", "5min"], &["did you mean 5m?"]);
+    assert!(!out.stderr.contains("SKEWGUARD_MAX_SKEW"), "{out}");
+    // The same value from the environment is named as the variable.
+    let out = check_with(&silent, &[], &[("SKEWGUARD_MAX_SKEW", "5min")]);
+    assert_config_error(&out, &["SKEWGUARD_MAX_SKEW", "5min"], &["5m?"]);
+    let out = check_with(&silent, &["--profile", "aws_s3"], &[]);
+    assert_config_error(&out, &["--profile"], &["did you mean aws-s3?"]);
+
+    let out = run(&["exec", "/bin/true"], &[]);
+    assert_config_error(&out, &["exec"], &["`skewguard exec -- /bin/true`"]);
+
+    let out = check_with(&silent, &[], &[("SKEWGUARD_SOURCES", "ntp://::1:123")]);
+    assert_config_error(&out, &["ntp://::1:123"], &["[::1]:123"]);
+
+    let out = check_with(&silent, &["--max-skwe", "1s"], &[]);
+    assert_config_error(&out, &["--max-skwe"], &["did you mean `--max-skew`?"]);
+
+    let out = check_with(
+        &silent,
+        &[],
+        &[
+            ("SKEWGUARD_ON_UNKNOWN", "pass"),
+            ("SKEWGUARD_SOURCE", "ntp://127.0.0.1:1"),
+        ],
+    );
+    out.assert_exit(0);
+    assert!(
+        out.stderr.contains("did you mean SKEWGUARD_SOURCES?"),
+        "{out}"
+    );
+}
+
+/// `health --help` speaks of what `health` does with each setting.
+#[test]
+fn health_help_describes_the_probe() {
+    let out = run(&["health", "--help"], &[]);
+    out.assert_exit(0);
+    let timeout = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("SKEWGUARD_TIMEOUT"))
+        .unwrap_or_else(|| panic!("no TIMEOUT line\n{out}"));
+    assert!(!timeout.contains("one query of one source"), "{timeout}");
+    assert!(timeout.contains("whole probe"), "{timeout}");
 }
