@@ -232,6 +232,7 @@ impl Report {
         let platform = Platform::classify(&host.platform.facts);
         let evidence = Evidence {
             platform,
+            contained: host.platform.facts.in_container(),
             faketime: host.platform.facts.faketime.clone(),
             aws: host.platform.aws.clone(),
             verdict: Some(verdict),

@@ -31,6 +31,9 @@ pub struct Evidence {
     pub reached_unusable: bool,
     /// Where the clock is kept.
     pub platform: Platform,
+    /// A container marker is present ([`crate::core::platform::PlatformFacts::in_container`]):
+    /// the wording says "container" only then.
+    pub contained: bool,
     /// The variable that fakes this process's clock (`FAKETIME=…`), if any.
     pub faketime: Option<String>,
     /// AWS's word on the host clock.
@@ -56,6 +59,7 @@ impl Default for Evidence {
             no_answer: false,
             reached_unusable: false,
             platform: Platform::LINUX,
+            contained: true,
             faketime: None,
             aws: Vec::new(),
             proxy: None,
@@ -190,7 +194,7 @@ fn unknown_hint(e: &Evidence) -> Option<Hint> {
         return Some(h);
     }
     if let Some((gap, behind)) = e.certificate_gap {
-        return Some(certificate_hint(gap, behind, e.platform));
+        return Some(certificate_hint(gap, behind, e.platform, e.contained));
     }
     if e.disagreement {
         return Some(Hint {
@@ -203,6 +207,7 @@ fn unknown_hint(e: &Evidence) -> Option<Hint> {
     if e.no_answer {
         // A server that answered with an expired certificate or a broken
         // reply is not a network problem of this container.
+        let here = if e.contained { "container" } else { "host" };
         let fix = if e.unknown_issuer {
             "the client lacks the CA: add it to SKEWGUARD_CA_FILE, or set SSL_CERT_FILE or SSL_CERT_DIR to the store that has it (a corporate CA, or one a TLS-inspecting proxy signs with), or pin a self-signed server certificate by putting it in SKEWGUARD_CA_FILE; only if the CA is meant to be public, fix the server's chain".into()
         } else if e.reached_unusable {
@@ -211,7 +216,7 @@ fn unknown_hint(e: &Evidence) -> Option<Hint> {
             // Egress through an HTTP proxy: only https:// (and http://) can follow it.
             format!("this environment sends HTTP through the proxy {proxy}: NTP, NTS and Roughtime cannot cross an HTTP proxy, https:// sources can (through a CONNECT tunnel, TLS end to end); set SKEWGUARD_SOURCES to https:// servers the proxy lets through, and if an https:// line names a refusal (403, 407), fix that with the proxy's operator or in the proxy URL")
         } else {
-            "check that this container may reach them (UDP 123 for ntp:// and nts://, TCP 443 for https://, TCP 4460 for the NTS key exchange; where only an HTTP proxy reaches out, set HTTPS_PROXY and use https:// sources) or set SKEWGUARD_SOURCES to references it can reach".into()
+            format!("check that this {here} may reach them (UDP 123 for ntp:// and nts://, TCP 443 for https://, TCP 4460 for the NTS key exchange; where only an HTTP proxy reaches out, set HTTPS_PROXY and use https:// sources) or set SKEWGUARD_SOURCES to references it can reach")
         };
         return Some(Hint {
             cause: Cause::NoAnswer,
@@ -225,7 +230,7 @@ fn unknown_hint(e: &Evidence) -> Option<Hint> {
 /// The hint for a certificate that is not valid by the local clock, which is
 /// at least `gap` seconds off in the direction given. Kept on its own so the
 /// rules for when certificate evidence may blame the clock can change here.
-pub fn certificate_hint(gap: f64, behind: bool, platform: Platform) -> Hint {
+pub fn certificate_hint(gap: f64, behind: bool, platform: Platform, contained: bool) -> Hint {
     Hint {
         cause: Cause::CertificateGap,
         text: format!(
@@ -233,7 +238,7 @@ pub fn certificate_hint(gap: f64, behind: bool, platform: Platform) -> Hint {
             human_duration(gap),
             if behind { "behind" } else { "ahead" }
         ),
-        fix: platform.fix().into(),
+        fix: platform.fix_for(contained),
     }
 }
 
@@ -256,58 +261,59 @@ fn skew_hint(e: &Evidence) -> Option<Hint> {
     };
     let sized = !one_sided && e.uncertainty <= 60.0;
     let p = e.platform;
+    let fix = p.fix_for(e.contained);
     let mut h = if size >= 180.0 * DAY {
         Hint {
             cause: Cause::RtcLostPower,
             text: format!("the clock is {direction} by {spoken}: the host's hardware clock probably lost power or was never set, and nothing stepped the clock since"),
-            fix: format!("{}; with NTP running the next boot steps it too", p.fix()),
+            fix: format!("{fix}; with NTP running the next boot steps it too"),
         }
     } else if p.pauses_with_its_host() && behind && size > 60.0 {
         Hint {
             cause: Cause::VmPaused,
-            text: format!("the clock is behind by {spoken} on {}: the VM stops while the computer sleeps and wakes with the time it stopped at, seeing no suspend of its own (CLOCK_BOOTTIME does not run ahead inside); a container cannot set the VM's clock", p.name()),
-            fix: p.fix().into(),
+            text: format!("the clock is behind by {spoken} on {}: the VM stops while the computer sleeps and wakes with the time it stopped at, seeing no suspend of its own (CLOCK_BOOTTIME does not run ahead inside){}", p.name(), if e.contained { "; a container cannot set the VM's clock" } else { "" }),
+            fix: fix.clone(),
         }
     } else if e.suspended_seconds > 60.0 {
         Hint {
             cause: Cause::HostSlept,
             text: format!("this host has been suspended for {} since boot (CLOCK_BOOTTIME is ahead of CLOCK_MONOTONIC) and its clock has not caught up since it woke", spoken_duration(e.suspended_seconds)),
-            fix: p.fix().into(),
+            fix: fix.clone(),
         }
     } else if let Some(zone) = utc_offset_of(offset).filter(|_| sized) {
         let also = if p == Platform::LINUX {
             String::new()
         } else {
-            format!("; {}", p.fix())
+            format!("; {fix}")
         };
         Hint {
             cause: Cause::TimeZone,
             text: format!("the clock is {direction} by {spoken}, within a minute of the UTC offset {}: the host's hardware clock is probably kept in local time, or a time zone was applied to the clock itself", zone_name(zone)),
-            fix: format!("on the host, keep the hardware clock in UTC (`timedatectl set-local-rtc 0`) and let chrony or systemd-timesyncd step the clock; TZ inside a container does not matter, signatures use UTC{also}"),
+            fix: format!("on the host, keep the hardware clock in UTC (`timedatectl set-local-rtc 0`) and let chrony or systemd-timesyncd step the clock; {} does not matter, signatures use UTC{also}", if e.contained { "TZ inside a container" } else { "the TZ variable" }),
         }
     } else if sized && size >= DAY - 60.0 && (size - (size / DAY).round() * DAY).abs() <= 60.0 {
         Hint {
             cause: Cause::WholeDays,
             text: format!("the clock is {direction} by {spoken}, a whole number of days: no time zone is that far from UTC; a date set by hand a day off, or a VM paused or restored from a snapshot, leaves a clock like this"),
-            fix: p.fix().into(),
+            fix: fix.clone(),
         }
     } else if let Some(a) = e.aws.iter().find(|a| a.synchronised == Some(false)) {
         Hint {
             cause: Cause::AwsUnsynchronised,
             text: format!("the clock is {direction} by {spoken}, and AWS says the host clock is not synchronised: {}", a.describe()),
-            fix: p.fix().into(),
+            fix: fix.clone(),
         }
     } else if e.kernel.is_some_and(|k| k.synchronised) {
         Hint {
             cause: Cause::DaemonBadSources,
             text: format!("the kernel says a time daemon disciplines this clock, yet it is {direction} by {spoken}: that daemon follows bad sources"),
-            fix: format!("check the daemon's sources (`chronyc sources`, `timedatectl timesync-status`); {}", p.fix()),
+            fix: format!("check the daemon's sources (`chronyc sources`, `timedatectl timesync-status`); {fix}"),
         }
     } else {
         Hint {
             cause: Cause::NoTimeDaemon,
-            text: format!("the clock is {direction} by {spoken} and no time synchronisation daemon appears to keep it (the kernel reports it unsynchronised); containers share the host's clock and cannot fix it themselves"),
-            fix: p.fix().into(),
+            text: format!("the clock is {direction} by {spoken} and no time synchronisation daemon appears to keep it (the kernel reports it unsynchronised){}", if e.contained { "; containers share the host's clock and cannot fix it themselves" } else { "" }),
+            fix: fix.clone(),
         }
     };
     if h.cause != Cause::AwsUnsynchronised && !e.aws.is_empty() {
@@ -573,6 +579,68 @@ mod tests {
             "{all}"
         );
         assert!(all.contains("hwclock -s"), "{all}");
+    }
+
+    #[test]
+    fn off_a_container_the_wording_never_says_container() {
+        let unsynced = KernelClock {
+            synchronised: false,
+            max_error_seconds: 16.0,
+            est_error_seconds: 16.0,
+        };
+        let cases = |contained: bool| {
+            let mut out = Vec::new();
+            for p in Platform::all() {
+                for offset in [-5.5 * 3600.0, 1200.0, DAY, 3.0 * 365.0 * DAY] {
+                    out.push(Evidence {
+                        contained,
+                        kernel: Some(unsynced),
+                        ..on(p, offset)
+                    });
+                }
+                out.push(Evidence {
+                    contained,
+                    platform: p,
+                    verdict: Some(Verdict::Unknown),
+                    no_answer: true,
+                    ..Evidence::default()
+                });
+                out.push(Evidence {
+                    contained,
+                    platform: p,
+                    verdict: Some(Verdict::Unknown),
+                    certificate_gap: Some((DAY, true)),
+                    ..Evidence::default()
+                });
+            }
+            out
+        };
+        // Platforms that exist only as containers (a pod, a task) keep their words.
+        let container_only = ["ecs-fargate", "ecs", "eks", "aks", "gke"];
+        for e in cases(false) {
+            let h = hint(&e).unwrap_or_else(|| panic!("no hint for {e:?}"));
+            if container_only.contains(&e.platform.code()) {
+                continue;
+            }
+            let all = format!("{} {}", h.text, h.fix);
+            assert!(!all.contains("container"), "{e:?}: {all}");
+        }
+        let mut said = 0;
+        for e in cases(true) {
+            let h = hint(&e).unwrap_or_else(|| panic!("no hint for {e:?}"));
+            said += usize::from(format!("{} {}", h.text, h.fix).contains("container"));
+        }
+        assert!(said > Platform::all().count(), "{said}");
+        let linux = hint(&Evidence {
+            contained: false,
+            kernel: Some(unsynced),
+            ..skewed(1200.0)
+        })
+        .expect("a hint");
+        assert!(
+            linux.fix.starts_with("on the host: run chrony"),
+            "{linux:?}"
+        );
     }
 
     #[test]

@@ -68,7 +68,8 @@ pub struct PlatformSpec {
     /// How to set the clock right: on the host or VM that owns the clock, since
     /// a container cannot set it (time namespaces do not cover CLOCK_REALTIME).
     /// Commands the platform does not document are kept to ones that only
-    /// restart or step a clock.
+    /// restart or step a clock. Written for a container; an aside `(not in
+    /// the container)` is dropped where there is none (see [`Platform::fix_for`]).
     pub fix: &'static str,
     /// Whether the facts name this platform (rows are tried in order).
     applies: fn(&Markers) -> bool,
@@ -296,6 +297,16 @@ impl Platform {
     pub fn fix(self) -> &'static str {
         self.0.fix
     }
+
+    /// The fix as said to a process in a container (`contained`) or on the
+    /// host or VM itself, where "(not in the container)" would be untrue.
+    pub fn fix_for(self, contained: bool) -> String {
+        if contained {
+            self.0.fix.to_string()
+        } else {
+            self.0.fix.replace(" (not in the container)", "")
+        }
+    }
 }
 
 /// Whether a host name is one minikube gives its nodes.
@@ -307,6 +318,17 @@ fn is_minikube_node(hostname: &str) -> bool {
 }
 
 impl PlatformFacts {
+    /// Whether a container marker is present: Docker's or podman's file, a
+    /// Kubernetes pod's or an ECS task's variables. Without one, skewguard runs
+    /// on the host (or VM) that owns the clock, and is told so.
+    pub fn in_container(&self) -> bool {
+        self.dockerenv
+            || self.containerenv
+            || self.kubernetes
+            || self.ecs_metadata_uri.is_some()
+            || self.aws_execution_env.is_some()
+    }
+
     /// What was seen, for people: `kernel 6.10.14-linuxkit`, `/.dockerenv`, ….
     pub fn evidence(&self) -> Vec<String> {
         let mut out = Vec::new();

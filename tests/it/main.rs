@@ -21,6 +21,7 @@ mod docker;
 mod docs;
 mod faults;
 mod health;
+mod host_wording;
 mod hostile_files;
 mod http_behaviours;
 mod http_hostile;

@@ -29,7 +29,24 @@ mount -t tmpfs skewguard-test /sys/class
 if [ -d "$d/dmi" ]; then mkdir -p /sys/class/dmi/id; cp -a "$d/dmi/." /sys/class/dmi/id/; fi
 mount -t tmpfs skewguard-test /run
 cp -a "$d/run/." /run/
-exec "$@"
+"#;
+
+/// After [`SCRIPT`]: a new root on a tmpfs (`$d/root`) holding only what a
+/// program needs (the system directories bound, their links copied, the
+/// directory of the binary run), so that the machine's own `/.dockerenv`
+/// is gone too; the command runs chrooted there.
+const NEW_ROOT: &str = r#"r="$d/root"
+mkdir -p "$r"
+mount -t tmpfs skewguard-root "$r"
+for p in /usr /bin /sbin /lib /lib32 /lib64 /libx32 /etc /proc /sys /dev /run; do
+    if [ -L "$p" ]; then cp -a "$p" "$r$p"
+    elif [ -d "$p" ]; then mkdir -p "$r$p"; mount --rbind "$p" "$r$p"
+    fi
+done
+b=$(dirname "$1")
+mkdir -p "$r$b"
+mount --bind "$b" "$r$b"
+exec chroot "$r" "$@"
 "#;
 
 /// Whether this machine can make a private mount namespace (and has `tools`);
@@ -63,8 +80,20 @@ pub fn namespaces_work(tools: &[(&str, &str)]) -> bool {
 /// `skewguard ARGS` in a mount namespace of its own with the files of `dir`
 /// in place, the SKEWGUARD_* and platform variables of the test removed.
 pub fn skewguard_at(dir: &Path, args: &[&str]) -> Command {
+    in_namespace(&format!("{SCRIPT}exec \"$@\"\n"), dir, args)
+}
+
+/// [`skewguard_at`], chrooted into a root of its own where no file marks a
+/// container, whatever the machine has (`/.dockerenv` of the test's own
+/// container included): the case's `run/` then decides alone (an empty one
+/// is a host; `run/.containerenv` is podman's marker).
+pub fn skewguard_off_container(dir: &Path, args: &[&str]) -> Command {
+    in_namespace(&format!("{SCRIPT}{NEW_ROOT}"), dir, args)
+}
+
+fn in_namespace(script: &str, dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--", "sh", "-c", SCRIPT, "sh"])
+    cmd.args(["--mount", "--", "sh", "-c", script, "sh"])
         .arg(dir)
         .arg(env!("CARGO_BIN_EXE_skewguard"))
         .args(args);
