@@ -18,14 +18,16 @@ fn run() -> i32 {
     } else {
         EXIT_USAGE
     };
+    // Errors before the configuration is read follow LOG_FORMAT as given.
+    let early_format = log_format_given(&args);
     let invocation = match cli::parse(args) {
         Ok(i) => i,
-        Err(e) if e.0 == cli::NO_COMMAND => {
+        Err(e) if e.0 == cli::NO_COMMAND && early_format == LogFormat::Text => {
             eprint!("skewguard: {}\n\n{}", e.0, cli::help(None));
             return EXIT_USAGE;
         }
         Err(e) => {
-            eprintln!("skewguard: {e}");
+            cmd::say_error(early_format, &e.to_string(), &[]);
             return usage_exit;
         }
     };
@@ -50,7 +52,8 @@ fn run() -> i32 {
         match value.into_string() {
             Ok(v) => env.push((name.to_string(), v)),
             Err(v) => {
-                eprintln!("skewguard: {name}={v:?} is not accepted: the value is not valid UTF-8");
+                let message = format!("{name}={v:?} is not accepted: the value is not valid UTF-8");
+                cmd::say_error(early_format, &message, &[("setting", name)]);
                 return usage_exit;
             }
         }
@@ -60,7 +63,16 @@ fn run() -> i32 {
         Ok(c) => c,
         Err(e) => {
             let e = e.as_given(&invocation.overrides);
-            eprintln!("skewguard: {e}");
+            let format = match vars.get("SKEWGUARD_LOG_FORMAT").map(String::as_str) {
+                Some("json") => LogFormat::Json,
+                _ => LogFormat::Text,
+            };
+            let fields = [
+                ("setting", e.name.as_str()),
+                ("value", e.value.as_str()),
+                ("expected", e.expected.as_str()),
+            ];
+            cmd::say_error(format, &e.to_string(), &fields);
             return usage_exit;
         }
     };
@@ -105,6 +117,30 @@ fn run() -> i32 {
             invocation.overrides.contains_key("LISTEN"),
         ),
         Command::Help(_) | Command::Version => 0,
+    }
+}
+
+/// `json` when `--log-format json` (or `=json`) is among `args`, or else
+/// `SKEWGUARD_LOG_FORMAT=json` is set: how to report an error met before the
+/// configuration is read.
+fn log_format_given(args: &[std::ffi::OsString]) -> LogFormat {
+    let mut flag = None;
+    let mut args = args.iter().map(|a| a.to_string_lossy());
+    while let Some(a) = args.next() {
+        if a == "--" {
+            break;
+        }
+        if a == "--log-format" {
+            flag = args.next().map(|v| v.into_owned());
+        } else if let Some(v) = a.strip_prefix("--log-format=") {
+            flag = Some(v.to_string());
+        }
+    }
+    let given = flag.or_else(|| std::env::var("SKEWGUARD_LOG_FORMAT").ok());
+    if given.as_deref() == Some("json") {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
     }
 }
 

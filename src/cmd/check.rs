@@ -45,7 +45,8 @@ pub fn run(config: &Config) -> i32 {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("skewguard: cannot start the async runtime: {e}");
+            let message = format!("cannot start the async runtime: {e}");
+            super::say_error(config.log_format, &message, &[]);
             return EXIT_FAIL;
         }
     };

@@ -38,7 +38,7 @@ pub fn run(config: &Config, url: Option<&str>, listen_flag: bool) -> i32 {
     let target = match parse_url(&url) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("skewguard health: {e}");
+            super::say_error(config.log_format, &format!("health: {e}"), &[]);
             return EXIT_FAIL;
         }
     };

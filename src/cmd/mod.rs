@@ -6,6 +6,9 @@ pub mod health;
 pub mod serve;
 pub mod wait;
 
+use std::io::Write as _;
+
+use crate::config::LogFormat;
 use crate::os::clock::SystemClock;
 
 /// Exit code: the clock is fine (or the command succeeded).
@@ -18,6 +21,28 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_NOT_EXECUTABLE: i32 = 126;
 /// Exit code (`exec`): the workload was not found, as a shell reports it.
 pub const EXIT_NOT_FOUND: i32 = 127;
+
+/// Now, as the log lines stamp their time (RFC 3339, UTC, microseconds).
+pub fn timestamp() -> String {
+    use tracing_subscriber::fmt::time::FormatTime as _;
+    let mut out = String::new();
+    let _ = tracing_subscriber::fmt::time::SystemTime
+        .format_time(&mut tracing_subscriber::fmt::format::Writer::new(&mut out));
+    out
+}
+
+/// Says an error on stderr whatever the log filter: `skewguard: MESSAGE`, or
+/// under `LOG_FORMAT=json` one ERROR record shaped like the log's lines, with
+/// `fields` beside the message.
+pub fn say_error(format: LogFormat, message: &str, fields: &[(&str, &str)]) {
+    let line = match format {
+        LogFormat::Text => format!("skewguard: {message}\n"),
+        LogFormat::Json => crate::output::message_record("ERROR", &timestamp(), message, fields),
+    };
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(line.as_bytes());
+    let _ = err.flush();
+}
 
 /// The system clock, for commands.
 pub fn system_clock() -> &'static SystemClock {

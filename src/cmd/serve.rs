@@ -21,7 +21,8 @@ pub fn run(config: &Config) -> i32 {
     let runtime = match super::runtime() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("skewguard: cannot start the runtime: {e}");
+            let message = format!("cannot start the runtime: {e}");
+            super::say_error(config.log_format, &message, &[]);
             return EXIT_FAIL;
         }
     };
@@ -40,7 +41,8 @@ async fn serve(config: Arc<Config>, clock: &'static dyn Clock) -> i32 {
     ) {
         (Ok(t), Ok(i)) => (t, i),
         (Err(e), _) | (_, Err(e)) => {
-            eprintln!("skewguard: cannot handle signals: {e}");
+            let message = format!("cannot handle signals: {e}");
+            super::say_error(config.log_format, &message, &[]);
             return EXIT_FAIL;
         }
     };
@@ -56,10 +58,9 @@ async fn serve(config: Arc<Config>, clock: &'static dyn Clock) -> i32 {
     let listener = match listen(config.listen) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!(
-                "skewguard: cannot listen on SKEWGUARD_LISTEN={}: {e}",
-                config.listen
-            );
+            let message = format!("cannot listen on SKEWGUARD_LISTEN={}: {e}", config.listen);
+            let listen = config.listen.to_string();
+            super::say_error(config.log_format, &message, &[("listen", &listen)]);
             return EXIT_USAGE;
         }
     };

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use crate::core::duration::human_setting;
 use crate::core::report::Report;
 use crate::os::clock::Clock;
@@ -158,8 +158,17 @@ async fn wait_or_signal(config: &Config, clock: &dyn Clock) -> Waited {
 /// Writes the report to stderr in the configured format: stdout belongs to the
 /// workload (`exec`) or to nobody (`wait`), and stderr is what `docker logs`
 /// and `kubectl logs` show.
-fn report_to_stderr(config: &Config, report: &Report) {
-    let text = crate::output::render(config.output, report);
+///
+/// Under `LOG_FORMAT=json` it is one log record instead (whatever `OUTPUT`
+/// says), so that every line on stderr is one JSON object.
+fn report_to_stderr(config: &Config, report: &Report, passed: bool) {
+    let text = match config.log_format {
+        LogFormat::Json => {
+            let level = if passed { "INFO" } else { "WARN" };
+            crate::output::record(report, level, &super::timestamp())
+        }
+        LogFormat::Text => crate::output::render(config.output, report),
+    };
     let mut err = std::io::stderr().lock();
     let _ = err.write_all(text.as_bytes());
     let _ = err.flush();
@@ -172,7 +181,8 @@ pub fn run(config: &Config) -> i32 {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("skewguard: cannot start the async runtime: {e}");
+            let message = format!("cannot start the async runtime: {e}");
+            super::say_error(config.log_format, &message, &[]);
             return EXIT_FAIL;
         }
     };
@@ -194,7 +204,7 @@ pub fn run(config: &Config) -> i32 {
     // QUIET: a wait that succeeds says nothing (its log lines below ERROR are
     // filtered out already); a failure still reports.
     if let Some(r) = report.as_ref().filter(|_| !(passed && config.quiet)) {
-        report_to_stderr(config, r);
+        report_to_stderr(config, r, passed);
     }
     if passed {
         EXIT_OK
@@ -228,10 +238,9 @@ pub fn exec(config: &Config, program: &OsString, args: &[OsString]) -> i32 {
     } else {
         err.to_string()
     };
-    eprintln!(
-        "skewguard: cannot execute {}: {why}",
-        program.to_string_lossy()
-    );
+    let program = program.to_string_lossy();
+    let message = format!("cannot execute {program}: {why}");
+    super::say_error(config.log_format, &message, &[("program", &program)]);
     code
 }
 

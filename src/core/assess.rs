@@ -131,6 +131,13 @@ impl Report {
                             entries[index[m]].status = SourceStatus::Ok;
                         }
                     }
+                } else {
+                    // No majority to outvote anyone: measured, not falsetickers.
+                    for &i in &index {
+                        if entries[i].status == SourceStatus::Falseticker {
+                            entries[i].status = SourceStatus::NoMajority;
+                        }
+                    }
                 }
                 let which = if trusted.authenticated_vote {
                     "authenticated sources"

@@ -75,7 +75,7 @@ impl Report {
 pub struct SourceReport {
     /// The source URI.
     pub source: String,
-    /// `ok`, `falseticker` or `error`.
+    /// `ok`, `falseticker`, `no_majority` or `error`.
     pub status: SourceStatus,
     /// The measurement came over a verified channel (https with a verified
     /// chain and name, nts); `false` for ntp, http and sources without one.
@@ -126,8 +126,12 @@ pub struct SourceReport {
 pub enum SourceStatus {
     /// Measured and in the agreeing majority.
     Ok,
-    /// Measured, but outvoted.
+    /// Measured, but outvoted by a majority.
     Falseticker,
+    /// Measured, but no majority of the sources agree, so none is outvoted
+    /// (the text's "measured (no majority agrees)").
+    #[serde(rename = "no_majority")]
+    NoMajority,
     /// No usable measurement.
     Error,
 }

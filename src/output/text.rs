@@ -24,13 +24,11 @@ impl Report {
                 status => format!(
                     "  {}  {}  {} ±{}  rtt {}  {}",
                     s.shown(),
-                    if status == SourceStatus::Ok {
-                        "ok"
-                    } else if self.offset_seconds.is_none() {
+                    match status {
+                        SourceStatus::Ok => "ok",
                         // Nothing was agreed, so nothing outvoted it.
-                        "measured (no majority agrees)"
-                    } else {
-                        "FALSETICKER (outvoted)"
+                        SourceStatus::NoMajority => "measured (no majority agrees)",
+                        _ => "FALSETICKER (outvoted)",
                     },
                     signed_seconds(s.offset_seconds.unwrap_or(f64::NAN)),
                     human_duration(s.uncertainty_seconds.unwrap_or(f64::NAN)),

@@ -342,6 +342,7 @@ fn result_name(status: SourceStatus) -> &'static str {
     match status {
         SourceStatus::Ok => "ok",
         SourceStatus::Falseticker => "falseticker",
+        SourceStatus::NoMajority => "no_majority",
         SourceStatus::Error => "error",
     }
 }
@@ -398,6 +399,7 @@ impl Metrics {
             for result in [
                 SourceStatus::Ok,
                 SourceStatus::Falseticker,
+                SourceStatus::NoMajority,
                 SourceStatus::Error,
             ] {
                 // Created at 0, so increase() sees the first error.

@@ -290,6 +290,10 @@ fn two_sources_that_disagree_give_unknown() {
     let uris: Vec<String> = peers.iter().map(Chrony::uri).collect();
     let out = check_json(&uris, &[]);
     assert_verdict(&out, "unknown", 1);
+    // Nothing is outvoted where no majority agrees.
+    for uri in &uris {
+        assert_eq!(out.source(uri)["status"], "no_majority", "{out}");
+    }
     let text = check_text(&uris, &[]);
     text.assert_exit(1);
     assert_headline(&text, "unknown");

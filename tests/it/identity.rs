@@ -29,6 +29,7 @@ fn one_server_under_two_names_votes_once() {
     assert_eq!(out.verdict(), "unknown", "{out}");
     let listed = out.report()["sources"].as_array().expect("sources");
     assert_eq!(listed.len(), 2, "one entry per server\n{out}");
+    assert_eq!(listed[0]["status"], "no_majority", "{out}");
     assert_eq!(listed[0]["source"], format!("ntp://127.0.0.1:{off}"));
     assert_eq!(
         listed[0]["aliases"],

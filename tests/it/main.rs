@@ -26,6 +26,7 @@ mod hostile_files;
 mod http_behaviours;
 mod http_hostile;
 mod identity;
+mod json_logs;
 mod metrics;
 mod npd;
 mod ntp_hostile;
