@@ -36,6 +36,7 @@ mod prometheus;
 mod proxy;
 mod saturation;
 mod serve;
+mod systemd_units;
 mod trust;
 mod wait_exec;
 mod web_servers;
