@@ -54,16 +54,16 @@ impl std::fmt::Display for UsageError {
 }
 
 /// One command: its name, its synopsis, what it does, and its exit codes.
-struct CommandHelp {
-    name: &'static str,
-    synopsis: &'static str,
-    what: &'static str,
-    exits: &'static [(&'static str, &'static str)],
+pub(crate) struct CommandHelp {
+    pub(crate) name: &'static str,
+    pub(crate) synopsis: &'static str,
+    pub(crate) what: &'static str,
+    pub(crate) exits: &'static [(&'static str, &'static str)],
 }
 
 const USAGE_EXIT: (&str, &str) = ("2", "usage or configuration error (the message names the flag or variable, the value and the accepted form)");
 
-const COMMANDS: &[CommandHelp] = &[
+pub(crate) const COMMANDS: &[CommandHelp] = &[
     CommandHelp {
         name: "check",
         synopsis: "check [FLAGS]",

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod cli;
+pub mod generate;
 mod parse;
 mod settings;
 mod suggest;

@@ -20,6 +20,7 @@ mod diagnosis;
 mod docker;
 mod docs;
 mod faults;
+mod generated;
 mod health;
 mod host_wording;
 mod hostile_files;
