@@ -318,6 +318,26 @@ const COMMAND_SPECIFIC_HELP: &[(&str, &str, &str)] = &[
         "the address whose port is probed when no URL is given (a wildcard address on loopback)",
     ),
     (
+        "check",
+        "ON_UNKNOWN",
+        "fail|pass: whether an unknown verdict exits 1 (fail) or 0 (pass)",
+    ),
+    (
+        "wait",
+        "ON_UNKNOWN",
+        "fail|pass: whether an unknown verdict keeps the wait going (fail) or ends it with 0 (pass)",
+    ),
+    (
+        "exec",
+        "ON_UNKNOWN",
+        "fail|pass: whether an unknown verdict holds CMD back (fail) or starts it (pass)",
+    ),
+    (
+        "serve",
+        "ON_UNKNOWN",
+        "fail|pass: whether a round's unknown verdict makes /healthz and /readyz answer 503 (fail) or 200 (pass); before the first round they answer 503 either way",
+    ),
+    (
         "serve",
         "LISTEN",
         "address of /healthz, /readyz, /livez, /metrics",
