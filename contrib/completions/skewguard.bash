@@ -95,14 +95,6 @@ _skewguard() {
     --cache-max-age)
         return 0
         ;;
-    --disabled)
-        mapfile -t COMPREPLY < <(compgen -W "true false" -- "$cur")
-        return 0
-        ;;
-    --quiet)
-        mapfile -t COMPREPLY < <(compgen -W "true false" -- "$cur")
-        return 0
-        ;;
     esac
     local words
     case "$command" in

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 
-use crate::config::{flag_name, setting_for_flag, SETTINGS};
+use crate::config::{flag_name, is_switch, is_switch_value, setting_for_flag, SETTINGS};
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,13 +135,19 @@ pub const NO_COMMAND: &str = "no command given";
 /// a flag or a flag's value. For reporting errors the way that command
 /// reports them (`health` exits 1, never 2) even when the line does not parse.
 pub fn command_word(args: &[OsString]) -> Option<String> {
-    let mut args = args.iter().map(|a| a.to_string_lossy());
+    let mut args = args.iter().map(|a| a.to_string_lossy()).peekable();
     while let Some(a) = args.next() {
         if a == "--" {
             return None;
         }
         if let Some(long) = a.strip_prefix("--") {
-            if !long.contains('=') && !["help", "version"].contains(&long) {
+            let switch = setting_for_flag(long)
+                .and_then(super::settings::setting)
+                .is_some_and(is_switch);
+            if switch {
+                // `--quiet health`: the word after a switch is its value only when yes/no.
+                args.next_if(|w| is_switch_value(w));
+            } else if !long.contains('=') && !["help", "version"].contains(&long) {
                 args.next();
             }
         } else if !a.starts_with('-') || a == "-" {
@@ -192,11 +198,24 @@ where
                         .unwrap_or_default();
                     UsageError(format!("unknown flag `--{name}`{meant}"))
                 })?;
-                let value = parser
-                    .value()
-                    .map_err(|e| UsageError(e.to_string()))?
-                    .into_string()
-                    .map_err(|v| UsageError(format!("`--{name}` {v:?}: not valid UTF-8")))?;
+                // A switch alone (`--quiet`) is `true`; it takes a yes/no
+                // word after it (`--quiet false`), and `=` for anything else.
+                let switch = super::settings::setting(setting).is_some_and(is_switch);
+                let value = match parser.optional_value() {
+                    Some(v) => Some(v),
+                    None if switch => parser
+                        .raw_args()
+                        .map_err(|e| UsageError(e.to_string()))?
+                        .next_if(|w| w.to_str().is_some_and(is_switch_value))
+                        .or_else(|| Some("true".into())),
+                    None => None,
+                };
+                let value = match value {
+                    Some(v) => v,
+                    None => parser.value().map_err(|e| UsageError(e.to_string()))?,
+                }
+                .into_string()
+                .map_err(|v| UsageError(format!("`--{name}` {v:?}: not valid UTF-8")))?;
                 overrides.insert(setting.to_string(), value);
             }
             lexopt::Arg::Short(c) => return Err(UsageError(format!("unknown flag `-{c}`"))),
@@ -434,7 +453,7 @@ pub fn help(command: Option<&str>) -> String {
     }
     let _ = writeln!(
         out,
-        "  (durations: 150ms, 90s, 2m30s, 1h, 1d; named values exactly as shown, in lowercase)"
+        "  (durations: 150ms, 90s, 2m30s, 1h, 1d; named values exactly as shown, in lowercase;\n   a yes/no flag alone means true: --quiet, --disabled)"
     );
     match chosen {
         Some(h) => {
@@ -558,6 +577,38 @@ mod tests {
             e.0.contains("`skewguard exec -- perl app.pl -w 'it'\\''s'`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_switch_alone_is_true() {
+        let quiet = |args: &[&str]| {
+            let i = p(args).expect("parsed");
+            (i.command, i.overrides.get("QUIET").cloned())
+        };
+        assert_eq!(
+            quiet(&["check", "--quiet"]),
+            (Command::Check, Some("true".into()))
+        );
+        assert_eq!(
+            quiet(&["--quiet", "check"]),
+            (Command::Check, Some("true".into()))
+        );
+        assert_eq!(
+            quiet(&["check", "--quiet", "false"]),
+            (Command::Check, Some("false".into()))
+        );
+        assert_eq!(
+            quiet(&["check", "--quiet=no"]),
+            (Command::Check, Some("no".into()))
+        );
+        let (command, q) = quiet(&["exec", "--quiet", "--", "true"]);
+        assert_eq!(q.as_deref(), Some("true"));
+        assert!(matches!(command, Command::Exec { .. }));
+        // A non-switch flag still needs its value.
+        assert!(p(&["check", "--max-skew"]).is_err());
+        let w = |args: &[&str]| command_word(&args.iter().map(OsString::from).collect::<Vec<_>>());
+        assert_eq!(w(&["--quiet", "health"]).as_deref(), Some("health"));
+        assert_eq!(w(&["--quiet", "yes", "health"]).as_deref(), Some("health"));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 
 use super::cli::{setting_help, CommandHelp, COMMANDS};
-use super::{flag_name, Draft, Setting, SETTINGS};
+use super::{flag_name, Setting, SETTINGS};
 use crate::core::verdict::Profile;
 
 /// Every generated file: its path in the repository and its text.
@@ -36,13 +36,15 @@ enum Values {
     Choices(Vec<&'static str>),
     /// A file name.
     File,
+    /// A switch: the flag alone is `true` (`--quiet`), or `true`/`false` after it.
+    Switch,
     /// Anything (a duration, an address, a list): nothing to offer.
     Free,
 }
 
 /// The values of a setting, read from its row: the profiles for `PROFILE`,
-/// the `a|b|c` its help starts with, `true`/`false` for a yes/no setting
-/// (its parser takes both and refuses other words), a file for `*_FILE`.
+/// the `a|b|c` its help starts with, a switch for a yes/no setting
+/// ([`super::is_switch`]), a file for `*_FILE`.
 fn values(s: &Setting) -> Values {
     if s.name == "PROFILE" {
         return Values::Choices(Profile::all().map(Profile::name).collect());
@@ -54,9 +56,8 @@ fn values(s: &Setting) -> Values {
     if shown.contains('|') {
         return Values::Choices(shown.split('|').collect());
     }
-    let accepts = |word: &str| (s.parse)(&mut Draft::new(), word).is_ok();
-    if accepts("true") && accepts("false") && !accepts("perhaps") {
-        return Values::Choices(vec!["true", "false"]);
+    if super::is_switch(s) {
+        return Values::Switch;
     }
     Values::Free
 }
@@ -132,9 +133,14 @@ pub fn man() -> String {
     }
     out += ".SH SETTINGS\n";
     for s in SETTINGS {
+        let value = if values(s) == Values::Switch {
+            "\" [\" \\fItrue\\fR|\\fIfalse\\fR \"], \""
+        } else {
+            "\" \" \\fIVALUE\\fR \", \""
+        };
         let _ = writeln!(
             out,
-            ".TP\n.BR {} \" \" \\fIVALUE\\fR \", \" SKEWGUARD_{}",
+            ".TP\n.BR {} {value} SKEWGUARD_{}",
             roff(&flag_name(s.name)),
             roff(s.name)
         );
@@ -168,7 +174,7 @@ pub fn man() -> String {
         ),
         (
             "A cron job that mails only on a failure:",
-            "*/5 * * * * /usr/local/bin/skewguard check \\-\\-quiet true",
+            "*/5 * * * * /usr/local/bin/skewguard check \\-\\-quiet",
         ),
         (
             "A sidecar with /healthz and /metrics:",
@@ -231,6 +237,8 @@ pub fn bash() -> String {
             Values::Free => {
                 let _ = writeln!(out, "    {flag})\n        return 0\n        ;;");
             }
+            // The flag alone is enough: what follows completes as usual.
+            Values::Switch => {}
         }
     }
     out += "    esac\n";
@@ -308,16 +316,13 @@ pub fn zsh() -> String {
         out += "                '(- *)--help[print help]' \\\n";
         for s in read_by(c.name) {
             let action = match values(s) {
-                Values::Choices(words) => format!("value:({})", words.join(" ")),
-                Values::File => "file:_files".to_string(),
-                Values::Free => "value: ".to_string(),
+                Values::Choices(words) => format!("=[{{}}]:value:({})", words.join(" ")),
+                Values::File => "=[{}]:file:_files".to_string(),
+                Values::Free => "=[{}]:value: ".to_string(),
+                Values::Switch => "[{}]".to_string(),
             };
-            let _ = writeln!(
-                out,
-                "                '{}=[{}]:{action}' \\",
-                flag_name(s.name),
-                zsh_description(setting_help(Some(c.name), s))
-            );
+            let spec = action.replacen("{}", &zsh_description(setting_help(Some(c.name), s)), 1);
+            let _ = writeln!(out, "                '{}{spec}' \\", flag_name(s.name));
         }
         let rest = match c.name {
             "exec" => "'*::command:_normal'",
@@ -390,6 +395,7 @@ pub fn fish() -> String {
                 Values::Choices(words) => format!(" -x -a {}", fish_quoted(&words.join(" "))),
                 Values::File => " -r -F".to_string(),
                 Values::Free => " -x".to_string(),
+                Values::Switch => String::new(),
             };
             let _ = writeln!(
                 out,
@@ -411,8 +417,8 @@ mod tests {
     fn values_are_read_from_the_rows() {
         let of = |name: &str| values(super::super::settings::setting(name).expect(name));
         assert_eq!(of("ON_UNKNOWN"), Values::Choices(vec!["fail", "pass"]));
-        assert_eq!(of("QUIET"), Values::Choices(vec!["true", "false"]));
-        assert_eq!(of("DISABLED"), Values::Choices(vec!["true", "false"]));
+        assert_eq!(of("QUIET"), Values::Switch);
+        assert_eq!(of("DISABLED"), Values::Switch);
         assert_eq!(of("CA_FILE"), Values::File);
         assert_eq!(of("MAX_SKEW"), Values::Free);
         assert!(matches!(of("PROFILE"), Values::Choices(p) if p.contains(&"aws-s3")));

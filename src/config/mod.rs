@@ -391,6 +391,18 @@ pub fn nearest_flag(flag: &str) -> Option<String> {
     suggest::nearest(&given, flags.iter().map(String::as_str)).map(str::to_string)
 }
 
+/// Whether a setting is a switch (yes/no: `QUIET`, `DISABLED`), whose flag
+/// alone means `true`: its row takes `true` and `false` and no other word.
+pub fn is_switch(setting: &Setting) -> bool {
+    let accepts = |word: &str| (setting.parse)(&mut Draft::new(), word).is_ok();
+    accepts("true") && accepts("false") && !accepts("perhaps")
+}
+
+/// Whether `word` is a value a switch takes (`true`, `no`, …).
+pub fn is_switch_value(word: &str) -> bool {
+    parse::BOOLEAN_WORDS.iter().any(|(w, _)| *w == word)
+}
+
 /// The flag for a setting: `MAX_SKEW` → `--max-skew`.
 pub fn flag_name(setting: &str) -> String {
     format!("--{}", setting.to_ascii_lowercase().replace('_', "-"))

@@ -171,16 +171,18 @@ pub(crate) const ENUM_RULE: &str = "exactly as written here, in lowercase";
 
 /// A yes/no setting: `true`/`false`, `1`/`0`, `yes`/`no`.
 pub(crate) fn boolean(v: &str) -> Result<bool, String> {
-    let words = [
-        ("true", true),
-        ("false", false),
-        ("1", true),
-        ("0", false),
-        ("yes", true),
-        ("no", false),
-    ];
-    choice(v, &words)
+    choice(v, &BOOLEAN_WORDS)
 }
+
+/// The words a yes/no setting takes, and what each means.
+pub(crate) const BOOLEAN_WORDS: [(&str, bool); 6] = [
+    ("true", true),
+    ("false", false),
+    ("1", true),
+    ("0", false),
+    ("yes", true),
+    ("no", false),
+];
 
 /// A whole number from 1 to `max`.
 pub(crate) fn count(v: &str, max: u32) -> Result<u32, String> {

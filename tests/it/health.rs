@@ -169,7 +169,7 @@ fn health_exits_only_0_or_1_even_on_usage_errors() {
         (&["ftp://127.0.0.1/"][..], &[][..], "not an http:// URL"),
         (&["http://a/", "http://b/"], &[], "at most one URL"),
         (&["--bogus", "1"], &[], "--bogus"),
-        (&["--timeout", "5M"], &[], "SKEWGUARD_TIMEOUT"),
+        (&["--timeout", "5M"], &[], "--timeout \"5M\""),
         (&[], &[("SKEWGUARD_LISTEN", "8080")], "SKEWGUARD_LISTEN"),
     ] {
         let out = health(args, envs);

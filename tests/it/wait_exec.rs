@@ -457,9 +457,11 @@ fn quiet_prints_nothing_on_ok_or_warn_and_still_reports_a_failure() {
     let mut noisy = envs(&settings);
     noisy.push(("SKEWGUARD_SOURCE", "ntp://example.invalid"));
     for args in [
-        &["check", "--quiet", "true"][..],
+        &["check", "--quiet"][..],
+        &["check", "--quiet", "true"],
         &["wait", "--quiet", "yes"],
         &["exec", "--quiet", "1", "--", "/bin/true"],
+        &["exec", "--quiet", "--", "/bin/true"],
     ] {
         let out = run(args, &noisy);
         out.assert_exit(0);
