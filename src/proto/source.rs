@@ -223,7 +223,19 @@ impl Source {
             .iter()
             .find(|s| s.name == name)
             .ok_or_else(|| bad("unknown scheme"))?;
-        let (host, port) = split_host_port(authority, scheme.default_port).map_err(|e| bad(&e))?;
+        let (host, port) = split_host_port(authority, scheme.default_port).map_err(|e| {
+            // An unbracketed IPv6 address: the whole source as meant, `ntp://[::1]:123`.
+            match e.strip_prefix(BRACKETS) {
+                Some(form) => {
+                    let path = if path == "/" { "" } else { path };
+                    bad(&format!(
+                        "{BRACKETS}`{name}://{}{path}`",
+                        form.trim_matches('`')
+                    ))
+                }
+                None => bad(&e),
+            }
+        })?;
         if !scheme.takes_path && path != "/" {
             return Err(bad(&format!("an {name} source has no path")));
         }
@@ -241,6 +253,9 @@ fn accepted() -> String {
     let presets: Vec<String> = PRESETS.iter().map(|(p, _)| format!("`{p}`")).collect();
     format!("{} or a preset ({})", forms.join(", "), presets.join(", "))
 }
+
+/// How an unbracketed IPv6 address is refused; the bracketed form follows.
+const BRACKETS: &str = "an IPv6 address goes in brackets: ";
 
 fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
     if authority.contains('@') {
@@ -269,7 +284,7 @@ fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), 
             }
             _ => format!("[{authority}]"),
         };
-        return Err(format!("an IPv6 address goes in brackets: `{form}`"));
+        return Err(format!("{BRACKETS}`{form}`"));
     } else {
         match authority.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),

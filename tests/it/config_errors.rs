@@ -309,7 +309,9 @@ fn errors_name_what_was_typed_and_the_form_meant() {
     assert_config_error(&out, &["exec"], &["`skewguard exec -- /bin/true`"]);
 
     let out = check_with(&silent, &[], &[("SKEWGUARD_SOURCES", "ntp://::1:123")]);
-    assert_config_error(&out, &["ntp://::1:123"], &["[::1]:123"]);
+    assert_config_error(&out, &["ntp://::1:123"], &["`ntp://[::1]:123`"]);
+    let out = check_with(&silent, &[], &[("SKEWGUARD_SOURCES", "https://::1:8443/x")]);
+    assert_config_error(&out, &["https://::1:8443/x"], &["`https://[::1]:8443/x`"]);
 
     let out = check_with(&silent, &["--max-skwe", "1s"], &[]);
     assert_config_error(&out, &["--max-skwe"], &["did you mean `--max-skew`?"]);
