@@ -9,6 +9,7 @@ pub mod http_date;
 pub mod ntp;
 pub mod nts;
 pub mod proxy;
+pub mod roughtime;
 pub mod source;
 pub(crate) mod tls;
 
@@ -61,6 +62,9 @@ pub async fn measure_with(
             };
             let (keys, stats) = &mut **nts;
             nts::client::query(host, *port, settings, clock, keys, stats).await
+        }
+        Source::Roughtime { host, port, key } => {
+            roughtime::client::query(host, *port, key, settings, clock).await
         }
     }
 }
