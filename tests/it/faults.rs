@@ -469,6 +469,7 @@ fn everything_at_once() {
             forge: true,
             replay: true,
             seed: 0,
+            flip: None,
         },
         settings: &[
             ("SKEWGUARD_SAMPLES", "6"),

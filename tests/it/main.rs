@@ -35,6 +35,7 @@ mod nts;
 mod privilege;
 mod prometheus;
 mod proxy;
+mod roughtime;
 mod saturation;
 mod serve;
 mod systemd_units;

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::reply;
-use super::request::{self, Family};
+use super::request::{Family, Sent};
 use crate::core::sample::{Outcome, QuerySettings, Sample, SourceError};
 use crate::os::clock::Clock;
 
@@ -110,12 +110,11 @@ async fn exchange(
     clock: &dyn Clock,
 ) -> Result<Sample, SourceError> {
     let deadline = Instant::now() + timeout;
-    let mut sent: Vec<(Family, Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut sent: Vec<Sent> = Vec::new();
     for family in Family::SENT {
         let mut nonce = vec![0u8; family.nonce_len()];
         getrandom::fill(&mut nonce).map_err(|e| SourceError::Io(format!("random nonce: {e}")))?;
-        let req = request::build(family, &nonce);
-        sent.push((family, nonce, req));
+        sent.push(Sent::new(family, &nonce));
     }
     let local: SocketAddr = if addr.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
@@ -133,9 +132,9 @@ async fn exchange(
 
     let anchor = clock.stamp();
     let t1 = anchor.earliest_real_at(clock.monotonic());
-    for (_, _, req) in &sent {
+    for req in &sent {
         std_sock
-            .send(req)
+            .send(&req.bytes)
             .map_err(|e| io_error("send to", addr, &e))?;
     }
     let sock = UdpSocket::from_std(std_sock)
@@ -158,7 +157,7 @@ async fn exchange(
         };
         let data = &buf[..len.min(RECV_BUF)];
         let claimed = reply::claimed_nonce(data);
-        let Some((family, nonce, _)) = sent.iter().find(|(_, n, _)| Some(&n[..]) == claimed) else {
+        let Some(request) = sent.iter().find(|r| Some(&r.nonce[..]) == claimed) else {
             debug!(%addr, len, "ignoring a datagram that answers none of this exchange's requests");
             stray = Some(
                 "the only reply answers none of this exchange's nonces (replayed, forged or corrupted)"
@@ -166,7 +165,7 @@ async fn exchange(
             );
             continue;
         };
-        let verified = reply::verify(data, key, nonce, *family)?;
+        let verified = reply::verify(data, key, request)?;
         debug!(%addr, version = verified.version.name(), radius = verified.radius, "roughtime reply verified");
         return reply::sample(&verified, t1, t4, max_error);
     }

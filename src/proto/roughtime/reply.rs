@@ -15,7 +15,7 @@ use ring::digest;
 use ring::signature::{UnparsedPublicKey, ED25519};
 
 use super::message::{self, unframe, Message};
-use super::request::{Family, Version};
+use super::request::{Family, Sent, Version};
 use crate::core::sample::{Sample, SourceError};
 use crate::os::clock::{UnixNanos, NANOS_PER_SEC};
 
@@ -62,14 +62,10 @@ pub fn claimed_nonce(datagram: &[u8]) -> Option<&[u8]> {
     Message::parse(body).ok()?.get(message::NONC)
 }
 
-/// Verifies `datagram` as the answer to a request of `family` carrying
-/// `nonce`, with the server's long-term public key `key`.
-pub fn verify(
-    datagram: &[u8],
-    key: &[u8; 32],
-    nonce: &[u8],
-    family: Family,
-) -> Result<Verified, SourceError> {
+/// Verifies `datagram` as the answer to the request `sent`, with the
+/// server's long-term public key `key`.
+pub fn verify(datagram: &[u8], key: &[u8; 32], sent: &Sent) -> Result<Verified, SourceError> {
+    let (nonce, family) = (&sent.nonce[..], sent.family);
     let (body, framed) = unframe(datagram).map_err(malformed)?;
     let reply = Message::parse(body).map_err(malformed)?;
     let srep_bytes = reply.require(message::SREP).map_err(malformed)?;
@@ -83,10 +79,11 @@ pub fn verify(
         }
         _ => {}
     }
-    if let Some(t) = reply.get(message::TYPE) {
-        if t != 1u32.to_le_bytes() {
-            return fail("TYPE is not 1 (response)");
-        }
+    // Drafts 12+ mark a response with TYPE 1; older versions have no TYPE.
+    match reply.get(message::TYPE) {
+        Some(t) if t != 1u32.to_le_bytes() => return fail("TYPE is not 1 (response)"),
+        None if version == Version::Draft12 => return fail("a draft 12+ reply without TYPE"),
+        _ => {}
     }
     match reply.get(message::NONC) {
         Some(n) if n != nonce => {
@@ -138,7 +135,13 @@ pub fn verify(
     // The nonce is in the signed tree.
     let index = reply.u32(message::INDX).map_err(malformed)?;
     let path = reply.require(message::PATH).map_err(malformed)?;
-    if !in_tree(version, nonce, index, path, root) {
+    // Drafts 12+ hash the whole request into the tree, the others the nonce.
+    let leaf = if version == Version::Draft12 {
+        &sent.bytes[..]
+    } else {
+        nonce
+    };
+    if !in_tree(version, leaf, index, path, root) {
         return fail("the nonce is not in the signed Merkle tree (PATH, INDX, ROOT)");
     }
 
@@ -218,15 +221,16 @@ fn ed25519_ok(key: &[u8], signed: &[u8], sig: &[u8; 64]) -> bool {
         .is_ok()
 }
 
-/// Whether `nonce` at leaf `index` hashes up `path` to `root`.
+/// Whether `leaf` (the nonce; for drafts 12+ the whole request) at `index`
+/// hashes up `path` to `root`.
 ///
-/// The leaf is H(0x00 ‖ nonce), a node H(0x01 ‖ left ‖ right). H is SHA-512
+/// The leaf is H(0x00 ‖ leaf), a node H(0x01 ‖ left ‖ right). H is SHA-512
 /// (Google-Roughtime: 64 bytes throughout), SHA-512/256 (draft 07), or
 /// SHA-512 truncated to 32 bytes at every node (drafts 08 to 14). For drafts
 /// 12+ a path of 64-byte elements is also accepted, hashed at full width and
 /// truncated only at the root, as roughenough 1.3.0-draft14 writes it; either
 /// way the chain ends in the signed root, so it proves the nonce was signed.
-fn in_tree(version: Version, nonce: &[u8], index: u32, path: &[u8], root: &[u8]) -> bool {
+fn in_tree(version: Version, leaf: &[u8], index: u32, path: &[u8], root: &[u8]) -> bool {
     let narrow = |width: usize| -> Option<Vec<u8>> {
         let alg = match version {
             Version::Draft07 => &digest::SHA512_256,
@@ -236,7 +240,7 @@ fn in_tree(version: Version, nonce: &[u8], index: u32, path: &[u8], root: &[u8])
         if path.len() % width != 0 || path.len() / width > MAX_PATH_DEPTH {
             return None;
         }
-        let mut hash = keep(digest::digest(alg, &[&[0u8][..], nonce].concat()));
+        let mut hash = keep(digest::digest(alg, &[&[0u8][..], leaf].concat()));
         let mut idx = index;
         for sibling in path.chunks_exact(width) {
             let mut ctx = digest::Context::new(alg);
@@ -421,9 +425,14 @@ mod tests {
                 .map(|r| hex(r.as_str().unwrap()))
                 .collect();
             assert_eq!(requests.len(), replies.len());
+            let sent_for = |n: &[u8], i: usize| Sent {
+                family: *family,
+                nonce: n.to_vec(),
+                bytes: requests[i].clone(),
+            };
             for (i, reply) in replies.iter().enumerate() {
                 let nonce = nonce_of_request(&requests[i]);
-                let got = verify(reply, &key, &nonce, *family)
+                let got = verify(reply, &key, &sent_for(&nonce, i))
                     .unwrap_or_else(|e| panic!("{} #{i}: {e}", v["info"]));
                 assert_eq!(got.version, *version);
                 assert_eq!(got.midpoint, 50 * NANOS_PER_SEC);
@@ -431,12 +440,12 @@ mod tests {
                 // Another request's nonce: refused.
                 let other = nonce_of_request(&requests[(i + 1) % requests.len()]);
                 if other != nonce {
-                    assert!(verify(reply, &key, &other, *family).is_err());
+                    assert!(verify(reply, &key, &sent_for(&other, i)).is_err());
                 }
                 // A wrong key: refused.
                 let mut wrong = key;
                 wrong[0] ^= 1;
-                assert!(verify(reply, &wrong, &nonce, *family).is_err());
+                assert!(verify(reply, &wrong, &sent_for(&nonce, i)).is_err());
             }
             // Every single-byte change of the first reply fails.
             {
@@ -445,16 +454,78 @@ mod tests {
                 for at in 0..reply.len() {
                     let mut r = reply.clone();
                     r[at] ^= 0x01;
-                    match verify(&r, &key, &nonce, *family) {
+                    match verify(&r, &key, &sent_for(&nonce, 0)) {
                         Err(_) => {}
                         // Google-Roughtime does not need NONC: renaming that
                         // unsigned, unused tag changes nothing that counts.
                         Ok(x) if *version == Version::Google && r[..48] != reply[..48] => {
-                            assert_eq!(x, verify(reply, &key, &nonce, *family).unwrap())
+                            assert_eq!(x, verify(reply, &key, &sent_for(&nonce, 0)).unwrap())
                         }
                         Ok(x) => panic!("{} byte {at} altered still verifies: {x:?}", v["info"]),
                     }
                 }
+            }
+        }
+    }
+
+    /// Replies captured on loopback from the two peers the integration tests
+    /// run (tests/fixtures/roughtime/peers): each verifies for its own request
+    /// only, and altering any single byte makes it fail.
+    #[test]
+    fn captured_peer_replies_verify() {
+        let files: &[(&str, Family, Version, f64)] = &[
+            (
+                include_str!(
+                    "../../../tests/fixtures/roughtime/peers/roughenough_1.3.0-draft14.json"
+                ),
+                Family::Ietf,
+                Version::Draft12,
+                5.0,
+            ),
+            (
+                include_str!("../../../tests/fixtures/roughtime/peers/pyroughtime_1.0.1.json"),
+                Family::Draft07,
+                Version::Draft07,
+                0.1,
+            ),
+        ];
+        for (text, family, version, radius) in files {
+            let v: serde_json::Value = serde_json::from_str(text).unwrap();
+            let key: [u8; 32] = hex(v["public_key"].as_str().unwrap()).try_into().unwrap();
+            let requests: Vec<Vec<u8>> = v["request"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| hex(r.as_str().unwrap()))
+                .collect();
+            let replies: Vec<Vec<u8>> = v["replies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| hex(r.as_str().unwrap()))
+                .collect();
+            let sent = |i: usize| Sent {
+                family: *family,
+                nonce: nonce_of_request(&requests[i]),
+                bytes: requests[i].clone(),
+            };
+            for (i, reply) in replies.iter().enumerate() {
+                let got = verify(reply, &key, &sent(i))
+                    .unwrap_or_else(|e| panic!("{} #{i}: {e}", v["info"]));
+                assert_eq!((got.version, got.radius), (*version, *radius));
+                assert!(
+                    verify(reply, &key, &sent((i + 1) % replies.len())).is_err(),
+                    "another request's reply"
+                );
+            }
+            for at in 0..replies[0].len() {
+                let mut r = replies[0].clone();
+                r[at] ^= 0x01;
+                assert!(
+                    verify(&r, &key, &sent(0)).is_err(),
+                    "{} byte {at} altered still verifies",
+                    v["info"]
+                );
             }
         }
     }
@@ -493,8 +564,13 @@ mod tests {
                 &digest::SHA512
             };
             let width = if version == Version::Google { 64 } else { 32 };
-            let root =
-                digest::digest(alg, &[&[0u8][..], nonce].concat()).as_ref()[..width].to_vec();
+            let request = request::build(Family::Ietf, nonce);
+            let leaf = if version == Version::Draft12 {
+                &request[..]
+            } else {
+                nonce
+            };
+            let root = digest::digest(alg, &[&[0u8][..], leaf].concat()).as_ref()[..width].to_vec();
             let ver = version.wire().map(|w| w.to_le_bytes().to_vec());
             let mut srep: Vec<(message::Tag, Vec<u8>)> = vec![
                 (message::MIDP, midp.to_le_bytes().to_vec()),
@@ -566,13 +642,13 @@ mod tests {
             midp + 1,
             |_| {},
         );
-        let v = verify(&r, &f.key(), &n, Family::Draft07).unwrap();
+        let v = verify(&r, &f.key(), &Sent::new(Family::Draft07, &n)).unwrap();
         assert_eq!(v.version, Version::Draft07);
         // 2026-12-07T01:00:00.00025Z
         assert_eq!(v.midpoint, 1_796_605_200_000_250_i128 * 1000);
         assert_eq!(v.radius, 0.1);
         // Offered only by the IETF family? No: draft 07 is answered to the draft-07 request only.
-        assert!(verify(&r, &f.key(), &n, Family::Ietf).is_err());
+        assert!(verify(&r, &f.key(), &Sent::new(Family::Ietf, &n)).is_err());
     }
 
     #[test]
@@ -580,7 +656,7 @@ mod tests {
         let f = Fake::new();
         let n = [3u8; 32];
         let ok = f.reply(Version::Draft12, &n, 1_796_605_200, 5, 0, u64::MAX, |_| {});
-        let v = verify(&ok, &f.key(), &n, Family::Ietf).unwrap();
+        let v = verify(&ok, &f.key(), &Sent::new(Family::Ietf, &n)).unwrap();
         assert_eq!(
             (v.version, v.midpoint, v.radius, v.resolution),
             (Version::Draft12, 1_796_605_200 * NANOS_PER_SEC, 5.0, 1.0)
@@ -596,7 +672,7 @@ mod tests {
             |_| {},
         );
         assert!(
-            matches!(verify(&late, &f.key(), &n, Family::Ietf), Err(SourceError::Verification(e)) if e.contains("MINT..MAXT"))
+            matches!(verify(&late, &f.key(), &Sent::new(Family::Ietf, &n)), Err(SourceError::Verification(e)) if e.contains("MINT..MAXT"))
         );
         let early = f.reply(
             Version::Draft12,
@@ -607,7 +683,7 @@ mod tests {
             u64::MAX,
             |_| {},
         );
-        assert!(verify(&early, &f.key(), &n, Family::Ietf).is_err());
+        assert!(verify(&early, &f.key(), &Sent::new(Family::Ietf, &n)).is_err());
         // A signed VERS listing a better offered version than the one used: downgrade.
         let down = f.reply(Version::Draft11, &n, 100, 5, 0, 200, |srep| {
             srep.push((
@@ -616,18 +692,18 @@ mod tests {
             ))
         });
         assert!(
-            matches!(verify(&down, &f.key(), &n, Family::Ietf), Err(SourceError::Verification(e)) if e.contains("downgrade"))
+            matches!(verify(&down, &f.key(), &Sent::new(Family::Ietf, &n)), Err(SourceError::Verification(e)) if e.contains("downgrade"))
         );
         // Draft 12 without its signed VER.
         let unsigned = f.reply(Version::Draft12, &n, 100, 5, 0, 200, |srep| {
             srep.retain(|(t, _)| *t != message::VER)
         });
-        assert!(verify(&unsigned, &f.key(), &n, Family::Ietf).is_err());
+        assert!(verify(&unsigned, &f.key(), &Sent::new(Family::Ietf, &n)).is_err());
         // Another nonce, the wrong key, and the unframed body: refused.
-        assert!(verify(&ok, &f.key(), &[4u8; 32], Family::Ietf).is_err());
-        assert!(verify(&ok, &[7u8; 32], &n, Family::Ietf).is_err());
-        assert!(verify(&ok[12..], &f.key(), &n, Family::Ietf).is_err());
-        assert!(verify(&ok, &f.key(), &n, Family::Draft07).is_err());
+        assert!(verify(&ok, &f.key(), &Sent::new(Family::Ietf, &[4u8; 32])).is_err());
+        assert!(verify(&ok, &[7u8; 32], &Sent::new(Family::Ietf, &n)).is_err());
+        assert!(verify(&ok[12..], &f.key(), &Sent::new(Family::Ietf, &n)).is_err());
+        assert!(verify(&ok, &f.key(), &Sent::new(Family::Draft07, &n)).is_err());
     }
 
     #[test]

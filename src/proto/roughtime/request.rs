@@ -104,6 +104,28 @@ impl Family {
     }
 }
 
+/// A request as sent: what its reply is verified against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// The family it was written in.
+    pub family: Family,
+    /// Its nonce.
+    pub nonce: Vec<u8>,
+    /// The whole datagram (drafts 12+ hash it, not the nonce, into the tree).
+    pub bytes: Vec<u8>,
+}
+
+impl Sent {
+    /// Builds the request of `family` carrying `nonce` (see [`build`]).
+    pub fn new(family: Family, nonce: &[u8]) -> Sent {
+        Sent {
+            family,
+            nonce: nonce.to_vec(),
+            bytes: build(family, nonce),
+        }
+    }
+}
+
 /// Builds a request of `family` carrying `nonce` (which must be
 /// [`Family::nonce_len`] bytes), padded to [`REQUEST_LEN`] bytes.
 ///

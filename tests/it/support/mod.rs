@@ -23,6 +23,8 @@
 //! - [`relay`]: a UDP relay with faults and on-path attacks.
 //! - [`proxy`]: tinyproxy and squid, nginx with TLS, certificates made with
 //!   openssl, a proxy that never answers.
+//! - `roughtime.rs`: [`RoughtimeServer`], roughenough or pyroughtime on
+//!   127.0.0.1, shifted by libfaketime.
 //!
 //! Test modules use it as `crate::support`. Everything here talks only to 127.0.0.1.
 // A few accessors are there for debugging a failure (`Nginx::log`, `Chrony::shift`, …)
@@ -39,6 +41,7 @@ mod process;
 mod prometheus;
 pub mod proxy;
 pub mod relay;
+mod roughtime;
 mod sntp;
 pub mod tls;
 mod web;
@@ -51,6 +54,7 @@ pub use process::{
     clear_skewguard_env, run, run_bounded, run_command, skewguard, Output, Serve, RUN_BOUND,
 };
 pub use prometheus::{openmetrics_parse, promtool, Prometheus};
+pub use roughtime::{RoughtimeKind, RoughtimeServer};
 pub use sntp::sntp_query;
 pub use web::{http_date_offset, read_request_head, Nginx, WebKind, WebServer};
 

@@ -76,6 +76,9 @@ pub struct Faults {
     /// On each new request: send the client the last genuine reply of an
     /// earlier exchange at once (a replay to a later query), before forwarding.
     pub replay: bool,
+    /// Flip the lowest bit of this byte (counted from the start; the last
+    /// byte if the datagram is shorter) of every genuine reply, as passed on.
+    pub flip: Option<usize>,
     /// Seed of the fault decisions; 0 takes one from the clock. The seed used is
     /// in [`Relay::seed`] so a failure can be reproduced.
     pub seed: u64,
@@ -423,6 +426,10 @@ fn relay_replies(shared: &Shared, sock: &UdpSocket, client: SocketAddr, target: 
             }
         }
         *shared.last_reply.lock().unwrap_or_else(|e| e.into_inner()) = Some((client, data.clone()));
+        let mut data = data;
+        if let (Some(at), Some(last)) = (shared.faults.flip, data.len().checked_sub(1)) {
+            data[at.min(last)] ^= 0x01;
+        }
         shared.pass(Dir::Back, &shared.front, client, data);
     }
 }
