@@ -11,6 +11,7 @@ pub mod http_date;
 pub mod ntp_packet;
 pub mod nts_ext;
 pub mod nts_ke;
+pub mod roughtime;
 
 /// Text that reaches logs and reports from the outside world must not carry
 /// control characters (terminal escapes, forged log lines).
@@ -63,6 +64,11 @@ mod tests {
     #[test]
     fn nts_ext() {
         replay("nts_ext", super::nts_ext::check);
+    }
+
+    #[test]
+    fn roughtime() {
+        replay("roughtime", super::roughtime::check);
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "SOURCES",
         default: Value("aws"),
-        help: "comma-separated references: ntp://HOST[:PORT], nts://HOST[:PORT], https://HOST[:PORT][/PATH], http://…, presets `aws`, `nts` (combine: aws,nts); https:// and http:// go through the proxy of HTTPS_PROXY/HTTP_PROXY/ALL_PROXY unless NO_PROXY exempts them (curl's rules)",
+        help: "comma-separated references: ntp://HOST[:PORT], nts://HOST[:PORT], https://HOST[:PORT][/PATH], http://…, roughtime://HOST[:PORT]#KEY, presets `aws`, `nts`, `roughtime` (combine: aws,nts); https:// and http:// go through the proxy of HTTPS_PROXY/HTTP_PROXY/ALL_PROXY unless NO_PROXY exempts them (curl's rules)",
         commands: MEASURING,
         parse: |d, v| Source::parse_list(v).map(|s| d.config.sources = s),
     },

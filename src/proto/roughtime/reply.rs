@@ -3,7 +3,7 @@
 //! Pure code. [`verify`] checks, for the request it answers: the version
 //! (one the request offered; signed where the draft signs it), the nonce (echoed
 //! in `NONC` where the version has it, and always through the Merkle path
-//! `INDX`/`PATH` to the signed `ROOT`), the delegation certificate (`DELE`
+//! `INDX`/`PATH` to the signed `ROOT`; drafts 12+ hash the whole request there), the delegation certificate (`DELE`
 //! signed by the pinned long-term key), the signed response (`SREP` signed by
 //! the delegated key) and the delegation's validity `MINT..MAXT` against the
 //! server's own signed `MIDP` — never against the local clock, which is what
