@@ -51,6 +51,10 @@ fn roughtime_measures_both_peers_shifted_within_their_radius() {
                 server.log()
             );
             assert_eq!(s["authenticated"], true, "{out}");
+            assert_eq!(s["trust"], "clock-independent", "{out}");
+            // The only source, authenticated on its own: it decides (MAX_SKEW 150 s),
+            // though its 5.5 s bound (roughenough) is above MAX_SOURCE_ERROR (3 s).
+            assert_eq!(out.verdict(), "fail", "{out}");
             let offset = s["offset_seconds"].as_f64().unwrap_or(f64::NAN);
             let bound = s["uncertainty_seconds"].as_f64().unwrap_or(f64::NAN);
             assert!(
