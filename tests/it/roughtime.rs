@@ -201,3 +201,45 @@ fn roughtime_without_a_key_is_a_configuration_error() {
     out.assert_exit(2);
     assert!(out.stderr.contains("public key"), "{out}");
 }
+
+/// The trust ladder with a real Roughtime peer: on a good clock, a Roughtime
+/// server outranks two forged NTP servers (+600 s) and a date-exempted HTTPS
+/// server holding the key of a certificate that expired a year ago (its
+/// clock a year back): the verdict is Roughtime's, the others are left out.
+#[test]
+fn roughtime_outranks_date_exempted_and_unauthenticated_sources() {
+    let _room = support::Room::Timing.enter();
+    let Some(server) = RoughtimeServer::start(RoughtimeKind::PyRoughtime, None) else {
+        return;
+    };
+    let dir = support::TempDir::new("roughtime-ladder");
+    let authority = support::tls::TestCa::new();
+    let ca = authority.write(dir.path()).display().to_string();
+    let old = support::tls::HttpsDate::start(
+        &authority.leaf_days(-400, -365),
+        support::tls::DateHeader::Shifted(-380 * 86_400),
+    );
+    let ntp = [
+        support::tls::ForgedNtp::start(600.0),
+        support::tls::ForgedNtp::start(600.0),
+    ];
+    let sources = format!(
+        "{},{},{},{}",
+        ntp[0].uri(),
+        ntp[1].uri(),
+        old.url(),
+        server.uri()
+    );
+    let out = check(
+        &sources,
+        &[("SKEWGUARD_CA_FILE", &ca), ("SKEWGUARD_HTTP_BUDGET", "0")],
+    );
+    assert_eq!(out.verdict(), "ok", "{out}");
+    out.assert_exit(0);
+    assert_eq!(entry(&out, &server.uri())["status"], "ok", "{out}");
+    assert_eq!(out.source(&old.url())["trust"], "date-exempted", "{out}");
+    assert_eq!(out.source(&old.url())["status"], "falseticker", "{out}");
+    for n in &ntp {
+        assert_eq!(out.source(&n.uri())["status"], "falseticker", "{out}");
+    }
+}
