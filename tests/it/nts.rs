@@ -271,6 +271,8 @@ struct FakeNts {
     ke_port: u16,
     key_exchanges: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
+    /// Its clock's shift in milliseconds, changeable while it runs.
+    shift_ms: Arc<std::sync::atomic::AtomicI64>,
 }
 
 fn ntp_now(shift: f64) -> [u8; 8] {
@@ -323,6 +325,8 @@ impl FakeNts {
             }
         });
         let r2 = requests.clone();
+        let shift_ms = Arc::new(std::sync::atomic::AtomicI64::new((shift * 1000.0) as i64));
+        let s2 = shift_ms.clone();
         std::thread::spawn(move || {
             let until = std::time::Instant::now() + Duration::from_secs(20);
             let mut buf = [0u8; 4096];
@@ -331,6 +335,7 @@ impl FakeNts {
                     continue;
                 };
                 r2.fetch_add(1, Ordering::SeqCst);
+                let shift = s2.load(Ordering::SeqCst) as f64 / 1000.0;
                 let req = &buf[..n];
                 let Ok(fields) = nts_ext::fields(req, 48) else {
                     continue;
@@ -380,7 +385,14 @@ impl FakeNts {
             ke_port,
             key_exchanges,
             requests,
+            shift_ms,
         }
+    }
+
+    /// From now on, its clock is `shift` seconds off.
+    fn shift_to(&self, shift: f64) {
+        self.shift_ms
+            .store((shift * 1000.0) as i64, Ordering::SeqCst);
     }
 
     fn uri(&self) -> String {
@@ -570,4 +582,42 @@ fn nts_a_nak_after_a_fresh_key_exchange_keeps_forged_ntp_from_deciding() {
     let out = check(&sources, &ca, &[("SKEWGUARD_TIMEOUT", "1s")]);
     assert_eq!(out.verdict(), "unknown", "{out}");
     assert!(out.headline().contains("failed verification"), "{out}");
+}
+
+/// Issue 18 case 3 in `serve` with a prior good round: the old-key server
+/// first tells the true time (its certificate is then expired by its own
+/// clock too: an error, no vote, and the two honest NTP servers decide ok);
+/// then its clock says eight years ago. That date-exempted result is
+/// contradicted by the NTP majority: the round is unknown and holdover keeps
+/// the good verdict, never "8 years ahead".
+#[test]
+fn nts_in_serve_an_old_key_turning_up_never_ends_a_good_verdict() {
+    let _room = support::Room::Timing.enter();
+    let (_dir, ca, old) = old_key_server(Script::Genuine);
+    old.shift_to(0.0);
+    let ntp = [
+        support::tls::ForgedNtp::start(0.0),
+        support::tls::ForgedNtp::start(0.0),
+    ];
+    let sources = format!("{},{},{}", ntp[0].uri(), ntp[1].uri(), old.uri());
+    let ca = ca.display().to_string();
+    let serve = support::Serve::start(&[
+        ("SKEWGUARD_SOURCES", &sources),
+        ("SKEWGUARD_CA_FILE", &ca),
+        ("SKEWGUARD_INTERVAL", "300ms"),
+        ("SKEWGUARD_TIMEOUT", "1s"),
+    ]);
+    serve.wait_for("/readyz", Duration::from_secs(10), |r| {
+        r.status == 200 && r.json()["verdict"] == "ok"
+    });
+    old.shift_to(-EIGHT_YEARS);
+    let r = serve.wait_for("/readyz", Duration::from_secs(10), |r| {
+        r.json().get("holdover").is_some()
+    });
+    let v = r.json();
+    assert_eq!(r.status, 200, "{v}\n{}", serve.log());
+    let headline = v["headline"].as_str().unwrap_or_default();
+    assert!(headline.starts_with("OK (holdover)"), "{v}");
+    assert!(headline.contains("date-exempted"), "{v}");
+    assert!(!serve.log().contains("FAIL"), "{}", serve.log());
 }
