@@ -49,6 +49,73 @@ pub struct Rounds<'a> {
     refused: Vec<Option<SourceError>>,
     /// Per source: what it keeps between rounds (NTS keys and cookies).
     states: Vec<SourceState>,
+    /// Fewest time between two queries of one upstream server (zero: no
+    /// floor); see [`Rounds::with_query_gap`].
+    gap: std::time::Duration,
+    /// Per source: monotonic time of its last query, and what that query gave
+    /// (`None` once a step or suspend made it meaningless).
+    held: Vec<Option<(std::time::Duration, Option<Outcome>)>>,
+    /// Per source: when it was last queried early after a step or suspend.
+    early: Vec<Option<std::time::Duration>>,
+}
+
+/// The fewest time between two queries of one upstream server by `serve`
+/// after its first round: NTP pool etiquette (one query per 64 s per server).
+pub const QUERY_GAP: std::time::Duration = std::time::Duration::from_secs(64);
+
+/// Whether a source is exempt from the query gap: a file on this machine
+/// (`node://`, `clockbound://`) or a server at `127.0.0.1`, `::1` or
+/// `localhost` (this machine's own daemon), which is not an upstream server
+/// anybody else shares. Other loopback addresses (`127.0.0.2`, …) count as
+/// upstream, so the rule can be tested and benchmarked on one machine.
+pub fn exempt_from_gap(source: &Source) -> bool {
+    let host = source.host();
+    source.is_local()
+        || host == "localhost"
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| {
+            ip == std::net::Ipv4Addr::LOCALHOST || ip == std::net::Ipv6Addr::LOCALHOST
+        })
+}
+
+/// What to do with one source this round under the query gap.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Due {
+    /// Query it.
+    Query,
+    /// Query it, early: a step or suspend made the last result meaningless.
+    Early,
+    /// Reuse the last result, this many seconds old.
+    Reuse(f64),
+    /// Neither: its last result is gone (a step or suspend) and it was queried
+    /// early already within the gap; query again in this many seconds.
+    HeldBack(f64),
+}
+
+/// The query-gap rule for one source, pure: `last` is when it was last
+/// queried and whether that result still stands, `early` when it was last
+/// queried early after a step, `now` the monotonic time.
+pub fn due(
+    gap: std::time::Duration,
+    last: Option<(std::time::Duration, bool)>,
+    early: Option<std::time::Duration>,
+    now: std::time::Duration,
+) -> Due {
+    let Some((at, standing)) = last else {
+        return Due::Query;
+    };
+    let age = now.saturating_sub(at);
+    if age >= gap {
+        return Due::Query;
+    }
+    if standing {
+        return Due::Reuse(age.as_secs_f64());
+    }
+    match early {
+        Some(e) if now.saturating_sub(e) < gap => {
+            Due::HeldBack((gap - now.saturating_sub(e)).as_secs_f64())
+        }
+        _ => Due::Early,
+    }
 }
 
 impl<'a> Rounds<'a> {
@@ -64,6 +131,27 @@ impl<'a> Rounds<'a> {
                 .iter()
                 .map(|_| SourceState::default())
                 .collect(),
+            gap: std::time::Duration::ZERO,
+            held: vec![None; config.sources.len()],
+            early: vec![None; config.sources.len()],
+        }
+    }
+
+    /// Never queries an upstream server (see [`exempt_from_gap`]) again within
+    /// `gap` of its last query: a round within it reuses the last result, its
+    /// bound grown at `MAX_DRIFT` for its age. `serve` sets [`QUERY_GAP`];
+    /// `check`, `wait` and `exec` are start-up and set none.
+    pub fn with_query_gap(mut self, gap: std::time::Duration) -> Self {
+        self.gap = gap;
+        self
+    }
+
+    /// Forgets the results held for reuse: the wall clock was stepped or the
+    /// host slept. A source may then be queried once early (at most once per
+    /// gap); the times of the last queries are kept.
+    pub fn forget(&mut self) {
+        for h in self.held.iter_mut().flatten() {
+            h.1 = None;
         }
     }
 
@@ -93,11 +181,67 @@ impl<'a> Rounds<'a> {
         if config.disabled {
             return Report::disabled(&judging(config), self.clock.realtime() as f64 / 1e9);
         }
+        // node:// sources first: when one gives a measurement, the network
+        // sources are the fallback and are not queried at all.
+        let mut first: Vec<Option<Outcome>> = vec![None; config.sources.len()];
+        let mut skip_network = false;
+        let nodes: Vec<usize> = (0..config.sources.len())
+            .filter(|&i| matches!(config.sources[i], Source::Node { .. }))
+            .collect();
+        if !nodes.is_empty() {
+            let read = join_all(nodes.iter().map(|&i| {
+                let (s, query, clock) = (&config.sources[i], &config.query, self.clock);
+                async move { measure_with(s, query, clock, &mut SourceState::default()).await }
+            }))
+            .await;
+            let answered = nodes
+                .iter()
+                .zip(&read)
+                .find(|(_, o)| o.result.is_ok())
+                .map(|(&i, _)| config.sources[i].to_string());
+            for (&i, o) in nodes.iter().zip(read) {
+                first[i] = Some(o);
+            }
+            skip_network = answered.is_some();
+            if let Some(node) = answered {
+                for (i, s) in config.sources.iter().enumerate() {
+                    if !s.is_local() {
+                        first[i] = Some(Outcome::from_result(Err(SourceError::Io(format!(
+                            "not queried: {node} answered (network sources are its fallback)"
+                        )))));
+                    }
+                }
+            }
+        }
         // One source per protocol and address: names of one server are
-        // measured once and vote once (the first configured name leads).
-        let (groups, unresolved) = identities(&config.sources, config.query.timeout).await;
+        // measured once and vote once (the first configured name leads);
+        // nothing to resolve when the network sources are not queried.
+        let (groups, unresolved) = if skip_network {
+            let n = config.sources.len();
+            ((0..n).map(|i| vec![i]).collect(), vec![None; n])
+        } else {
+            identities(&config.sources, config.query.timeout).await
+        };
         let leaders: Vec<usize> = groups.iter().map(|g| g[0]).collect();
         let now = self.clock.monotonic();
+        let dues: Vec<Due> = config
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                if self.gap.is_zero() || exempt_from_gap(s) {
+                    return Due::Query;
+                }
+                let last = self.held[i].as_ref().map(|(t, o)| (*t, o.is_some()));
+                due(self.gap, last, self.early[i], now)
+            })
+            .collect();
+        let dues: Vec<Due> = dues
+            .into_iter()
+            .zip(&first)
+            .map(|(d, f)| if f.is_some() { Due::Reuse(0.0) } else { d })
+            .collect();
+        let drift = config.max_drift.rate();
         let futs = config
             .sources
             .iter()
@@ -105,13 +249,19 @@ impl<'a> Rounds<'a> {
             .zip(&self.refused)
             .zip(&unresolved)
             .zip(self.states.iter_mut())
+            .zip(&self.held)
+            .zip(&dues)
+            .zip(first)
             .enumerate()
             .filter(|(i, _)| leaders.contains(i))
-            .map(|(_, ((((s, nb), refused), unresolved), state))| {
+            .map(|(_, (((((((s, nb), refused), unresolved), state), held), due), first))| {
                 let wait = nb.map(|t| t.saturating_sub(now)).unwrap_or_default();
                 let query = &config.query;
                 let clock = self.clock;
                 async move {
+                    if let Some(o) = first {
+                        return o;
+                    }
                     if let Some(e) = refused.as_ref().or(unresolved.as_ref()) {
                         return Outcome::from_result(Err(e.clone()));
                     }
@@ -120,6 +270,19 @@ impl<'a> Rounds<'a> {
                             "RATE (not queried again for {})",
                             crate::core::duration::human_duration(wait.as_secs_f64())
                         ))));
+                    }
+                    match (due, held) {
+                        (Due::Reuse(age), Some((_, Some(o)))) => {
+                            return reused(o, *age, drift);
+                        }
+                        (Due::HeldBack(wait), _) => {
+                            return Outcome::from_result(Err(SourceError::Io(format!(
+                                "held back after a step or suspend: one query per {} per server (next in {})",
+                                crate::core::duration::human_duration(QUERY_GAP.as_secs_f64()),
+                                crate::core::duration::human_duration(*wait)
+                            ))));
+                        }
+                        _ => {}
                     }
                     measure_with(s, query, clock, state).await
                 }
@@ -130,6 +293,18 @@ impl<'a> Rounds<'a> {
             crate::platform::observe(config.query.timeout, now)
         );
         let after = self.clock.monotonic();
+        for (group, o) in groups.iter().zip(&outcomes) {
+            let lead = group[0];
+            // Held for reuse: what a query of an upstream server gave.
+            if matches!(dues[lead], Due::Query | Due::Early) && !config.sources[lead].is_local() {
+                for &i in group {
+                    self.held[i] = Some((now, Some(o.clone())));
+                    if dues[lead] == Due::Early {
+                        self.early[i] = Some(now);
+                    }
+                }
+            }
+        }
         for (group, o) in groups.iter().zip(&outcomes) {
             let s = &config.sources[group[0]];
             for &i in group {
@@ -175,6 +350,18 @@ impl<'a> Rounds<'a> {
     }
 }
 
+/// A result held from an earlier query, `age` seconds old: a sample's bound
+/// grown at `drift` (seconds per second) for its age, an error as it was.
+fn reused(o: &Outcome, age: f64, drift: f64) -> Outcome {
+    Outcome {
+        result: o.result.clone().map(|s| crate::core::sample::Sample {
+            uncertainty: s.uncertainty + drift * age,
+            ..s
+        }),
+        retry_after: None,
+    }
+}
+
 /// What identifies a server: the protocol and a socket address it answers on.
 type Endpoint = (&'static str, std::net::SocketAddr);
 
@@ -191,7 +378,8 @@ pub async fn identities(
         // paths do not matter (one server has one clock). A source reached
         // through a proxy stands alone: its name is the proxy's to resolve.
         let (proto, host, port) = (s.scheme(), s.host(), s.port());
-        if s.proxy().is_some() {
+        // A file on this machine is its own identity: nothing to resolve.
+        if s.is_local() || s.proxy().is_some() {
             return Ok(Vec::new());
         }
         match tokio::time::timeout(timeout, crate::proto::source::resolve(host, port)).await {
@@ -291,6 +479,52 @@ mod tests {
 
     fn ep(proto: &'static str, addr: &str) -> Endpoint {
         (proto, addr.parse().unwrap())
+    }
+
+    #[test]
+    fn an_upstream_server_is_queried_at_most_once_per_gap() {
+        let s = std::time::Duration::from_secs;
+        let gap = QUERY_GAP;
+        // Start-up: never queried.
+        assert_eq!(due(gap, None, None, s(10)), Due::Query);
+        // A result 60 s old is reused; at 64 s it is queried again.
+        assert_eq!(due(gap, Some((s(10), true)), None, s(70)), Due::Reuse(60.0));
+        assert_eq!(due(gap, Some((s(10), true)), None, s(74)), Due::Query);
+        // After a step: one early query, then held back for the rest of the gap.
+        assert_eq!(due(gap, Some((s(10), false)), None, s(20)), Due::Early);
+        assert_eq!(
+            due(gap, Some((s(20), false)), Some(s(20)), s(30)),
+            Due::HeldBack(54.0)
+        );
+        assert_eq!(
+            due(gap, Some((s(20), false)), Some(s(20)), s(84)),
+            Due::Query
+        );
+        // Files and this machine's own servers are not upstream.
+        for (uri, exempt) in [
+            ("ntp://127.0.0.1:1123", true),
+            ("ntp://[::1]", true),
+            ("ntp://localhost", true),
+            ("ntp://127.0.0.2:1123", false),
+            ("node:///run/n.json", true),
+            ("clockbound://", true),
+            ("ntp://169.254.169.123", false),
+            ("https://sts.amazonaws.com", false),
+        ] {
+            assert_eq!(
+                exempt_from_gap(&Source::parse(uri).unwrap()),
+                exempt,
+                "{uri}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_reused_sample_grows_at_the_drift_rate() {
+        let o = Outcome::from_result(Ok(crate::core::sample::Sample::plain(0.5, 0.01, 0.002)));
+        let r = reused(&o, 60.0, 500e-6).result.unwrap();
+        assert_eq!(r.offset, 0.5);
+        assert!((r.uncertainty - 0.04).abs() < 1e-12, "{r:?}");
     }
 
     #[test]

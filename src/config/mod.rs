@@ -108,6 +108,8 @@ pub struct Config {
     pub stale_after: Duration,
     /// How fast the bound of a held-over measurement grows.
     pub max_drift: MaxDrift,
+    /// Where `serve` publishes the node's measurement (`SKEWGUARD_PUBLISH`).
+    pub publish: Option<PathBuf>,
     /// Where `check` keeps its cached result.
     pub cache_file: Option<PathBuf>,
     /// How old a cached result may be.
@@ -215,6 +217,7 @@ impl Draft {
                 listen: SocketAddr::from(([0, 0, 0, 0], 0)),
                 stale_after: Duration::ZERO,
                 max_drift: MaxDrift::DEFAULT,
+                publish: None,
                 cache_file: None,
                 cache_max_age: Duration::ZERO,
                 disabled: false,
@@ -271,6 +274,8 @@ impl Draft {
             warn_skew: warn_skew.as_secs_f64(),
         };
         config.stale_after = stale_after.unwrap_or(config.interval * 3);
+        // The HTTP Date refinement stops once the verdict is decided.
+        config.query.decide = Some(config.thresholds);
         Ok(config)
     }
 }

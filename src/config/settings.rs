@@ -73,7 +73,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "SOURCES",
         default: Value("aws"),
-        help: "comma-separated references: ntp://HOST[:PORT], nts://HOST[:PORT], https://HOST[:PORT][/PATH], http://…, roughtime://HOST[:PORT]#KEY, presets `aws`, `nts`, `roughtime` (combine: aws,nts); https:// and http:// go through the proxy of HTTPS_PROXY/HTTP_PROXY/ALL_PROXY unless NO_PROXY exempts them (curl's rules)",
+        help: "comma-separated references: ntp://HOST[:PORT], nts://HOST[:PORT], https://HOST[:PORT][/PATH], http://…, roughtime://HOST[:PORT]#KEY, node:///PATH (a node file serve --publish writes), clockbound://[/PATH] (AWS ClockBound's segment), presets `aws`, `nts`, `roughtime` (combine: aws,nts); https:// and http:// go through the proxy of HTTPS_PROXY/HTTP_PROXY/ALL_PROXY unless NO_PROXY exempts them (curl's rules)",
         commands: MEASURING,
         parse: |d, v| Source::parse_list(v).map(|s| d.config.sources = s),
     },
@@ -141,7 +141,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "HTTP_BUDGET",
         default: Value("2s"),
-        help: "time the HTTP Date refinement may take after the first answer (0 = one request)",
+        help: "time the HTTP Date refinement may take after the first answer (0 = one request); it runs only while more answers could change the verdict",
         commands: MEASURING,
         parse: |d, v| duration(v).map(|t| d.config.query.http_budget = t),
     },
@@ -207,7 +207,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "INTERVAL",
         default: Value("60s"),
-        help: "serve: time between measurements; wait: longest pause between attempts",
+        help: "serve: time between measurements (an upstream server is queried at most every 64s: shorter intervals reuse its last result); wait: longest pause between attempts",
         commands: &["wait", "exec", "serve"],
         parse: |d, v| positive_duration(v).map(|t| d.config.interval = t),
     },
@@ -251,6 +251,30 @@ pub const SETTINGS: &[Setting] = &[
         help: "serve: /livez fails when no round has finished for this long (plus jitter and two round times): a stuck loop; the verdict outlives a failed round by the MAX_DRIFT holdover rule instead",
         commands: &["serve"],
         parse: |d, v| positive_duration(v).map(|t| d.stale_after = Some(t)),
+    },
+    Setting {
+        name: "PUBLISH",
+        default: Rule("none"),
+        help: "serve: after every round, write this node's latest measurement to this file (mode 0644, replaced atomically) for node:///PATH sources on the same kernel to read",
+        commands: &["serve"],
+        parse: |d, v| {
+            d.config.publish = path(v);
+            Ok(())
+        },
+    },
+    Setting {
+        name: "NODE_OWNER",
+        default: Rule("root or this user"),
+        help: "node:// sources: a further uid allowed to own the node file (the publisher's, when it runs as neither root nor this user)",
+        commands: MEASURING,
+        parse: |d, v| {
+            let uid = v
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| "a numeric user id such as 65532".to_string())?;
+            d.config.query.node_owner = Some(uid);
+            Ok(())
+        },
     },
     Setting {
         name: "CACHE_FILE",

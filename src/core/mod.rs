@@ -7,6 +7,7 @@ pub(crate) mod duration;
 pub mod forecast;
 pub mod hint;
 pub(crate) mod holdover;
+pub mod node;
 pub mod platform;
 pub mod report;
 pub mod sample;

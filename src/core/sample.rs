@@ -308,6 +308,11 @@ pub struct QuerySettings {
     pub ssl_cert_dir: Option<String>,
     /// A measurement whose error bound is wider than this is an error, not a vote.
     pub max_source_error: Duration,
+    /// `node://` sources: a uid allowed to own the node file besides root and this user.
+    pub node_owner: Option<u32>,
+    /// The HTTP `Date` refinement is skipped when the honest interval alone
+    /// already decides the verdict against these thresholds (`None`: always refine).
+    pub decide: Option<crate::core::verdict::Thresholds>,
 }
 
 impl Default for QuerySettings {
@@ -321,6 +326,8 @@ impl Default for QuerySettings {
             ssl_cert_file: None,
             ssl_cert_dir: None,
             max_source_error: Duration::from_secs(3),
+            node_owner: None,
+            decide: None,
         }
     }
 }

@@ -98,6 +98,41 @@ pub fn trustworthy(m: &Metadata, euid: u32) -> Result<(), Refused> {
     Ok(())
 }
 
+/// Refuses anything but a regular file owned by one of `owners` and not
+/// writable by group or others (a file other parties publish for this one).
+pub fn published_by(m: &Metadata, owners: &[u32]) -> Result<(), Refused> {
+    regular(m)?;
+    if !owners.contains(&m.uid()) {
+        let listed: Vec<String> = owners.iter().map(u32::to_string).collect();
+        return Err(Refused(format!(
+            "it is owned by uid {}, not by one of the uids allowed ({})",
+            m.uid(),
+            listed.join(", ")
+        )));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(Refused(format!(
+            "it is writable by {} (mode {:04o})",
+            if m.mode() & 0o002 != 0 {
+                "other users"
+            } else {
+                "its group"
+            },
+            m.mode() & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+/// The first `limit` bytes of the file at `path` if [`published_by`] one of
+/// `owners`, opened the hardened way; `Ok(None)` when there is nothing there.
+pub fn read_published(path: &Path, owners: &[u32], limit: u64) -> Result<Option<Vec<u8>>, Refused> {
+    match open_checked(path, |m| published_by(m, owners))? {
+        Some(file) => read_start(&file, limit).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// Opens `path` for reading when `allow` accepts what is there, both before
 /// opening and on the open descriptor; `Ok(None)` when there is nothing.
 fn open_checked(
@@ -201,6 +236,17 @@ fn temporary_name(path: &Path) -> Result<PathBuf, Refused> {
 
 /// Replaces the cache file with `bytes`, atomically, never through a link.
 pub fn write(path: &Path, bytes: &[u8], euid: u32) -> Result<(), Refused> {
+    write_mode(path, bytes, euid, 0o600)
+}
+
+/// Like [`write`], but the file is left readable by everyone (mode 0644,
+/// whatever the umask): a file this process publishes for others to read.
+pub fn write_public(path: &Path, bytes: &[u8], euid: u32) -> Result<(), Refused> {
+    write_mode(path, bytes, euid, 0o644)
+}
+
+fn write_mode(path: &Path, bytes: &[u8], euid: u32, mode: u32) -> Result<(), Refused> {
+    use std::os::unix::fs::PermissionsExt;
     replaceable(path, euid)?;
     let tmp = temporary_name(path)?;
     // create_new is O_CREAT|O_EXCL: it never follows a symlink, never opens
@@ -218,6 +264,9 @@ pub fn write(path: &Path, bytes: &[u8], euid: u32) -> Result<(), Refused> {
             ))
         })
         .and_then(|mut f: File| {
+            // The umask may have taken bits away: set the mode meant, on the descriptor.
+            f.set_permissions(std::fs::Permissions::from_mode(mode))
+                .map_err(|e| Refused(format!("cannot set the mode of {}: {e}", tmp.display())))?;
             f.write_all(bytes)
                 .map_err(|e| Refused(format!("cannot write {}: {e}", tmp.display())))?;
             // Checked again just before the rename; rename(2) replaces a

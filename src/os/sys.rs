@@ -232,6 +232,23 @@ pub fn is_not_executable_format(err: &std::io::Error) -> bool {
     err.raw_os_error() == Some(libc::ENOEXEC)
 }
 
+/// Where the kernel says which boot this is: a random UUID per boot.
+pub const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
+
+/// The kernel's boot id, read from `path` (normally [`BOOT_ID_PATH`]) with
+/// [`super::file::read_regular`]; an error says why there is none.
+pub fn boot_id(path: &std::path::Path) -> Result<String, super::file::Refused> {
+    let refused = |why: String| super::file::Refused(format!("{}: {why}", path.display()));
+    let bytes = super::file::read_regular(path, 128)
+        .map_err(|e| refused(e.0))?
+        .ok_or_else(|| refused("not there".into()))?;
+    let id = String::from_utf8_lossy(&bytes).trim().to_string();
+    if id.is_empty() || id.contains(|c: char| !(c.is_ascii_hexdigit() || c == '-')) {
+        return Err(refused(format!("not a boot id: {id:?}")));
+    }
+    Ok(id)
+}
+
 /// The effective user id (geteuid(2) cannot fail).
 pub fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }

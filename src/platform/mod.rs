@@ -15,8 +15,9 @@
 //! a blocking thread, so a slow file system holds up neither the runtime nor
 //! the round trips being timed on it.
 
-pub mod clockbound;
 pub mod ecs;
+/// ClockBound's segment: the reader lives with the `clockbound://` source.
+pub use crate::proto::clockbound::segment as clockbound;
 
 use std::path::Path;
 use std::time::Duration;

@@ -5,7 +5,9 @@
 //! [`Source`] with its row in [`source::SCHEMES`], one arm in [`measure_with`]
 //! and, if it keeps anything between rounds, one variant of [`SourceState`].
 
+pub mod clockbound;
 pub mod http_date;
+pub mod node;
 pub mod ntp;
 pub mod nts;
 pub mod proxy;
@@ -53,6 +55,8 @@ pub async fn measure_with(
     match source {
         Source::Ntp { host, port } => ntp::client::query(host, *port, settings, clock).await,
         Source::Http(target) => http_date::query(target, settings, clock).await,
+        Source::Node { path } => node::query(path, settings, clock).await,
+        Source::ClockBound { path } => clockbound::query(path.as_deref(), settings, clock).await,
         Source::Nts { host, port } => {
             if !matches!(state, SourceState::Nts(..)) {
                 *state = SourceState::Nts(Default::default());

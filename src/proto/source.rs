@@ -35,6 +35,16 @@ pub enum Source {
         /// The server's long-term public key (the URI's `#KEY`).
         key: [u8; 32],
     },
+    /// A node file that `serve --publish` writes on this kernel: no network.
+    Node {
+        /// Absolute path of the file.
+        path: String,
+    },
+    /// AWS ClockBound's shared-memory segment: the host's own bound.
+    ClockBound {
+        /// Absolute path of the segment; `None`: ClockBound's default paths.
+        path: Option<String>,
+    },
 }
 
 /// Where an HTTP `Date` source lives.
@@ -65,6 +75,9 @@ pub struct Scheme {
     pub takes_path: bool,
     /// Whether a measurement can come over a verified channel.
     pub authenticates: bool,
+    /// A file on this machine, not a server: no host or port, only an
+    /// absolute path (`node:///PATH`), never resolved.
+    pub local: bool,
     /// Builds the source from a parsed host, port and path.
     make: fn(String, u16, String) -> Source,
 }
@@ -77,6 +90,7 @@ pub const SCHEMES: &[Scheme] = &[
         form: "ntp://HOST[:PORT]",
         takes_path: false,
         authenticates: false,
+        local: false,
         make: |host, port, _| Source::Ntp { host, port },
     },
     Scheme {
@@ -85,6 +99,7 @@ pub const SCHEMES: &[Scheme] = &[
         form: "nts://HOST[:PORT]",
         takes_path: false,
         authenticates: true,
+        local: false,
         make: |host, port, _| Source::Nts { host, port },
     },
     Scheme {
@@ -93,6 +108,7 @@ pub const SCHEMES: &[Scheme] = &[
         form: "roughtime://HOST[:PORT]#KEY",
         takes_path: false,
         authenticates: true,
+        local: false,
         // `parse` passes the key, already checked, in place of the path.
         make: |host, port, key| Source::Roughtime {
             key: crate::proto::roughtime::key::parse(&key).unwrap_or_default(),
@@ -106,6 +122,7 @@ pub const SCHEMES: &[Scheme] = &[
         form: "https://HOST[:PORT][/PATH]",
         takes_path: true,
         authenticates: true,
+        local: false,
         make: |host, port, path| {
             Source::Http(HttpTarget {
                 tls: true,
@@ -122,6 +139,7 @@ pub const SCHEMES: &[Scheme] = &[
         form: "http://HOST[:PORT][/PATH]",
         takes_path: true,
         authenticates: false,
+        local: false,
         make: |host, port, path| {
             Source::Http(HttpTarget {
                 tls: false,
@@ -130,6 +148,27 @@ pub const SCHEMES: &[Scheme] = &[
                 path,
                 proxy: None,
             })
+        },
+    },
+    Scheme {
+        name: "node",
+        default_port: 0,
+        form: "node:///PATH",
+        takes_path: true,
+        // As trusted as the measurement it carries, never more (see core::node).
+        authenticates: true,
+        local: true,
+        make: |_, _, path| Source::Node { path },
+    },
+    Scheme {
+        name: "clockbound",
+        default_port: 0,
+        form: "clockbound://[/PATH]",
+        takes_path: true,
+        authenticates: false,
+        local: true,
+        make: |_, _, path| Source::ClockBound {
+            path: (path != "/").then_some(path),
         },
     },
 ];
@@ -186,7 +225,17 @@ impl Source {
                 t.port,
                 &t.path,
             ),
+            Source::Node { path } => (scheme("node"), "", 0, path),
+            Source::ClockBound { path } => {
+                (scheme("clockbound"), "", 0, path.as_deref().unwrap_or(""))
+            }
         }
+    }
+
+    /// Whether this is a file on this machine rather than a server (`node://`,
+    /// `clockbound://`): never resolved, never rate-limited.
+    pub fn is_local(&self) -> bool {
+        self.parts().0.local
     }
 
     /// The scheme of this source (`ntp`, `nts`, `https`, `http`, `roughtime`).
@@ -272,6 +321,9 @@ impl Source {
             .iter()
             .find(|s| s.name == name)
             .ok_or_else(|| bad("unknown scheme"))?;
+        if scheme.local {
+            return parse_local(scheme, rest).map_err(|e| bad(&e));
+        }
         let (host, port) = split_host_port(authority, scheme.default_port).map_err(|e| {
             // An unbracketed IPv6 address: the whole source as meant, `ntp://[::1]:123`.
             match e.strip_prefix(BRACKETS) {
@@ -310,6 +362,29 @@ fn accepted() -> String {
 
 /// How an unbracketed IPv6 address is refused; the bracketed form follows.
 const BRACKETS: &str = "an IPv6 address goes in brackets: ";
+
+/// A local source: nothing between `//` and the absolute path (`node:///x`).
+fn parse_local(scheme: &Scheme, rest: &str) -> Result<Source, String> {
+    let name = scheme.name;
+    if rest.is_empty() && name == "clockbound" {
+        return Ok((scheme.make)(String::new(), 0, "/".into()));
+    }
+    if !rest.starts_with('/') {
+        return Err(format!(
+            "a {name} source names a file on this machine, no host: {name}:///ABSOLUTE/PATH"
+        ));
+    }
+    if rest.chars().any(|c| c.is_control()) {
+        return Err("the path holds control characters".into());
+    }
+    if rest == "/" && name == "node" {
+        return Err("a node source needs the path of the node file".into());
+    }
+    if rest.split('/').any(|c| c == "..") {
+        return Err("the path may not hold `..`".into());
+    }
+    Ok((scheme.make)(String::new(), 0, rest.to_string()))
+}
 
 fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
     if authority.contains('@') {
@@ -367,6 +442,9 @@ fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), 
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (scheme, host, port, path) = self.parts();
+        if scheme.local {
+            return write!(f, "{}://{path}", scheme.name);
+        }
         if host.contains(':') {
             write!(f, "{}://[{host}]", scheme.name)?;
         } else {
@@ -439,6 +517,36 @@ mod tests {
             "nts://time.cloudflare.com"
         );
         assert!(Source::parse("nts://x/p").is_err());
+        for (uri, shown) in [
+            (
+                "node:///var/run/skewguard/node.json",
+                "node:///var/run/skewguard/node.json",
+            ),
+            ("clockbound://", "clockbound://"),
+            ("clockbound:///", "clockbound://"),
+            ("clockbound:///run/cb/shm0", "clockbound:///run/cb/shm0"),
+        ] {
+            let s = Source::parse(uri).unwrap_or_else(|e| panic!("{uri}: {e}"));
+            assert!(s.is_local());
+            assert_eq!(s.to_string(), shown);
+        }
+        assert_eq!(
+            Source::parse("node:///a/b").unwrap(),
+            Source::Node {
+                path: "/a/b".into()
+            }
+        );
+        for bad in [
+            "node://",
+            "node:///",
+            "node://host/x",
+            "node://x",
+            "node:///a/../b",
+            "clockbound://h",
+        ] {
+            let e = Source::parse(bad).expect_err(bad);
+            assert!(e.contains("expected"), "{bad}: {e}");
+        }
         let mixed = Source::parse_list("aws, ntp://169.254.169.123,ntp://x").unwrap();
         assert_eq!(mixed.len(), 4, "duplicates are dropped");
     }

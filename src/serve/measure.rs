@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::core::duration::human_duration;
+use crate::core::node::Stamps;
 use crate::core::report::Report;
 use crate::core::verdict::Verdict;
 use crate::os::clock::{Clock, UnixNanos};
 use crate::round::Rounds;
+use crate::serve::publish::Publisher;
 use crate::serve::state::{self, Health, State};
 
 /// A disagreement between the wall clock and the monotonic clock larger than
@@ -58,13 +60,36 @@ pub(crate) async fn measure_loop(
     state: Arc<State>,
     log: impl Fn(&Health, &Report, Option<Verdict>),
 ) {
-    let mut rounds = Rounds::new(&config, clock);
+    let mut rounds = Rounds::new(&config, clock).with_query_gap(crate::round::QUERY_GAP);
     let mut last = ClockReading::now(clock);
     let mut previous = None;
     let mut forecast_warned = None;
+    let mut publisher = config.publish.clone().map(|path| {
+        Publisher::new(
+            path,
+            config.max_drift,
+            std::path::Path::new(crate::os::sys::BOOT_ID_PATH),
+        )
+    });
+    // A rollout starts many of these at once: spread their first queries of
+    // upstream servers (files and this machine's own servers need no spreading).
+    if !config.disabled
+        && config
+            .sources
+            .iter()
+            .any(|s| !crate::round::exempt_from_gap(s))
+    {
+        let delay = first_round_delay(config.interval, random());
+        tracing::debug!(delay = ?delay, "first round delayed, so that a rollout does not query in step");
+        tokio::time::sleep(delay).await;
+    }
     loop {
         let started = clock.monotonic();
+        let started_stamps = Stamps::read(clock);
         let report = rounds.round().await;
+        if let Some(p) = publisher.as_mut() {
+            p.round(&report, started_stamps);
+        }
         state.publish(report.clone());
         // What is served now, holdover included, is what gets logged.
         let served = state.health();
@@ -84,6 +109,15 @@ pub(crate) async fn measure_loop(
         let reading = ClockReading::now(clock);
         let mut early = note_jump(detect_jump(&last, &reading), &state);
         last = reading;
+        if early {
+            rounds.forget();
+        }
+        if let Some(p) = publisher.as_mut() {
+            if early {
+                p.clock_jumped();
+            }
+            p.write(&state.health().headline, clock).await;
+        }
 
         let mut due = clock.monotonic() + jittered(config.interval, random());
         loop {
@@ -96,8 +130,18 @@ pub(crate) async fn measure_loop(
             }
             tokio::time::sleep((due - now).min(JUMP_CHECK_EVERY)).await;
             let reading = ClockReading::now(clock);
-            early |= note_jump(detect_jump(&last, &reading), &state);
+            let jumped = note_jump(detect_jump(&last, &reading), &state);
             last = reading;
+            if jumped {
+                early = true;
+                rounds.forget();
+                // Readers refuse the old measurement by themselves (its
+                // stamps show the jump); the file says why at once.
+                if let Some(p) = publisher.as_mut() {
+                    p.clock_jumped();
+                    p.write(&state.health().headline, clock).await;
+                }
+            }
         }
     }
 }
@@ -164,6 +208,20 @@ fn note_jump(jump: Option<ClockJump>, state: &State) -> bool {
 /// interval is used as is.
 fn random() -> u64 {
     getrandom::u64().unwrap_or(u64::MAX / 2)
+}
+
+/// The most the first round of `serve` is delayed when it queries upstream
+/// servers: a random delay in [0, this] (at most a tenth of `INTERVAL`), so
+/// that the pods of a rollout do not query in step. Readiness waits for it.
+const FIRST_ROUND_JITTER: Duration = Duration::from_secs(5);
+
+/// The delay of the first round, chosen by `random`: up to
+/// [`FIRST_ROUND_JITTER`] or a tenth of `interval`, whichever is less.
+fn first_round_delay(interval: Duration, random: u64) -> Duration {
+    let unit = random as f64 / u64::MAX as f64; // [0, 1]
+    FIRST_ROUND_JITTER
+        .min(interval.mul_f64(JITTER))
+        .mul_f64(unit)
 }
 
 /// `interval` scaled by a factor in [1 − [`JITTER`], 1 + [`JITTER`]] chosen by `random`.
@@ -285,6 +343,17 @@ mod tests {
         for &((r, m, b), want) in cases {
             assert_eq!(detect_jump(&before, &reading(r, m, b)), want, "{r} {m} {b}");
         }
+    }
+
+    #[test]
+    fn the_first_round_is_delayed_by_at_most_five_seconds_or_a_tenth_of_the_interval() {
+        let m = Duration::from_secs(60);
+        assert_eq!(first_round_delay(m, 0), Duration::ZERO);
+        assert_eq!(first_round_delay(m, u64::MAX), Duration::from_secs(5));
+        assert_eq!(
+            first_round_delay(Duration::from_secs(10), u64::MAX),
+            Duration::from_secs(1)
+        );
     }
 
     #[test]

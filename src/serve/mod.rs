@@ -10,6 +10,7 @@
 pub(crate) mod conn;
 pub(crate) mod measure;
 pub(crate) mod metrics;
+pub(crate) mod publish;
 pub(crate) mod routes;
 pub(crate) mod state;
 

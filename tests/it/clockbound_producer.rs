@@ -251,3 +251,75 @@ fn a_segment_clockbound_rewrites_while_it_is_read_is_never_read_torn() {
     eprintln!("{whole} whole readings, {busy} refused as mid-write, during {writes} writes");
     assert!(whole > 0);
 }
+
+/// `clockbound:///PATH` as a source of `check`: the segment ClockBound's
+/// writer wrote is a vote of ± its grown bound while Synchronized or
+/// FreeRunning and before void-after, and an error otherwise; a FIFO there
+/// does not hold `check` up.
+#[test]
+fn a_segment_clockbound_writes_is_a_vote_of_check() {
+    use skewguard::os::clock::{Clock, SystemClock};
+    let dir = Dir::new("source");
+    let path = dir.0.join("shm0");
+    let uri = format!("clockbound://{}", path.display());
+    let check = |uri: &str| {
+        crate::support::run(
+            &["check"],
+            &[("SKEWGUARD_SOURCES", uri), ("SKEWGUARD_OUTPUT", "json")],
+        )
+    };
+    let write = |status: ClockStatus, void_in: i64| {
+        let _ = std::fs::remove_file(&path);
+        let now = SystemClock.monotonic();
+        let void_after = if void_in >= 0 {
+            now + Duration::from_secs(void_in as u64)
+        } else {
+            now - Duration::from_secs((-void_in) as u64)
+        };
+        let as_of = now.min(void_after);
+        produce(
+            &path,
+            &bound(as_of, void_after, 2_000_000, 0, 15_000, status, true),
+            1,
+        );
+    };
+
+    write(ClockStatus::Synchronized, 60);
+    let out = check(&uri);
+    out.assert_exit(0);
+    let entry = out.source(&uri);
+    assert_eq!(entry["status"], "ok", "{out}");
+    assert_eq!(entry["authenticated"], false, "{out}");
+    assert_eq!(entry["offset_seconds"].as_f64(), Some(0.0), "{out}");
+    let u = entry["uncertainty_seconds"].as_f64().unwrap();
+    assert!((0.002..0.0021).contains(&u), "{out}");
+
+    write(ClockStatus::FreeRunning, 60);
+    check(&uri).assert_exit(0);
+
+    for (status, void_in, words) in [
+        (ClockStatus::Disrupted, 60, "Disrupted"),
+        (ClockStatus::Unknown, 60, "Unknown"),
+        (ClockStatus::Synchronized, -1, "void since"),
+    ] {
+        write(status, void_in);
+        let out = check(&uri);
+        out.assert_exit(1);
+        let e = out.source(&uri)["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(e.contains(words), "{words}: {out}");
+    }
+
+    let _ = std::fs::remove_file(&path);
+    let made = std::process::Command::new("mkfifo").arg(&path).status();
+    assert!(made.is_ok_and(|s| s.success()));
+    let out = check(&uri);
+    out.assert_exit(1);
+    assert!(out.elapsed < Duration::from_secs(5), "{out}");
+    assert!(
+        out.source(&uri)["error"].as_str().unwrap().contains("FIFO"),
+        "{out}"
+    );
+}

@@ -328,3 +328,62 @@ fn http_only_on_a_correct_clock_is_ok_not_warn() {
         "{out}"
     );
 }
+
+/// A server stamping `Date` from the live clock, counting the requests it answers.
+fn counting_date_server() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(mut tcp) = tcp else { continue };
+            let requests = requests.clone();
+            std::thread::spawn(move || {
+                while support::read_request_head(&mut tcp) {
+                    requests.fetch_add(1, Ordering::SeqCst);
+                    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+                    let reply = format!(
+                        "HTTP/1.1 204 No Content\r\nDate: {date}\r\nContent-Length: 0\r\n\r\n"
+                    );
+                    if tcp.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, counted)
+}
+
+/// `check` of a good clock needs no refinement when the first answer's honest
+/// interval already decides the verdict: one request. A MAX_SKEW within the
+/// first answer's reach brings the refinement back.
+#[test]
+fn the_date_refinement_runs_only_when_it_can_change_the_verdict() {
+    let (addr, requests) = counting_date_server();
+    let uri = format!("http://{addr}/");
+    let out = support::run(
+        &["check"],
+        &[
+            ("SKEWGUARD_SOURCES", uri.as_str()),
+            ("SKEWGUARD_OUTPUT", "json"),
+        ],
+    );
+    out.assert_exit(0);
+    let decided = requests.swap(0, Ordering::SeqCst);
+    assert!((1..=2).contains(&decided), "{decided} requests\n{out}");
+    let out = support::run(
+        &["check"],
+        &[
+            ("SKEWGUARD_SOURCES", uri.as_str()),
+            ("SKEWGUARD_OUTPUT", "json"),
+            ("SKEWGUARD_MAX_SKEW", "1s"),
+            ("SKEWGUARD_WARN_SKEW", "500ms"),
+        ],
+    );
+    assert!(out.json.is_some(), "{out}");
+    let refined = requests.load(Ordering::SeqCst);
+    assert!(refined > 2, "{refined} requests\n{out}");
+    eprintln!("check over http://: {decided} request(s) when decided, {refined} when refined");
+}

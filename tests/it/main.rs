@@ -29,6 +29,7 @@ mod http_hostile;
 mod identity;
 mod json_logs;
 mod metrics;
+mod node;
 mod npd;
 mod ntp_hostile;
 mod nts;

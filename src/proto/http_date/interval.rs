@@ -31,6 +31,7 @@
 //! other even with the allowance void the measurement.
 
 use crate::core::sample::{Estimate, Sample};
+use crate::core::verdict::Thresholds;
 use crate::os::clock::{nanos_to_secs, UnixNanos, NANOS_PER_SEC};
 use std::fmt;
 
@@ -58,6 +59,27 @@ pub const DATE_LAG_ALLOWANCE: i128 = 1_100_000_000;
 /// How far a `Date` may lead the server's true time (ns): half a second, for
 /// a server that rounds to the nearest second instead of truncating.
 pub const DATE_LEAD_ALLOWANCE: i128 = 500_000_000;
+
+/// Whether refining can no longer change the verdict: every interval the
+/// refinement could still end with (inside `honest`, and at least as wide as
+/// the allowances, [`DATE_LAG_ALLOWANCE`] + [`DATE_LEAD_ALLOWANCE`], below
+/// which the honest interval never narrows) gives the same verdict under `t`
+/// (fail when its far end reaches `max_skew`, warn when its near end reaches
+/// `warn_skew`, as `core::verdict::judge_measurement` judges).
+pub fn decided(honest: OffsetInterval, t: &Thresholds) -> bool {
+    let (lo, hi) = (nanos_to_secs(honest.lo), nanos_to_secs(honest.hi));
+    let w = nanos_to_secs(DATE_LAG_ALLOWANCE + DATE_LEAD_ALLOWANCE);
+    let (m, warn) = (t.max_skew, t.warn_skew);
+    // Room for a final interval within [a, b].
+    let fits = |a: f64, b: f64| b - a >= w;
+    let may_fail = lo.abs().max(hi.abs()) >= m;
+    let inside = (lo.max(-m), hi.min(m));
+    let may_pass = fits(inside.0, inside.1);
+    let may_warn = fits(lo.max(warn), hi.min(m)) || fits(lo.max(-m), hi.min(-warn));
+    // Ok needs a final interval inside (−m, m) that reaches into (−warn, warn).
+    let may_ok = may_pass && inside.0 < warn && inside.1 > -warn;
+    [may_fail, may_warn, may_ok].iter().filter(|&&b| b).count() <= 1
+}
 
 /// One HTTP answer: its `Date` and the local times that bracket its request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -342,6 +364,44 @@ impl Refiner {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn refinement_is_needed_only_when_it_can_change_the_verdict() {
+        let t = Thresholds {
+            window: 300.0,
+            max_skew: 150.0,
+            warn_skew: 1.0,
+        };
+        let iv =
+            |lo: f64, hi: f64| OffsetInterval::new((lo * 1e9) as i128, (hi * 1e9) as i128).unwrap();
+        // One answer on a good clock: ±1.6 s around 0 can only be ok.
+        assert!(decided(iv(-1.5, 1.6), &t));
+        // Far off, certainly past MAX_SKEW: fail whatever more answers say.
+        assert!(decided(iv(-602.0, -599.0), &t));
+        // Certainly past WARN_SKEW, certainly within MAX_SKEW: warn.
+        assert!(decided(iv(8.0, 10.0), &t));
+        // 1.5 s off: more answers could tell ok (near end under 1 s) from warn.
+        assert!(!decided(iv(0.0, 3.2), &t));
+        // Straddling MAX_SKEW: fail or warn, not decided.
+        assert!(!decided(iv(148.0, 151.5), &t));
+        // Every interval of the allowances' width within this one reaches 150 s.
+        assert!(decided(iv(149.0, 151.5), &t));
+        // Even a tight WARN_SKEW: no interval of the allowances' width within
+        // ±1.6 s lies wholly beyond 0.1 s, so the first answer decides.
+        let tight = Thresholds {
+            warn_skew: 0.1,
+            ..t
+        };
+        assert!(decided(iv(-1.5, 1.6), &tight));
+        assert!(!decided(iv(-0.5, 2.6), &tight));
+        // A MAX_SKEW within the first answer's reach: fail or ok, not decided.
+        let small = Thresholds {
+            max_skew: 1.0,
+            warn_skew: 0.5,
+            ..t
+        };
+        assert!(!decided(iv(-1.5, 1.6), &small));
+    }
 
     const S: i128 = NANOS_PER_SEC;
     const MS: i128 = 1_000_000;

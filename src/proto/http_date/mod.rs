@@ -133,8 +133,16 @@ async fn measure(
     let mut refiner = Refiner::new(first);
     let deadline = first.received + settings.http_budget.as_nanos() as i128;
 
+    // Refine only while more answers could still change the verdict: a
+    // good clock's first answer usually decides it (one request in all).
+    let decided = |r: &Refiner| {
+        settings
+            .decide
+            .as_ref()
+            .is_some_and(|t| r.honest().is_ok_and(|h| interval::decided(h, t)))
+    };
     while let Some(at) = refiner.next_send(session.now() + SEND_LEAD.as_nanos() as i128) {
-        if !refiner.fits(at, deadline) {
+        if !refiner.fits(at, deadline) || decided(&refiner) {
             break;
         }
         // Set-up and the request are bounded; the wait for the instant is not

@@ -320,8 +320,9 @@ pub fn evidence(seg: &Segment, now: Duration) -> AwsClock {
 }
 
 /// Reads a consistent snapshot from the open segment: like ClockBound's
-/// reader, the generation must be even and the same before and after.
-fn snapshot(f: &File, now: Duration) -> Result<AwsClock, file::Refused> {
+/// reader, the generation must be even and the same before and after. The
+/// inner error says why the bytes are no usable segment.
+pub fn snapshot(f: &File) -> Result<Result<Segment, String>, file::Refused> {
     for attempt in 0..RETRIES {
         if attempt > 0 {
             std::thread::sleep(Duration::from_millis(1));
@@ -329,19 +330,19 @@ fn snapshot(f: &File, now: Duration) -> Result<AwsClock, file::Refused> {
         let bytes = file::read_start(f, MAX_SEGMENT)?;
         match decode(&bytes) {
             Err(Unusable::Writing) => continue,
-            Err(Unusable::Bad(why)) => return Ok(failed(why)),
+            Err(Unusable::Bad(why)) => return Ok(Err(why)),
             Ok(seg) => {
                 // The body was read after the generation: if the generation is
                 // still the same, no write began in between.
                 let again = file::read_start(f, HEADER_LEN as u64)?;
                 if again.get(14..16) == bytes.get(14..16) {
-                    return Ok(evidence(&seg, now));
+                    return Ok(Ok(seg));
                 }
             }
         }
     }
-    Ok(failed(
-        "segment is being written (generation odd or changing)".into(),
+    Ok(Err(
+        "segment is being written (generation odd or changing)".into()
     ))
 }
 
@@ -357,7 +358,13 @@ pub fn read_at(paths: &[&Path], now: Duration) -> Option<AwsClock> {
         let at = |e: file::Refused| failed(format!("{}: {e}", path.display()));
         match file::open_regular(path) {
             Ok(None) => continue,
-            Ok(Some(f)) => return Some(snapshot(&f, now).unwrap_or_else(at)),
+            Ok(Some(f)) => {
+                return Some(match snapshot(&f) {
+                    Ok(Ok(seg)) => evidence(&seg, now),
+                    Ok(Err(why)) => failed(why),
+                    Err(e) => at(e),
+                })
+            }
             Err(e) => return Some(at(e)),
         }
     }
