@@ -19,6 +19,7 @@ mod dashboard;
 mod diagnosis;
 mod docker;
 mod docs;
+mod etiquette;
 mod faults;
 mod generated;
 mod health;
