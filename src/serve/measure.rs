@@ -72,13 +72,17 @@ pub(crate) async fn measure_loop(
         )
     });
     // A rollout starts many of these at once: spread their first queries of
-    // upstream servers (files and this machine's own servers need no spreading).
-    if !config.disabled
-        && config
-            .sources
-            .iter()
-            .any(|s| !crate::round::exempt_from_gap(s))
-    {
+    // upstream servers (files and this machine's own servers need no
+    // spreading, and with a node file the upstream ones are only its fallback).
+    let upstream = config
+        .sources
+        .iter()
+        .any(|s| !crate::round::exempt_from_gap(s));
+    let node_file = config
+        .sources
+        .iter()
+        .any(|s| matches!(s, crate::proto::Source::Node { .. }));
+    if !config.disabled && upstream && !node_file {
         let delay = first_round_delay(config.interval, random());
         tracing::debug!(delay = ?delay, "first round delayed, so that a rollout does not query in step");
         tokio::time::sleep(delay).await;

@@ -152,6 +152,26 @@ fn a_published_measurement_is_read_by_check_without_network() {
         .unwrap_or_default();
     assert!(skipped.starts_with("not queried"), "{out}");
 
+    // A serve sidecar reads it too, every round, without its jittered start.
+    let reader = Serve::start(&[
+        ("SKEWGUARD_SOURCES", with_fallback.as_str()),
+        ("SKEWGUARD_INTERVAL", "1s"),
+        ("SKEWGUARD_TIMEOUT", "1s"),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let h = crate::support::http_get(reader.addr(), "/healthz", &[]);
+        if h.status == 200
+            && h.body
+                .contains(&format!("\"source\":\"{uri}\",\"status\":\"ok\""))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{h:?}\n{}", reader.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(reader);
+
     // How long reading takes, in this process (p50/p99 printed, not asserted).
     let mut times: Vec<Duration> = (0..200)
         .map(|_| {
