@@ -105,3 +105,59 @@ impl Publisher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::report::Judging;
+    use crate::core::verdict::Verdict;
+    use crate::os::clock::SystemClock;
+
+    fn report(verdict: Verdict, offset: Option<f64>) -> Report {
+        let mut r = Report::unmeasured(&Judging::default(), 0.0, verdict, "x".into());
+        r.offset_seconds = offset;
+        r.uncertainty_seconds = offset.map(|_| 0.001);
+        r
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_file_keeps_the_last_measurement_until_a_jump_and_is_world_readable() {
+        use std::os::unix::fs::MetadataExt;
+        let dir =
+            std::env::temp_dir().join(format!("skewguard-publish-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let boot_id = dir.join("boot_id");
+        std::fs::write(&boot_id, "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\n").unwrap();
+        let path = dir.join("node.json");
+        let mut p = Publisher::new(path.clone(), MaxDrift::DEFAULT, &boot_id);
+        let read = || NodeFile::parse(&std::fs::read(&path).unwrap()).unwrap();
+        let at = Stamps::read(&SystemClock);
+        p.round(&report(Verdict::Ok, Some(0.25)), at);
+        p.write("OK", &SystemClock).await;
+        let f = read();
+        assert_eq!(f.boot_id, "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
+        assert_eq!(f.measurement.as_ref().unwrap().offset_seconds, 0.25);
+        assert_eq!(f.measurement.as_ref().unwrap().taken, at);
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o644);
+        // A round without a measurement keeps the last one (readers grow it).
+        p.round(&report(Verdict::Unknown, None), Stamps::read(&SystemClock));
+        p.write("UNKNOWN: no source answered", &SystemClock).await;
+        let f = read();
+        assert_eq!(f.measurement.unwrap().taken, at);
+        assert_eq!(f.headline, "UNKNOWN: no source answered");
+        // A step or suspend drops it.
+        p.clock_jumped();
+        p.write("UNKNOWN: the wall clock was stepped", &SystemClock)
+            .await;
+        assert_eq!(read().measurement, None);
+        // Never through a symlink.
+        std::fs::remove_file(&path).unwrap();
+        let target = dir.join("target");
+        std::fs::write(&target, "keep").unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        p.write("OK", &SystemClock).await;
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
