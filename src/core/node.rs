@@ -502,6 +502,8 @@ mod tests {
             error: None,
             note: note.map(str::to_string),
             aliases: vec![],
+            verified_by: None,
+            via: None,
         };
         let judging = crate::core::report::Judging::default();
         let mut r = Report::unmeasured(&judging, 0.0, Verdict::Ok, "OK".into());
