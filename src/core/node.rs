@@ -241,6 +241,21 @@ impl NodeMeasurement {
     }
 }
 
+/// `text` (another party's) without control characters, cut at `max` characters:
+/// it reaches reports and logs.
+fn printable(text: &str, max: usize) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect();
+    if text.chars().count() > max {
+        format!("{clean}…")
+    } else {
+        clean
+    }
+}
+
 fn secs(s: f64) -> String {
     crate::core::duration::human_duration(s.abs())
 }
@@ -273,8 +288,14 @@ impl NodeFile {
         }
         let file: NodeFile =
             serde_json::from_value(head).map_err(|e| format!("malformed node file: {e}"))?;
-        if file.boot_id.trim().is_empty() {
-            return Err("malformed node file: empty boot_id".into());
+        let id = file.boot_id.trim();
+        if id.is_empty()
+            || id.len() > 64
+            || id.contains(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
+        {
+            return Err(
+                "malformed node file: boot_id is not a boot id (hex digits and dashes)".into(),
+            );
         }
         if MaxDrift::from_ppm(file.max_drift_ppm).is_none() {
             return Err(format!(
@@ -322,7 +343,10 @@ impl NodeFile {
             ));
         }
         let Some(m) = &self.measurement else {
-            return Err(format!("the node has no measurement: {}", self.headline));
+            return Err(format!(
+                "the node has no measurement: {}",
+                printable(&self.headline, 200)
+            ));
         };
         let age = now.boot_since(&m.taken);
         if age < -STEP_TOLERANCE_SECONDS {
@@ -462,6 +486,9 @@ mod tests {
         none.measurement = None;
         none.headline = "UNKNOWN: no source answered".into();
         refused(&none, now, &f.boot_id, "no measurement: UNKNOWN: no source");
+        none.headline = "forged\nline\u{1b}[2J".into();
+        let e = none.judge(&f.boot_id, &now).unwrap_err();
+        assert!(!e.chars().any(char::is_control), "{e:?}");
     }
 
     #[test]
@@ -477,6 +504,9 @@ mod tests {
             .contains("not a node file"));
         assert!(with("\"max_drift_ppm\":500.0", "\"max_drift_ppm\":0.0").is_err());
         assert!(with("\"uncertainty_seconds\":0.01", "\"uncertainty_seconds\":-1").is_err());
+        assert!(with("0f1e2d3c-4b5a", "\\u001b[31m")
+            .unwrap_err()
+            .contains("boot_id"));
         assert!(NodeFile::parse(b"").is_err());
         assert!(NodeFile::parse(b"\x00\xff{").is_err());
         assert!(NodeFile::parse(&f.to_bytes()[..40]).is_err());
