@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod http_date;
+pub mod node_file;
 pub mod ntp_packet;
 pub mod nts_ext;
 pub mod nts_ke;
@@ -69,6 +70,11 @@ mod tests {
     #[test]
     fn roughtime() {
         replay("roughtime", super::roughtime::check);
+    }
+
+    #[test]
+    fn node_file() {
+        replay("node_file", super::node_file::check);
     }
 
     #[test]
