@@ -88,6 +88,12 @@ _skewguard() {
     --stale-after)
         return 0
         ;;
+    --publish)
+        return 0
+        ;;
+    --node-owner)
+        return 0
+        ;;
     --cache-file)
         mapfile -t COMPREPLY < <(compgen -f -- "$cur")
         return 0
@@ -99,10 +105,10 @@ _skewguard() {
     local words
     case "$command" in
     "") words="check wait exec serve health help --help --version" ;;
-    check) words="--sources --profile --max-skew --warn-skew --on-unknown --min-sources --timeout --samples --sample-interval --http-budget --auth-select --max-source-error --ca-file --output --log --log-format --max-drift --cache-file --cache-max-age --disabled --quiet --help" ;;
-    wait) words="--sources --profile --max-skew --warn-skew --on-unknown --min-sources --timeout --samples --sample-interval --http-budget --auth-select --max-source-error --ca-file --output --log --log-format --interval --wait-timeout --disabled --quiet --help" ;;
-    exec) words="--sources --profile --max-skew --warn-skew --on-unknown --min-sources --timeout --samples --sample-interval --http-budget --auth-select --max-source-error --ca-file --output --log --log-format --interval --wait-timeout --disabled --quiet --help --" ;;
-    serve) words="--sources --profile --max-skew --warn-skew --on-unknown --min-sources --timeout --samples --sample-interval --http-budget --auth-select --max-source-error --ca-file --log --log-format --interval --listen --max-drift --stale-after --disabled --help" ;;
+    check) words="--sources --profile --max-skew --warn-skew --on-unknown --min-sources --timeout --samples --sample-interval --http-budget --auth-select --max-source-error --ca-file --output --log --log-format --max-drift --node-owner --cache-file --cache-max-age --disabled --quiet --help" ;;
+    wait) words="--sources --profile --max-skew --warn-skew --on-unknown --min-sources --timeout --samples --sample-interval --http-budget --auth-select --max-source-error --ca-file --output --log --log-format --interval --wait-timeout --node-owner --disabled --quiet --help" ;;
+    exec) words="--sources --profile --max-skew --warn-skew --on-unknown --min-sources --timeout --samples --sample-interval --http-budget --auth-select --max-source-error --ca-file --output --log --log-format --interval --wait-timeout --node-owner --disabled --quiet --help --" ;;
+    serve) words="--sources --profile --max-skew --warn-skew --on-unknown --min-sources --timeout --samples --sample-interval --http-budget --auth-select --max-source-error --ca-file --log --log-format --interval --listen --max-drift --stale-after --publish --node-owner --disabled --help" ;;
     health) words="--timeout --log --log-format --listen --help" ;;
     help) words="check wait exec serve health help" ;;
     esac
