@@ -4,16 +4,22 @@
 #   k8s/alert-rules.yaml      a ConfigMap holding the plain rules file, for a
 #                             Prometheus that reads rule_files
 #   k8s/prometheus-rule.yaml  a PrometheusRule for the Prometheus Operator
+# and copies it, with the Grafana dashboard k8s/grafana/skewguard-dashboard.json,
+# into the Helm chart's charts/skewguard/files/ (Helm reads no file outside the
+# chart), from which its PrometheusRule and dashboard ConfigMap are templated.
 #
-#   bash k8s/prometheus/render.sh [OUTDIR]     (default: k8s/)
+#   bash k8s/prometheus/render.sh [OUTDIR]     (default: k8s/; with OUTDIR the
+#                                               chart's copies go to OUTDIR/chart-files/)
 #
-# Edit the rules file, never the outputs; tests/it/alerts.rs fails when they differ
-# from a fresh rendering.
+# Edit the rules file, never the outputs; tests/it/alerts.rs fails when the
+# manifests differ from a fresh rendering, tests/it/helm.rs when the chart's copies
+# differ from their sources.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 rules="$here/skewguard.rules.yml"
 out="${1:-$here/..}"
+if [[ $# -ge 1 ]]; then chart_files="$out/chart-files"; else chart_files="$here/../../charts/skewguard/files"; fi
 
 indent() { sed -e "s/^/$1/" -e 's/^ *$//' "$rules"; }
 
@@ -60,3 +66,7 @@ spec:
 HEAD
     indent '  '
 } >"$out/prometheus-rule.yaml"
+
+mkdir -p "$chart_files"
+cp "$rules" "$chart_files/skewguard.rules.yml"
+cp "$here/../grafana/skewguard-dashboard.json" "$chart_files/skewguard-dashboard.json"

@@ -23,6 +23,7 @@ mod etiquette;
 mod faults;
 mod generated;
 mod health;
+mod helm;
 mod host_wording;
 mod hostile_files;
 mod http_behaviours;
