@@ -198,8 +198,12 @@ def main(root):
         "service": False,
         "rules": False,
         "PrometheusRule": False,
+        "publisher": False,
+        "probe": False,
     }
     daemonset_labels = None
+    publish_dirs = set()
+    node_readers = []
     configmap_rules = operator_rules = None
     for name, doc in docs:
         where = f"{name}: {doc['kind']}/{doc['metadata']['name']}"
@@ -207,11 +211,39 @@ def main(root):
         if spec is not None:
             pod_sc = spec.get("securityContext", {})
             init = spec.get("initContainers", [])
+            volumes = {v["name"]: v for v in spec.get("volumes", [])}
             for c in init + spec.get("containers", []):
                 cw = f"{where} container {c['name']}"
                 sc = c.get("securityContext", {})
+                args = c.get("args", [])
+                mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
+                # The node publisher may be root (it writes a root-owned hostPath
+                # directory), with every other restriction in place.
+                publisher = "--publish" in args
+                if publisher:
+                    target = pathlib.PurePosixPath(args[args.index("--publish") + 1])
+                    m = mounts.get(str(target.parent))
+                    host = (volumes.get(m["name"], {}) if m else {}).get("hostPath", {}).get("path")
+                    if not host or m.get("readOnly"):
+                        problems.append(f"{cw}: publishes {target} without a writable hostPath mount of its directory")
+                    publish_dirs.add(host)
+                    found["publisher"] = True
+                sources = next((e.get("value") for e in c.get("env", []) if e["name"] == "SKEWGUARD_SOURCES"), None)
+                probe = ((c.get("readinessProbe") or {}).get("exec") or {}).get("command") or []
+                if "--sources" in probe:
+                    sources = probe[probe.index("--sources") + 1]
+                    found["probe"] = True
+                if sources and sources.startswith("node://"):
+                    path = pathlib.PurePosixPath(sources[len("node://"):].split(",")[0])
+                    m = mounts.get(str(path.parent))
+                    if not m or not m.get("readOnly"):
+                        problems.append(f"{cw}: reads {path} without a read-only mount of its directory")
+                    else:
+                        node_readers.append((cw, volumes.get(m["name"], {}).get("hostPath", {}).get("path")))
+                elif c.get("image") == SKEWGUARD_IMAGE and not publisher:
+                    problems.append(f"{cw}: a guard that does not list node:// first ({sources!r})")
                 for key, want in (
-                    ("runAsNonRoot", True),
+                    ("runAsNonRoot", not (publisher and sc.get("runAsUser") == 0)),
                     ("readOnlyRootFilesystem", True),
                     ("allowPrivilegeEscalation", False),
                 ):
@@ -230,7 +262,6 @@ def main(root):
                 # Restarting skewguard cannot fix a clock: liveness must follow the loop only.
                 if c.get("livenessProbe") and http_path(c["livenessProbe"]) != "/livez":
                     problems.append(f"{cw}: livenessProbe must use /livez, not the verdict")
-                args = c.get("args", [])
                 if c in init and args == ["wait"] and "restartPolicy" not in c:
                     found["wait-init"] = True
                 if c in init and c.get("restartPolicy") == "Always":
@@ -243,7 +274,7 @@ def main(root):
                     if http_path(c.get("livenessProbe")) != "/livez":
                         problems.append(f"{cw}: sidecar needs a livenessProbe on /livez")
                     found["sidecar"] = True
-                if doc["kind"] == "DaemonSet" and args == ["serve"]:
+                if doc["kind"] == "DaemonSet" and args[:1] == ["serve"]:
                     found["daemonset"] = True
                     daemonset_labels = doc["spec"]["template"]["metadata"]["labels"]
         if doc["kind"] == "ConfigMap":
@@ -263,6 +294,9 @@ def main(root):
             selector = doc["spec"].get("selector", {})
             if selector and all(daemonset_labels.get(k) == v for k, v in selector.items()):
                 found["service"] = True
+    for cw, host in node_readers:
+        if host not in publish_dirs:
+            problems.append(f"{cw}: reads host directory {host}; the publisher writes {sorted(map(str, publish_dirs))}")
     problems += check_monitoring(docs)
     if configmap_rules is not None and operator_rules is not None and configmap_rules != operator_rules:
         problems.append("the PrometheusRule and the rules ConfigMap say different things")
