@@ -1,10 +1,12 @@
 # skewguard container image: a static binary on `scratch`, nothing else.
+# Every document and example uses the tag skewguard:0.1.0. Build it with
 #
-#   docker build -t skewguard:0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" .
+#   DOCKER_BUILDKIT=1 docker build -t skewguard:0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" .
 #
-# needs BuildKit (Docker's default builder since 23.0, or `docker buildx`): the
-# legacy builder cannot expand $BUILDPLATFORM below; with it, use the local
-# route further down.
+# BuildKit is needed (the legacy builder cannot expand $BUILDPLATFORM below and
+# fails with `"" is an invalid component`): DOCKER_BUILDKIT=1 selects it on
+# Docker 18.09 to 22.x and is the default on 23.0+ (which then needs the buildx
+# plugin, part of Docker Desktop and of docker-ce; Debian: docker-buildx).
 #
 # For both architectures at once (the builder runs on the build machine's own
 # platform and cross-compiles; nothing runs under emulation):
@@ -12,7 +14,8 @@
 #   docker buildx build --platform linux/amd64,linux/arm64 -t REPO/skewguard:0.1.0 --push .
 #
 # Without a registry or a Rust toolchain in Docker, package a binary built
-# on this machine (scripts/static-build.sh) into the same runtime stage:
+# on this machine (scripts/static-build.sh) into the same runtime stage, under
+# the same tag; any builder will do:
 #
 #   scripts/static-build.sh && scripts/local-image.sh skewguard:0.1.0
 #
@@ -62,12 +65,17 @@ FROM scratch
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED=unknown
+# Where the source and the documentation live: set it where you publish.
+ARG SOURCE=https://github.com/your-org/skewguard
 LABEL org.opencontainers.image.title="skewguard" \
       org.opencontainers.image.description="Keeps containers from starting or staying in service with a clock that breaks signed requests (AWS SigV4 and others)" \
       org.opencontainers.image.licenses="MIT OR Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}"
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.url="${SOURCE}" \
+      org.opencontainers.image.documentation="${SOURCE}/blob/main/README.md"
 # No CA bundle, passwd or resolv.conf needed: root certificates are compiled in
 # (webpki-roots), the user is numeric, and Docker/Kubernetes mount
 # /etc/resolv.conf and /etc/hosts into every container.

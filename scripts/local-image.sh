@@ -2,7 +2,7 @@
 # Packages a skewguard binary built on this machine into the Dockerfile's own
 # runtime stage, without a registry and without Rust in Docker:
 #
-#   scripts/static-build.sh && scripts/local-image.sh skewguard:local [DOCKER BUILD ARGS…]
+#   scripts/static-build.sh && scripts/local-image.sh skewguard:0.1.0 [DOCKER BUILD ARGS…]
 #
 # It takes the Dockerfile's global ARGs and its last stage verbatim and swaps
 # only the source of that stage's one `COPY --from=builder SRC DEST` for the

@@ -344,34 +344,6 @@ fn skewguard_image() -> Arc<Image> {
     image
 }
 
-/// A stand-in application image: a static busybox on scratch that says it
-/// started and then sleeps. `None`: no static busybox (the test returns).
-fn app_image(label: &str) -> Option<Image> {
-    if !prerequisite("busybox", "install busybox-static") {
-        return None;
-    }
-    let busybox = locate("busybox")?;
-    if has_interpreter(&busybox) {
-        unavailable(&format!(
-            "a static busybox ({} is dynamically linked: install busybox-static)",
-            busybox.display()
-        ));
-        return None;
-    }
-    let context = TempDir::new(&format!("app-{label}"));
-    fs::copy(&busybox, context.path().join("busybox")).expect("copy busybox");
-    fs::write(
-        context.path().join("Dockerfile"),
-        "FROM scratch\n\
-         COPY busybox /bin/busybox\n\
-         USER 10001:10001\n\
-         ENTRYPOINT [\"/bin/busybox\"]\n\
-         CMD [\"sh\", \"-c\", \"echo application started; exec /bin/busybox sleep 600\"]\n",
-    )
-    .expect("write Dockerfile");
-    Some(Image::from_context(label, &context))
-}
-
 /// Whether an ELF file asks for a dynamic loader (has a PT_INTERP header).
 fn has_interpreter(path: &Path) -> bool {
     let Ok(bytes) = fs::read(path) else {
@@ -553,6 +525,15 @@ fn image_has_the_runtime_contract() {
     for label in ["title", "description", "licenses", "version", "revision"] {
         let key = format!("org.opencontainers.image.{label}");
         assert!(config["Labels"][&key].is_string(), "no {key}: {config}");
+    }
+    // Where the image came from and where its manual is (issue 21): URLs.
+    for label in ["source", "url", "documentation"] {
+        let key = format!("org.opencontainers.image.{label}");
+        let value = config["Labels"][&key].as_str().unwrap_or_default();
+        assert!(
+            value.starts_with("https://"),
+            "{key} is {value:?}: {config}"
+        );
     }
 
     let size = docker(&["image", "inspect", "--format", "{{.Size}}", &image.tag]).expect_success();
@@ -854,23 +835,18 @@ impl Drop for ComposeProject {
 }
 
 fn compose_override(skewguard: &str, app: &str, ntp: &str, listen: u16) -> String {
-    // network_mode host: the loopback NTP peer. The application needs no peer and
-    // stays on the project network, as in the example.
+    // network_mode host: the loopback NTP peer, the network fallback of both.
+    // Everything else (the volume, the node:// source first, the exec
+    // entrypoint, the health checks' commands, WAIT_TIMEOUT) is the example's.
     format!(
         "services:\n\
-        \x20 clock-wait:\n\
-        \x20   image: {skewguard}\n\
-        \x20   network_mode: host\n\
-        \x20   environment:\n\
-        \x20     SKEWGUARD_SOURCES: {ntp}\n\
-        \x20     SKEWGUARD_WAIT_TIMEOUT: 3s\n\
-        \x20     SKEWGUARD_TIMEOUT: 500ms\n\
-        \x20 clock-watch:\n\
+        \x20 clock:\n\
         \x20   image: {skewguard}\n\
         \x20   network_mode: host\n\
         \x20   environment:\n\
         \x20     SKEWGUARD_SOURCES: {ntp}\n\
         \x20     SKEWGUARD_INTERVAL: 1s\n\
+        \x20     SKEWGUARD_TIMEOUT: 500ms\n\
         \x20     SKEWGUARD_LISTEN: 127.0.0.1:{listen}\n\
         \x20   healthcheck:\n\
         \x20     interval: 1s\n\
@@ -879,8 +855,134 @@ fn compose_override(skewguard: &str, app: &str, ntp: &str, listen: u16) -> Strin
         \x20   restart: \"no\"\n\
         \x20 app:\n\
         \x20   image: {app}\n\
+        \x20   network_mode: host\n\
+        \x20   command: [\"/bin/busybox\", \"sh\", \"-c\", \"echo application started; exec /bin/busybox sleep 600\"]\n\
+        \x20   environment:\n\
+        \x20     SKEWGUARD_SOURCES: node:///var/run/skewguard/node.json,{ntp}\n\
+        \x20     SKEWGUARD_TIMEOUT: 500ms\n\
+        \x20   healthcheck:\n\
+        \x20     interval: 1s\n\
+        \x20     start_period: 10s\n\
         \x20   restart: \"no\"\n"
     )
+}
+
+/// The stand-in application the way the example says to build one: a static
+/// busybox, plus the binary copied from the skewguard image with the documented
+/// `COPY --from=skewguard:0.1.0 /skewguard /skewguard` (here from the test's tag).
+fn guarded_app_image(label: &str, skewguard: &str) -> Option<Image> {
+    if !prerequisite("busybox", "install busybox-static") {
+        return None;
+    }
+    let busybox = locate("busybox")?;
+    if has_interpreter(&busybox) {
+        unavailable(&format!(
+            "a static busybox ({} is dynamically linked: install busybox-static)",
+            busybox.display()
+        ));
+        return None;
+    }
+    let context = TempDir::new(&format!("app-{label}"));
+    fs::copy(&busybox, context.path().join("busybox")).expect("copy busybox");
+    fs::write(
+        context.path().join("Dockerfile"),
+        format!(
+            "FROM scratch\n\
+             COPY busybox /bin/busybox\n\
+             COPY --from={skewguard} /skewguard /skewguard\n\
+             USER 10001:10001\n"
+        ),
+    )
+    .expect("write Dockerfile");
+    Some(Image::from_context(label, &context))
+}
+
+/// `docker-compose up` in the foreground, as a user runs it: stdout and stderr
+/// merged as a terminal shows them, each line with the time it arrived.
+struct Attached {
+    child: Child,
+    lines: Arc<Mutex<Vec<(Duration, String)>>>,
+    reader: Option<thread::JoinHandle<()>>,
+}
+
+impl Attached {
+    fn start(project: &ComposeProject) -> Attached {
+        let inner = project.command(&["up"]);
+        let what: Vec<String> = std::iter::once(inner.get_program())
+            .chain(inner.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        // One pipe for both streams keeps their order as a terminal shows it.
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg("exec \"$@\" 2>&1")
+            .arg("sh")
+            .args(&what)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-compose up");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().expect("piped");
+        let sink = Arc::clone(&lines);
+        let t0 = Instant::now();
+        let reader = thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((t0.elapsed(), line));
+            }
+        });
+        Attached {
+            child,
+            lines,
+            reader: Some(reader),
+        }
+    }
+
+    /// Waits until `done` holds for the output so far, at most `bound`.
+    fn until(&self, bound: Duration, done: impl Fn(&[(Duration, String)]) -> bool) -> bool {
+        let deadline = Instant::now() + bound;
+        loop {
+            if done(&self.lines.lock().unwrap_or_else(PoisonError::into_inner)) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn text(&self) -> String {
+        self.lines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(t, l)| format!("[{:5.1}s] {l}\n", t.as_secs_f64()))
+            .collect()
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+/// The first time a line of `service`'s output contains `needle`.
+fn first(lines: &[(Duration, String)], service: &str, needle: &str) -> Option<Duration> {
+    let prefix = format!("{service}_1 ");
+    lines
+        .iter()
+        .find(|(_, l)| l.starts_with(&prefix) && l.contains(needle))
+        .map(|(t, _)| *t)
 }
 
 #[test]
@@ -892,29 +994,26 @@ fn compose_example_starts_the_application_only_on_a_good_clock() {
     let Some(mut chrony) = Chrony::start(None) else {
         return;
     };
-    let Some(app) = app_image("app") else {
+    let image = skewguard_image();
+    let Some(app) = guarded_app_image("app", &image.tag) else {
         return;
     };
-    let image = skewguard_image();
     let listen = Port::free();
 
-    // A good clock: the gate exits 0 and the application starts.
+    // A good clock: the application starts, and its health check, which reads
+    // only the clock service's file (node://), turns healthy.
     let good = ComposeProject::new(
         "good",
         &compose_override(&image.tag, &app.tag, &chrony.uri(), listen.number()),
     );
     let up = good.run(&["up", "--detach"]);
-    let containers = good.containers();
     assert!(up.success(), "compose up failed on a good clock\n{up}");
-    assert!(
-        containers.iter().any(|c| c == "app running"),
-        "the application is not running: {containers:?}\n{up}"
-    );
-    assert!(
-        containers.iter().any(|c| c == "clock-wait exited"),
-        "{containers:?}"
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let containers = good.containers();
+    if containers != ["app running", "clock running"] {
+        let logs = good.run(&["logs", "--no-color"]);
+        panic!("{containers:?} after `up -d` on a good clock\n{up}\n{logs}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
     let logs = loop {
         let logs = good.run(&["logs", "--no-color", "app"]);
         if logs.stdout.contains("application started") || Instant::now() > deadline {
@@ -923,56 +1022,92 @@ fn compose_example_starts_the_application_only_on_a_good_clock() {
         thread::sleep(Duration::from_millis(100));
     };
     assert!(logs.stdout.contains("application started"), "{logs}");
+    let mut health = Vec::new();
+    good.container("app")
+        .await_health("healthy", Instant::now(), &mut health);
     let mut watch = Vec::new();
-    good.container("clock-watch")
+    good.container("clock")
         .await_health("healthy", Instant::now(), &mut watch);
     eprintln!(
-        "compose, good clock: `up -d` exit {:?} after {:.1?}; containers {containers:?}; \
-         clock-watch health {watch:?}\n{}",
-        up.code,
-        up.elapsed,
-        up.stderr.trim()
+        "compose, good clock: `up -d` exit {:?} after {:.1?}; app health {health:?} \
+         (node:// check), clock health {watch:?}",
+        up.code, up.elapsed
     );
     drop(good);
 
-    // 20 minutes ahead: the gate exits 1, compose refuses the application.
-    if !chrony.restart(Some("+1200")) {
+    // A day behind, as after a laptop's sleep: `up` in the foreground shows, from
+    // the application's first failed attempt and under its service name, the
+    // verdict, the cause and the fix; the program never starts.
+    if !chrony.restart(Some("+86400")) {
         return;
     }
     let bad = ComposeProject::new(
         "bad",
         &compose_override(&image.tag, &app.tag, &chrony.uri(), listen.number()),
     );
-    let up = bad.run(&["up", "--detach"]);
-    let containers = bad.containers();
-    assert!(
-        !up.success(),
-        "compose up succeeded on a skewed clock\n{up}"
-    );
-    assert!(
-        !containers.iter().any(|c| c.starts_with("app ")),
-        "the application container was created on a skewed clock: {containers:?}\n{up}"
-    );
-    assert!(
-        up.stderr.contains("exited with code 1"),
-        "compose does not say the gate failed\n{up}"
-    );
-    let why = bad.run(&["logs", "--no-color", "clock-wait"]);
-    assert!(
-        why.stdout.contains("FAIL") && why.stdout.contains("behind"),
-        "the gate's log does not explain\n{why}"
-    );
-    // The watcher, which the application does not wait for, reports the clock too.
-    let mut watch = Vec::new();
-    bad.container("clock-watch")
-        .await_health("unhealthy", Instant::now(), &mut watch);
+    let attached = Attached::start(&bad);
+    let told = attached.until(Duration::from_secs(60), |lines| {
+        first(lines, "app", "fix:").is_some() || first(lines, "app", "exited with code").is_some()
+    });
+    let shown = attached.text();
+    let lines = attached.lines.lock().map(|l| l.clone()).unwrap_or_default();
+    let headline = first(&lines, "app", "FAIL: local clock is 1 day");
+    let cause = first(&lines, "app", "hint:");
+    let fix = first(&lines, "app", "fix:");
+    let gave_up = first(&lines, "app", "gave up after waiting");
     eprintln!(
-        "compose, clock 20 min behind: `up -d` exit {:?} after {:.1?}; containers \
-         {containers:?}; clock-watch health {watch:?}\n{}\nclock-wait log:\n{}",
-        up.code,
-        up.elapsed,
-        up.stderr.trim(),
-        why.stdout.trim()
+        "compose, clock a day behind: `docker-compose up` as shown (headline at {headline:?}, \
+         hint at {cause:?}, fix at {fix:?}, give-up at {gave_up:?}):\n{shown}"
+    );
+    assert!(told, "no fix from the app within 60 s of `up`\n{shown}");
+    assert!(
+        headline.is_some() && cause.is_some() && fix.is_some(),
+        "`up` does not show the service, the headline, the cause and the fix\n{shown}"
+    );
+    assert!(
+        gave_up.is_none_or(|g| fix.is_some_and(|f| f < g)),
+        "the fix came only with the final report, not at the first failing attempt\n{shown}"
+    );
+    assert!(
+        !shown.contains("application started"),
+        "the application ran on a clock a day behind\n{shown}"
+    );
+
+    // Docker's health log of the waiting application (its check reads the
+    // clock service's file): the headline and the fix, within Docker's 4 KiB.
+    let app_container = bad.container("app");
+    let deadline = Instant::now() + HEALTH_BOUND;
+    let health = loop {
+        let ran = docker(&[
+            "inspect",
+            "--format",
+            "{{range .State.Health.Log}}{{.Output}}\x1e{{end}}",
+            &app_container.name,
+        ]);
+        if ran.stdout.contains("fix:") || Instant::now() > deadline {
+            break ran.stdout;
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    let entry = health
+        .split('\x1e')
+        .find(|e| e.contains("fix:"))
+        .unwrap_or_else(|| panic!("no health-log entry with a fix\n{health}"));
+    assert!(
+        entry.contains("FAIL: local clock is 1 day") && entry.len() < 4096,
+        "{} bytes:\n{entry}",
+        entry.len()
+    );
+    let clock_health = docker(&[
+        "inspect",
+        "--format",
+        "{{range .State.Health.Log}}{{.Output}}\x1e{{end}}",
+        &bad.container("clock").name,
+    ]);
+    eprintln!(
+        "app health log entry ({} bytes):\n{entry}\nclock service health log (`health`):\n{}",
+        entry.len(),
+        clock_health.stdout.replace('\x1e', "\n---\n")
     );
 }
 
