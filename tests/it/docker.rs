@@ -1046,14 +1046,19 @@ fn compose_example_starts_the_application_only_on_a_good_clock() {
         &compose_override(&image.tag, &app.tag, &chrony.uri(), listen.number()),
     );
     let attached = Attached::start(&bad);
+    // The log line carries them as fields (`hint="…" fix="…"`), the final
+    // report as lines (`hint: …`, `fix: …`).
+    let either = |lines: &[(Duration, String)], a: &str, b: &str| {
+        first(lines, "app", a).or_else(|| first(lines, "app", b))
+    };
     let told = attached.until(Duration::from_secs(60), |lines| {
-        first(lines, "app", "fix:").is_some() || first(lines, "app", "exited with code").is_some()
+        either(lines, "fix=", "fix:").is_some() || first(lines, "app", "exited with code").is_some()
     });
     let shown = attached.text();
     let lines = attached.lines.lock().map(|l| l.clone()).unwrap_or_default();
     let headline = first(&lines, "app", "FAIL: local clock is 1 day");
-    let cause = first(&lines, "app", "hint:");
-    let fix = first(&lines, "app", "fix:");
+    let cause = either(&lines, "hint=", "hint:");
+    let fix = either(&lines, "fix=", "fix:");
     let gave_up = first(&lines, "app", "gave up after waiting");
     eprintln!(
         "compose, clock a day behind: `docker-compose up` as shown (headline at {headline:?}, \
