@@ -48,6 +48,11 @@ pub fn run(config: &Config, url: Option<&str>, listen_flag: bool) -> i32 {
             if (200..300).contains(&r.status) {
                 EXIT_OK
             } else {
+                // Docker's health log is where a user looks: the cause's fix
+                // belongs there too (3 lines, well inside its 4 KiB).
+                for line in r.advice() {
+                    println!("{line}");
+                }
                 EXIT_FAIL
             }
         }
@@ -165,6 +170,30 @@ impl Response {
         truncate(&line, MAX_HEADLINE)
     }
 }
+
+impl Response {
+    /// `hint: …` and `fix: …` from a JSON body that has them (a failing
+    /// `serve`), each at most [`MAX_ADVICE`] characters; empty otherwise.
+    pub fn advice(&self) -> Vec<String> {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            hint: Option<String>,
+            fix: Option<String>,
+        }
+        let Ok(body) = serde_json::from_slice::<Body>(&self.body) else {
+            return Vec::new();
+        };
+        [("hint", body.hint), ("fix", body.fix)]
+            .into_iter()
+            .filter_map(|(name, text)| {
+                text.map(|t| format!("{name}: {}", truncate(&t, MAX_ADVICE)))
+            })
+            .collect()
+    }
+}
+
+/// Most characters printed of a hint or fix line.
+pub const MAX_ADVICE: usize = 600;
 
 fn truncate(s: &str, max: usize) -> String {
     // Control characters from a stranger's body stay out of the terminal and logs.
@@ -455,6 +484,22 @@ mod tests {
         );
         assert_eq!(dechunk(b"5\r\nhel"), b"hel");
         assert_eq!(dechunk(b"zz\r\n"), b"");
+    }
+
+    #[test]
+    fn advice_comes_from_the_json_body_only() {
+        let r = |body: &[u8]| Response {
+            status: 503,
+            reason: "Service Unavailable".into(),
+            body: body.to_vec(),
+        };
+        let body = br#"{"verdict":"fail","headline":"FAIL: behind","hint":"a VM paused","fix":"run chrony"}"#;
+        assert_eq!(
+            r(body).advice(),
+            vec!["hint: a VM paused", "fix: run chrony"]
+        );
+        assert!(r(b"FAIL: plain text").advice().is_empty());
+        assert!(r(br#"{"headline":"OK"}"#).advice().is_empty());
     }
 
     #[test]

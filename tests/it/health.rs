@@ -124,6 +124,14 @@ fn health_fails_against_a_serve_whose_clock_is_off() {
             || out.stdout.starts_with("FAIL: local clock is 19m59s"),
         "{out}"
     );
+    // Docker's health log carries the fix too, well inside its 4 KiB.
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[1].starts_with("hint: ") && lines[2].starts_with("fix: "),
+        "{out}"
+    );
+    assert!(out.stdout.len() < 4096, "{out}");
 }
 
 #[test]
