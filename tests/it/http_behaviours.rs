@@ -383,7 +383,11 @@ fn the_date_refinement_runs_only_when_it_can_change_the_verdict() {
         ],
     );
     assert!(out.json.is_some(), "{out}");
+    // The first answer never decides a 1 s MAX_SKEW (its honest interval is
+    // 2.6 s wide), so at least one refinement request follows; how many more
+    // depends on the phase of the server's second, since the refinement
+    // stops as soon as the verdict is decided (CI saw 2).
     let refined = requests.load(Ordering::SeqCst);
-    assert!(refined > 2, "{refined} requests\n{out}");
+    assert!(refined >= 2, "{refined} requests\n{out}");
     eprintln!("check over http://: {decided} request(s) when decided, {refined} when refined");
 }
