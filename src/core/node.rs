@@ -272,8 +272,8 @@ impl NodeFile {
     /// numbers are finite and in range.
     pub fn parse(bytes: &[u8]) -> Result<NodeFile, String> {
         // The version first, so a newer format says so rather than failing on a field.
-        let head: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| format!("not a node file (JSON: {e})"))?;
+        let head: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| format!("not a node file (JSON: {})", printable(&e.to_string(), 300)))?;
         if head.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
             return Err(format!("not a node file (no \"format\":\"{FORMAT}\")"));
         }
@@ -286,8 +286,10 @@ impl NodeFile {
             }
             None => return Err("node file without a format version".into()),
         }
-        let file: NodeFile =
-            serde_json::from_value(head).map_err(|e| format!("malformed node file: {e}"))?;
+        let file: NodeFile = serde_json::from_value(head).map_err(|e| {
+            // serde quotes what it did not expect: another party's text.
+            format!("malformed node file: {}", printable(&e.to_string(), 300))
+        })?;
         let id = file.boot_id.trim();
         if id.is_empty()
             || id.len() > 64
@@ -488,6 +490,16 @@ mod tests {
         refused(&none, now, &f.boot_id, "no measurement: UNKNOWN: no source");
         none.headline = "forged\nline\u{1b}[2J".into();
         let e = none.judge(&f.boot_id, &now).unwrap_err();
+        assert!(!e.chars().any(char::is_control), "{e:?}");
+    }
+
+    #[test]
+    fn a_malformed_field_is_refused_in_printable_text() {
+        // Found by the node_file fuzz target: serde quoted a DEL character.
+        let text = r#"{"format":"skewguard-node","version":1,"boot_id":"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0","measurement":{"verdict":"\u007fk"}}"#;
+        let e = NodeFile::parse(text.as_bytes()).unwrap_err();
+        assert!(e.starts_with("malformed node file"), "{e}");
+        assert!(e.contains("unknown variant"), "{e}");
         assert!(!e.chars().any(char::is_control), "{e:?}");
     }
 
