@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs}
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::core::report::printable;
 use crate::proto::source::{HttpTarget, Source};
 
 use super::{EXIT_FAIL, EXIT_OK};
@@ -167,7 +168,7 @@ impl Response {
                 .map(str::to_string)
         });
         let line = line.unwrap_or_else(|| format!("HTTP {} {}", self.status, self.reason));
-        truncate(&line, MAX_HEADLINE)
+        printable(&line, MAX_HEADLINE)
     }
 }
 
@@ -186,7 +187,7 @@ impl Response {
         [("hint", body.hint), ("fix", body.fix)]
             .into_iter()
             .filter_map(|(name, text)| {
-                text.map(|t| format!("{name}: {}", truncate(&t, MAX_ADVICE)))
+                text.map(|t| format!("{name}: {}", printable(&t, MAX_ADVICE)))
             })
             .collect()
     }
@@ -194,18 +195,6 @@ impl Response {
 
 /// Most characters printed of a hint or fix line.
 pub const MAX_ADVICE: usize = 600;
-
-fn truncate(s: &str, max: usize) -> String {
-    // Control characters from a stranger's body stay out of the terminal and logs.
-    let clean: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    match clean.char_indices().nth(max) {
-        None => clean,
-        Some((i, _)) => format!("{}…", &clean[..i]),
-    }
-}
 
 /// GETs `target`, all of it (resolving, connecting, sending, receiving) within `timeout`.
 pub fn get(target: &HttpTarget, timeout: Duration) -> Result<Response, String> {

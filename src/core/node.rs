@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::core::holdover::MaxDrift;
-use crate::core::report::{Report, SourceReport, SourceStatus};
+use crate::core::report::{printable, Report, SourceReport, SourceStatus};
 pub use crate::core::sample::Trust;
 use crate::core::verdict::Verdict;
 use crate::os::clock::Clock;
@@ -238,21 +238,6 @@ impl NodeMeasurement {
                 })
                 .collect(),
         })
-    }
-}
-
-/// `text` (another party's) without control characters, cut at `max` characters:
-/// it reaches reports and logs.
-fn printable(text: &str, max: usize) -> String {
-    let clean: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(max)
-        .collect();
-    if text.chars().count() > max {
-        format!("{clean}…")
-    } else {
-        clean
     }
 }
 

@@ -266,6 +266,22 @@ impl SourceReport {
     }
 }
 
+/// `text` (another party's: a node file, an HTTP body) with every control
+/// character turned into a space and cut at `max` characters with `…`: it
+/// reaches reports, terminals and logs.
+pub(crate) fn printable(text: &str, max: usize) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect();
+    if text.chars().count() > max {
+        format!("{clean}…")
+    } else {
+        clean
+    }
+}
+
 pub(crate) fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();

@@ -256,6 +256,23 @@ impl fmt::Display for SourceError {
 }
 
 impl SourceError {
+    /// A socket error of `what` (e.g. "send to") `addr`, in words; a refused
+    /// port is said plainly, naming the `server` kind that does not listen.
+    pub fn socket(
+        what: &str,
+        addr: std::net::SocketAddr,
+        server: &str,
+        e: &std::io::Error,
+    ) -> SourceError {
+        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            SourceError::Io(format!(
+                "{what} {addr}: connection refused (ICMP port unreachable): no {server} server listens there"
+            ))
+        } else {
+            SourceError::Io(format!("{what} {addr}: {e}"))
+        }
+    }
+
     /// Whether the server was reached and its answer refused, rather than no
     /// server answering at all (DNS, the network, a timeout, a closed port).
     pub fn reached_server(&self) -> bool {

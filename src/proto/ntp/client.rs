@@ -129,15 +129,9 @@ impl From<SourceError> for Failure {
     }
 }
 
-/// A socket error in words; a refused port is said plainly.
+/// A socket error in words (see [`SourceError::socket`]).
 fn io_error(what: &str, addr: SocketAddr, e: &std::io::Error) -> SourceError {
-    if e.kind() == std::io::ErrorKind::ConnectionRefused {
-        SourceError::Io(format!(
-            "{what} {addr}: connection refused (ICMP port unreachable): no NTP server listens there"
-        ))
-    } else {
-        SourceError::Io(format!("{what} {addr}: {e}"))
-    }
+    SourceError::socket(what, addr, "NTP", e)
 }
 
 /// One request/reply exchange with `addr`, waiting at most `timeout`.

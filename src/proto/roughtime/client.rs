@@ -89,15 +89,9 @@ pub async fn query(
     })
 }
 
-/// A socket error in words; a refused port is said plainly.
+/// A socket error in words (see [`SourceError::socket`]).
 fn io_error(what: &str, addr: SocketAddr, e: &std::io::Error) -> SourceError {
-    if e.kind() == std::io::ErrorKind::ConnectionRefused {
-        SourceError::Io(format!(
-            "{what} {addr}: connection refused (ICMP port unreachable): no Roughtime server listens there"
-        ))
-    } else {
-        SourceError::Io(format!("{what} {addr}: {e}"))
-    }
+    SourceError::socket(what, addr, "Roughtime", e)
 }
 
 /// One exchange with `addr`: both requests out, the first reply for one of
