@@ -363,7 +363,7 @@ impl Config {
             })?;
         for source in &mut config.sources {
             if let Source::Http(target) = source {
-                target.proxy = proxies.route(target);
+                target.proxy = proxies.route(target.tls, &target.host, target.port);
             }
         }
         config.proxy = proxies.shown().map(str::to_string);

@@ -28,7 +28,10 @@ use hyper_util::client::proxy::matcher::Matcher;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::core::sample::SourceError;
-use crate::proto::source::HttpTarget;
+
+/// `User-Agent` of every request (the HEAD requests of `http_date` and the
+/// CONNECT to a proxy), so server and proxy operators can tell who is asking.
+pub const USER_AGENT_VALUE: &str = concat!("skewguard/", env!("CARGO_PKG_VERSION"));
 
 /// Largest `CONNECT` response head read (status line and headers, bytes).
 pub const MAX_CONNECT_HEAD: usize = 16 * 1024;
@@ -190,22 +193,24 @@ impl Proxies {
         self.shown.as_deref()
     }
 
-    /// The proxy that reaches `target`, or `None` to go direct.
-    pub fn route(&self, target: &HttpTarget) -> Option<Proxy> {
+    /// The proxy that reaches `host:port` (over TLS or not), or `None` to go
+    /// direct. Takes the parts rather than a source's `HttpTarget`, which
+    /// holds the route: this module stays below `source`.
+    pub fn route(&self, tls: bool, host: &str, port: u16) -> Option<Proxy> {
         if self.bypass_all {
             return None;
         }
-        let host = if target.host.contains(':') {
-            format!("[{}]", target.host)
+        let host = if host.contains(':') {
+            format!("[{host}]")
         } else {
-            target.host.clone()
+            host.to_string()
         };
-        let scheme = if target.tls { "https" } else { "http" };
-        let uri: hyper::Uri = format!("{scheme}://{host}:{}/", target.port).parse().ok()?;
+        let scheme = if tls { "https" } else { "http" };
+        let uri: hyper::Uri = format!("{scheme}://{host}:{port}/").parse().ok()?;
         let bypassed = self
             .port_rules
             .iter()
-            .any(|(port, rule)| *port == target.port && rule.intercept(&uri).is_none());
+            .any(|(p, rule)| *p == port && rule.intercept(&uri).is_none());
         if bypassed {
             return None;
         }
@@ -300,7 +305,7 @@ where
     };
     let mut request = format!(
         "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: {}\r\n",
-        crate::proto::http_date::USER_AGENT_VALUE
+        USER_AGENT_VALUE
     );
     if let Some(auth) = proxy.authorization() {
         request.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
@@ -389,18 +394,8 @@ mod tests {
         Proxies::from_vars(|n| pairs.iter().find(|(k, _)| *k == n).map(|(_, v)| *v)).unwrap()
     }
 
-    fn target(tls: bool, host: &str, port: u16) -> HttpTarget {
-        HttpTarget {
-            tls,
-            host: host.into(),
-            port,
-            path: "/".into(),
-            proxy: None,
-        }
-    }
-
     fn via(p: &Proxies, tls: bool, host: &str, port: u16) -> Option<String> {
-        p.route(&target(tls, host, port)).map(|p| p.shown)
+        p.route(tls, host, port).map(|p| p.shown)
     }
 
     #[test]
@@ -436,9 +431,7 @@ mod tests {
             Some("http://lower:1080")
         );
         assert_eq!(p.shown(), Some("http://lower"));
-        assert!(proxies(&[])
-            .route(&target(true, "a.example", 443))
-            .is_none());
+        assert!(proxies(&[]).route(true, "a.example", 443).is_none());
         assert_eq!(proxies(&[]).shown(), None);
     }
 
@@ -484,7 +477,7 @@ mod tests {
     #[test]
     fn credentials_are_sent_never_shown() {
         let p = proxies(&[("HTTPS_PROXY", "http://alice:s3cr%40t@proxy:3128")]);
-        let route = p.route(&target(true, "a.example", 443)).unwrap();
+        let route = p.route(true, "a.example", 443).unwrap();
         assert_eq!(route.shown, "http://proxy:3128");
         // base64("alice:s3cr@t")
         assert_eq!(route.authorization(), Some("Basic YWxpY2U6czNjckB0"));
@@ -506,7 +499,7 @@ mod tests {
         assert_eq!(err.0, "HTTPS_PROXY");
         assert!(!err.1.contains("pw"), "{err:?}");
         let socks = proxies(&[("ALL_PROXY", "socks5://p:1080")]);
-        let route = socks.route(&target(true, "a.example", 443)).unwrap();
+        let route = socks.route(true, "a.example", 443).unwrap();
         assert!(route.usable().unwrap_err().to_string().contains("socks5"));
     }
 

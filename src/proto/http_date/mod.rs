@@ -48,7 +48,7 @@ use crate::proto::tls;
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// `User-Agent` of every request, so server operators can tell who is asking.
-pub const USER_AGENT_VALUE: &str = concat!("skewguard/", env!("CARGO_PKG_VERSION"));
+pub use crate::proto::proxy::USER_AGENT_VALUE;
 
 /// Lead time given to the timer when asking for the next send instant: a
 /// request planned for "now" would already be late when the task wakes.
