@@ -2,7 +2,7 @@
 //!
 //! The pure half lives in [`interval`]: what one answer says about the offset,
 //! how answers combine, and when to send the next request. This module is the
-//! thin I/O around it: resolve, connect (TLS for `https://`, see `tls.rs`), and
+//! thin I/O around it: resolve, connect (TLS for `https://`, see `tls/`), and
 //! send `HEAD` requests on one kept-alive HTTP/1.1 connection at the instants
 //! the [`Refiner`] asks for, until the interval is narrow or the budget is spent.
 //!

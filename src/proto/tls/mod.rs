@@ -1,0 +1,253 @@
+//! TLS for `https://` sources: trust roots, and a certificate check that turns
+//! "expired" or "not yet valid" *by the local clock* into evidence of skew.
+//!
+//! A server's certificate is checked at the measurement's own realtime anchor.
+//! When the only fault is the validity period, the gap between the local time
+//! and `notAfter` (or `notBefore`) is a lower bound on how far off the local
+//! clock is, provided the certificate is otherwise sound. To be sure of that,
+//! the chain and the name are checked again at the edge of the validity period:
+//! an untrusted or misnamed certificate is reported as such, never as skew.
+//!
+//! When chain and name verify at the edge, the handshake is finished on that
+//! date-exempted basis (NTPsec's `nocerttimecheck` idea) and the verifier leaves
+//! a [`DateExemption`] behind: the caller must then ask the server for its time
+//! and accept it only if the chain is valid at that time ([`DateExemption::valid_at`]).
+//! Residual risk: whoever holds the private key of an expired certificate for
+//! the name can claim a time inside its old validity, i.e. make the local clock
+//! look ahead (or, for a not-yet-valid one, behind).
+//!
+//! One purpose per file: [`roots`] reads the trust stores (`SKEWGUARD_CA_FILE`
+//! and its pins, `SSL_CERT_FILE`, `SSL_CERT_DIR`), [`verify`] holds the
+//! validity-aware verifier and its [`DateExemption`], [`provider`] the crypto
+//! provider, [`error`] the words for a failed handshake or certificate.
+
+mod error;
+mod provider;
+mod roots;
+mod verify;
+
+use std::sync::Arc;
+
+use rustls::client::danger::ServerCertVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::ClientConfig;
+
+use crate::core::sample::{QuerySettings, SourceError};
+use crate::os::clock::UnixNanos;
+
+pub use error::handshake_error;
+pub use provider::provider;
+pub use roots::Trust;
+pub use verify::{take_exemption, DateExemption, ExemptionSlot, StoreSlot};
+
+use verify::ValidityAwareVerifier;
+
+/// A verifier that checks at `now` and finishes date-exempted handshakes,
+/// leaving their [`DateExemption`] in the returned slot.
+pub fn verifier(
+    settings: &QuerySettings,
+    now: UnixNanos,
+    provider: Arc<CryptoProvider>,
+) -> Result<(Arc<dyn ServerCertVerifier>, ExemptionSlot), SourceError> {
+    verifier_tracing(settings, now, provider).map(|(v, slot, _)| (v, slot))
+}
+
+/// [`verifier`], and the slot where it leaves the store that vouched for the
+/// certificate of a handshake it passed.
+pub fn verifier_tracing(
+    settings: &QuerySettings,
+    now: UnixNanos,
+    provider: Arc<CryptoProvider>,
+) -> Result<(Arc<dyn ServerCertVerifier>, ExemptionSlot, StoreSlot), SourceError> {
+    let trust = Trust::load(settings)?;
+    let (verifier, slot, store) = ValidityAwareVerifier::new(trust, now, provider)?;
+    Ok((Arc::new(verifier), slot, store))
+}
+
+/// Builds the client configuration for one measurement whose realtime anchor
+/// is `now`, the slot where a date-exempted handshake leaves its
+/// exemption (a caller must look there after the handshake, since such a
+/// handshake succeeds although the certificate is outside its validity),
+/// and the slot that names the store that vouched for the certificate.
+///
+/// Trusts the stores [`Trust::load`] reads. Offers only HTTP/1.1 by ALPN,
+/// the one protocol the source speaks.
+pub fn client_config(
+    settings: &QuerySettings,
+    now: UnixNanos,
+) -> Result<(ClientConfig, ExemptionSlot, StoreSlot), SourceError> {
+    let provider = provider();
+    let (verifier, slot, store) = verifier_tracing(settings, now, provider.clone())?;
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SourceError::Tls(format!("no usable protocol version: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((config, slot, store))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::sample::TrustStore;
+    use crate::os::clock::NANOS_PER_SEC;
+    use rustls::client::danger::ServerCertVerified;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use rustls::CertificateError;
+    use std::path::Path;
+    use verify::unix_time;
+
+    fn ca_file(path: &Path) -> QuerySettings {
+        QuerySettings {
+            ca_file: Some(path.to_path_buf()),
+            ..QuerySettings::default()
+        }
+    }
+
+    #[test]
+    fn unreadable_or_empty_ca_files_are_named() {
+        let missing = client_config(&ca_file(Path::new("/nonexistent/ca.pem")), 0).unwrap_err();
+        assert!(
+            missing.to_string().contains("/nonexistent/ca.pem"),
+            "{missing}"
+        );
+        let dir = std::env::temp_dir().join(format!("skewguard-empty-ca-{}", std::process::id()));
+        std::fs::write(&dir, "not a certificate\n").unwrap();
+        let empty = client_config(&ca_file(&dir), 0).unwrap_err();
+        let _ = std::fs::remove_file(&dir);
+        assert!(empty.to_string().contains("no PEM certificate"), "{empty}");
+        assert!(client_config(&QuerySettings::default(), 1_700_000_000 * NANOS_PER_SEC).is_ok());
+    }
+
+    /// A self-signed `localhost` certificate with `CA:TRUE`, as `openssl req
+    /// -x509` makes them, or a CA and a leaf it signed: (certificate PEM, DER).
+    fn self_signed() -> (String, CertificateDer<'static>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), cert.der().clone())
+    }
+
+    fn scratch(label: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "skewguard-tls-{label}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn check(
+        settings: &QuerySettings,
+        ee: &CertificateDer<'_>,
+        name: &str,
+    ) -> (
+        Result<ServerCertVerified, rustls::Error>,
+        Option<TrustStore>,
+    ) {
+        let now = 1_800_000_000 * NANOS_PER_SEC;
+        let (v, _, store) = verifier_tracing(settings, now, provider()).unwrap();
+        let name = ServerName::try_from(name.to_string()).unwrap();
+        let at = unix_time(now);
+        let result = v.verify_server_cert(ee, &[], &name, &[], at);
+        let store = *store.lock().unwrap();
+        (result, store)
+    }
+
+    #[test]
+    fn a_pinned_certificate_verifies_for_its_name_only_and_no_other_self_signed_one() {
+        let dir = scratch("pin");
+        let (pem, der) = self_signed();
+        let (_, other) = self_signed();
+        std::fs::write(dir.join("pin.pem"), pem).unwrap();
+        let settings = ca_file(&dir.join("pin.pem"));
+        let (ok, by) = check(&settings, &der, "localhost");
+        assert!(ok.is_ok(), "{ok:?}");
+        assert_eq!(by, Some(TrustStore::Pinned));
+        let (wrong_name, _) = check(&settings, &der, "example.com");
+        assert_eq!(
+            wrong_name.unwrap_err(),
+            rustls::Error::InvalidCertificate(CertificateError::NotValidForName)
+        );
+        let (stranger, by) = check(&settings, &other, "localhost");
+        assert!(stranger.is_err(), "another self-signed certificate passed");
+        assert_eq!(by, None);
+        // A pinned certificate outside its dates is no exception: the
+        // date-exempted handshake applies, and the server's time must fall
+        // inside them.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        let old = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join("old.pem"), old.pem()).unwrap();
+        let (v, slot, store) = verifier_tracing(
+            &ca_file(&dir.join("old.pem")),
+            1_800_000_000 * NANOS_PER_SEC,
+            provider(),
+        )
+        .unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let r = v.verify_server_cert(old.der(), &[], &name, &[], unix_time(0));
+        assert!(r.is_ok(), "{r:?}");
+        let x = take_exemption(&slot).expect("date-exempted");
+        assert!(!x.local_behind && x.at_least > 86_400.0 * 365.0);
+        assert!(
+            x.valid_at(1_600_000_000),
+            "inside its dates, by the server's time"
+        );
+        assert!(!x.valid_at(1_700_000_000), "outside them");
+        assert_eq!(*store.lock().unwrap(), Some(TrustStore::Pinned));
+        // Unpinned, the same certificate is what webpki refuses.
+        let (unpinned, _) = check(&QuerySettings::default(), &der, "localhost");
+        assert!(unpinned.is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn ssl_cert_file_and_hashed_ssl_cert_dir_are_stores_of_their_own() {
+        let dir = scratch("stores");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap();
+        let issuer = rcgen::Issuer::new(params, key);
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        std::fs::write(dir.join("bundle.pem"), ca.pem()).unwrap();
+        let hashed = dir.join("hashed");
+        std::fs::create_dir(&hashed).unwrap();
+        // A link under a hashed name, as `openssl rehash` makes; other names are not read.
+        std::os::unix::fs::symlink(dir.join("bundle.pem"), hashed.join("0a1b2c3d.0")).unwrap();
+        let file = QuerySettings {
+            ssl_cert_file: Some(dir.join("bundle.pem")),
+            ..QuerySettings::default()
+        };
+        let (ok, by) = check(&file, leaf.der(), "localhost");
+        assert!(ok.is_ok(), "{ok:?}");
+        assert_eq!(by, Some(TrustStore::SslCertFile));
+        // A directory of the list that is not there is passed over, as OpenSSL does.
+        let in_dir = QuerySettings {
+            ssl_cert_dir: Some(format!("/nonexistent:{}", hashed.display())),
+            ..QuerySettings::default()
+        };
+        let (ok, by) = check(&in_dir, leaf.der(), "localhost");
+        assert!(ok.is_ok(), "{ok:?}");
+        assert_eq!(by, Some(TrustStore::SslCertDir));
+        let (none, _) = check(&QuerySettings::default(), leaf.der(), "localhost");
+        assert!(none.is_err());
+        std::fs::rename(hashed.join("0a1b2c3d.0"), hashed.join("ca.pem")).unwrap();
+        let err = Trust::load(&in_dir).err().unwrap().to_string();
+        assert!(err.contains("hashed name"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
