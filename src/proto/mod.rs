@@ -20,12 +20,15 @@ pub use source::{HttpTarget, Source};
 use crate::core::sample::{Outcome, QuerySettings};
 use crate::os::clock::Clock;
 
-/// What a source keeps between rounds (NTS: its keys and cookies).
+/// What a source keeps between rounds (NTS: its keys and cookies; HTTP
+/// `Date`: its connection and TLS sessions).
 #[derive(Debug, Default)]
 pub enum SourceState {
-    /// Nothing kept (NTP, HTTP `Date`, or nothing yet).
+    /// Nothing kept (NTP, Roughtime, or nothing yet).
     #[default]
     Stateless,
+    /// The HTTP `Date` source's kept connection, TLS client and counters.
+    Http(Box<http_date::Kept>),
     /// The NTS key exchange's keys and cookies, and its work counters.
     Nts(Box<(Option<nts::client::NtsState>, nts::client::NtsStats)>),
 }
@@ -35,7 +38,15 @@ impl SourceState {
     pub fn key_exchanges(&self) -> u64 {
         match self {
             SourceState::Nts(nts) => nts.1.key_exchanges,
-            SourceState::Stateless => 0,
+            SourceState::Http(_) | SourceState::Stateless => 0,
+        }
+    }
+
+    /// What this HTTP `Date` source's connections cost (zero for the others).
+    pub fn http_connections(&self) -> http_date::ConnectionStats {
+        match self {
+            SourceState::Http(kept) => kept.stats,
+            _ => Default::default(),
         }
     }
 }
@@ -54,7 +65,15 @@ pub async fn measure_with(
 ) -> Outcome {
     match source {
         Source::Ntp { host, port } => ntp::client::query(host, *port, settings, clock).await,
-        Source::Http(target) => http_date::query(target, settings, clock).await,
+        Source::Http(target) => {
+            if !matches!(state, SourceState::Http(..)) {
+                *state = SourceState::Http(Default::default());
+            }
+            let SourceState::Http(kept) = state else {
+                unreachable!("set just above")
+            };
+            http_date::query_with(target, settings, clock, kept).await
+        }
         Source::Node { path } => node::query(path, settings, clock).await,
         Source::ClockBound { path } => clockbound::query(path.as_deref(), settings, clock).await,
         Source::Nts { host, port } => {

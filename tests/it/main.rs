@@ -28,6 +28,7 @@ mod host_wording;
 mod hostile_files;
 mod http_behaviours;
 mod http_hostile;
+mod http_keepalive;
 mod identity;
 mod json_logs;
 mod metrics;

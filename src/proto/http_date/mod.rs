@@ -16,29 +16,25 @@
 //! true.
 
 pub mod interval;
+mod session;
 
 pub use interval::{Answer, Inconsistent, OffsetInterval, Refiner};
+pub use session::{ConnectionStats, Kept};
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use session::Session;
+
 use std::time::{Duration, UNIX_EPOCH};
 
 use http_body_util::Empty;
 use hyper::body::Bytes;
-use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{
     HeaderMap, HeaderValue, AGE, CACHE_CONTROL, CONNECTION, DATE, HOST, USER_AGENT,
 };
 use hyper::{Method, Request, Response, Version};
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 use crate::core::sample::{Outcome, QuerySettings, Sample, SourceError, Trust};
 
-use crate::os::clock::{Clock, Stamp, UnixNanos};
+use crate::os::clock::Clock;
 use crate::proto::source::HttpTarget;
 use crate::proto::tls;
 
@@ -54,7 +50,8 @@ pub use crate::proto::proxy::USER_AGENT_VALUE;
 /// request planned for "now" would already be late when the task wakes.
 const SEND_LEAD: Duration = Duration::from_millis(2);
 
-/// Measures the offset of `target` from its `Date` header.
+/// Measures the offset of `target` from its `Date` header, on a connection
+/// of its own (`check`).
 ///
 /// Connection set-up and the first answer are bounded by `settings.timeout`;
 /// refinement then spends at most `settings.http_budget` and at most
@@ -63,7 +60,19 @@ const SEND_LEAD: Duration = Duration::from_millis(2);
 /// unacceptable (no `Date`, an `Age` header, inconsistent dates) voids the
 /// measurement.
 pub async fn query(target: &HttpTarget, settings: &QuerySettings, clock: &dyn Clock) -> Outcome {
-    let result = measure(target, settings, clock).await;
+    query_with(target, settings, clock, &mut Kept::default()).await
+}
+
+/// [`query`], on the connection (and TLS session) `kept` from the source's
+/// earlier measurements where the server kept it, and keeping it for the
+/// next one (`serve`).
+pub async fn query_with(
+    target: &HttpTarget,
+    settings: &QuerySettings,
+    clock: &dyn Clock,
+    kept: &mut Kept,
+) -> Outcome {
+    let result = measure(target, settings, clock, kept).await;
     if let Err(e) = &result {
         tracing::debug!(host = %target.host, port = target.port, error = %e, "HTTP Date source failed");
     }
@@ -74,18 +83,18 @@ async fn measure(
     target: &HttpTarget,
     settings: &QuerySettings,
     clock: &dyn Clock,
+    kept: &mut Kept,
 ) -> Result<Sample, SourceError> {
     // The one realtime read of this measurement; also the time certificates are checked at.
     let anchor = clock.stamp();
-    let mut exemption_slot = None;
-    let mut store_slot = None;
-    let tls = if target.tls {
-        let (config, slot, store) = tls::client_config(settings, anchor.real)?;
-        exemption_slot = Some(slot);
-        store_slot = Some(store);
-        Some(TlsConnector::from(Arc::new(config)))
-    } else {
-        None
+    let Kept {
+        client,
+        link,
+        stats,
+    } = kept;
+    let tls = match target.tls {
+        true => Some(tls::Client::renew(client, settings, anchor.real)?),
+        false => None,
     };
     let mut session = Session {
         target,
@@ -93,18 +102,33 @@ async fn measure(
         anchor,
         tls,
         addrs: Vec::new(),
-        link: None,
+        link: link.take(),
+        stats,
         waiting_on: Default::default(),
     };
 
     let timeout = |_| SourceError::Timeout(settings.timeout);
-    // Through a proxy, the set-up (and a CONNECT that is never answered) is
-    // bounded like the rest, and the error names the proxy.
-    let first = tokio::time::timeout(settings.timeout, session.start())
-        .await
-        .map_err(|_| session.timed_out(settings.timeout))
-        .and_then(|r| r);
-    let exemption = exemption_slot.as_ref().and_then(tls::take_exemption);
+    // A kept connection first: one the server closed (or that hangs) gives
+    // way to a new one at once, within a bound of its own.
+    let kept_answer = if session.has_kept() {
+        match session.ask_kept(settings.timeout / 2).await {
+            Ok(answer) => Some(Ok(answer)),
+            Err(Some(e)) => Some(Err(e)),
+            Err(None) => None,
+        }
+    } else {
+        None
+    };
+    let first = match kept_answer {
+        Some(first) => first,
+        // Through a proxy, the set-up (and a CONNECT that is never answered) is
+        // bounded like the rest, and the error names the proxy.
+        None => tokio::time::timeout(settings.timeout, session.start())
+            .await
+            .map_err(|_| session.timed_out(settings.timeout))
+            .and_then(|r| r),
+    };
+    let exemption = tls.and_then(tls::Client::take_exemption);
     let first = match (first, &exemption) {
         (Ok(first), None) => first,
         (Err(e), None) => return Err(e),
@@ -130,6 +154,7 @@ async fn measure(
             first
         }
     };
+    let verified_by = tls.and_then(tls::Client::verified_by);
     let mut refiner = Refiner::new(first);
     let deadline = first.received + settings.http_budget.as_nanos() as i128;
 
@@ -177,7 +202,7 @@ async fn measure(
     if target.tls {
         sample.trust = Trust::Authenticated;
     }
-    sample.verified_by = store_slot.and_then(|s| s.lock().ok().and_then(|g| *g));
+    sample.verified_by = verified_by;
     if let Some(x) = exemption {
         sample = sample.with_certificate_gap(x.at_least, x.local_behind);
     }
@@ -189,214 +214,16 @@ async fn measure(
         estimate_uncertainty = refiner.interval().half_width_secs(),
         rtt = sample.rtt,
         answers = refiner.answers(),
+        connections = session.stats.connections,
+        full_handshakes = session.stats.full_handshakes,
+        resumed_handshakes = session.stats.resumed_handshakes,
+        reused = session.stats.reused,
+        stale = session.stats.stale,
         "HTTP Date measurement"
     );
+    // Kept for the next measurement if the server keeps it open.
+    *link = session.link.take().filter(session::Link::alive);
     Ok(sample)
-}
-
-/// One measurement's connection state.
-struct Session<'a> {
-    target: &'a HttpTarget,
-    clock: &'a dyn Clock,
-    anchor: Stamp,
-    tls: Option<TlsConnector>,
-    addrs: Vec<SocketAddr>,
-    link: Option<Link>,
-    /// What the set-up waits for through a proxy, for a timeout's message.
-    waiting_on: std::sync::Mutex<Option<String>>,
-}
-
-/// A live HTTP/1.1 connection; dropping it stops the task that drives it.
-struct Link {
-    sender: SendRequest<Empty<Bytes>>,
-    reusable: bool,
-    _driver: AbortOnDrop,
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl Session<'_> {
-    /// Local time now: the anchor carried forward on the monotonic clock.
-    fn now(&self) -> UnixNanos {
-        self.anchor.real_at(self.clock.monotonic())
-    }
-
-    /// Resolves, connects and takes the first answer. Through a proxy only
-    /// the proxy's name is resolved: the proxy resolves the server's.
-    async fn start(&mut self) -> Result<Answer, SourceError> {
-        self.addrs = match &self.target.proxy {
-            Some(proxy) => {
-                proxy.usable()?;
-                crate::proto::source::resolve(&proxy.host, proxy.port)
-                    .await
-                    .map_err(|e| SourceError::Resolve(format!("proxy {proxy}: {e}")))?
-            }
-            None => crate::proto::source::resolve(&self.target.host, self.target.port).await?,
-        };
-        self.prepare().await?;
-        self.ask().await
-    }
-
-    /// The error for a set-up that ran out of time: through a proxy, what it
-    /// did not do.
-    fn timed_out(&self, timeout: Duration) -> SourceError {
-        let waiting = self.waiting_on.lock().ok().and_then(|w| w.clone());
-        match waiting {
-            Some(what) => SourceError::Io(format!(
-                "{what} within {}",
-                crate::core::duration::human_duration(timeout.as_secs_f64())
-            )),
-            None => SourceError::Timeout(timeout),
-        }
-    }
-
-    fn wait_on(&self, what: Option<String>) {
-        if let Ok(mut w) = self.waiting_on.lock() {
-            *w = what;
-        }
-    }
-
-    /// Makes sure a usable connection is open.
-    async fn prepare(&mut self) -> Result<(), SourceError> {
-        let alive = matches!(&self.link, Some(l) if l.reusable && !l.sender.is_closed());
-        if !alive {
-            self.link = None;
-            self.link = Some(self.connect().await?);
-        }
-        Ok(())
-    }
-
-    async fn sleep_until(&self, at: UnixNanos) {
-        let wait = at - self.now();
-        if wait > 0 {
-            tokio::time::sleep(Duration::from_nanos(wait as u64)).await;
-        }
-    }
-
-    /// Sends one request and times it.
-    async fn ask(&mut self) -> Result<Answer, SourceError> {
-        let mut request = build_request(self.target)?;
-        if let Some(proxy) = self.target.proxy.as_ref().filter(|_| !self.target.tls) {
-            through_proxy(&mut request, self.target, proxy)?;
-        }
-        let Some(link) = self.link.as_mut() else {
-            return Err(SourceError::Io("no open connection".into()));
-        };
-        link.sender.ready().await.map_err(response_error)?;
-        // Earliest possible send time and latest possible receive time on the
-        // realtime scale, whatever the anchor's bracket: the interval stays true.
-        let sent = self.anchor.earliest_real_at(self.clock.monotonic());
-        let response = link.sender.send_request(request).await;
-        let received = self.anchor.latest_real_at(self.clock.monotonic());
-        let response = response.map_err(response_error)?;
-        if let Some(proxy) = self.target.proxy.as_ref().filter(|_| !self.target.tls) {
-            // Through a proxy, a refusal or a gateway error is the proxy's
-            // own answer, its Date the proxy's clock.
-            let status = response.status();
-            if matches!(status.as_u16(), 403 | 407) || status.is_server_error() {
-                return Err(SourceError::Io(
-                    crate::proto::proxy::refusal(
-                        proxy,
-                        &host_header(self.target),
-                        status.as_u16(),
-                        status.canonical_reason().unwrap_or(""),
-                    )
-                    .to_string(),
-                ));
-            }
-        }
-        link.reusable = keeps_alive(&response);
-        let date = read_date(response.headers())?;
-        tracing::trace!(status = %response.status(), date, sent, received, "HTTP Date answer");
-        Ok(Answer {
-            date,
-            sent,
-            received,
-        })
-    }
-
-    async fn connect(&self) -> Result<Link, SourceError> {
-        let mut last = None;
-        let proxy = self.target.proxy.as_ref();
-        for addr in &self.addrs {
-            if let Some(proxy) = proxy {
-                self.wait_on(Some(format!(
-                    "proxy {proxy} ({addr}) did not accept a connection"
-                )));
-            }
-            match TcpStream::connect(addr).await {
-                Ok(mut tcp) => {
-                    // One small write per request: do not let Nagle hold it back.
-                    let _ = tcp.set_nodelay(true);
-                    if let Some(proxy) = proxy.filter(|_| self.target.tls) {
-                        let (host, port) = (&self.target.host, self.target.port);
-                        self.wait_on(Some(format!(
-                            "proxy {proxy} did not answer CONNECT to {}",
-                            host_header(self.target)
-                        )));
-                        crate::proto::proxy::connect(&mut tcp, proxy, host, port).await?;
-                    }
-                    self.wait_on(None);
-                    return self.handshake(tcp).await;
-                }
-                Err(e) => {
-                    last = Some(match proxy {
-                        Some(proxy) => format!("cannot connect to proxy {proxy} ({addr}): {e}"),
-                        None => format!("cannot connect to {addr}: {e}"),
-                    })
-                }
-            }
-        }
-        self.wait_on(None);
-        Err(SourceError::Io(
-            last.unwrap_or_else(|| "no address to connect to".into()),
-        ))
-    }
-
-    async fn handshake(&self, tcp: TcpStream) -> Result<Link, SourceError> {
-        let Some(connector) = &self.tls else {
-            return http_handshake(tcp).await;
-        };
-        let name = ServerName::try_from(self.target.host.clone()).map_err(|e| {
-            SourceError::Tls(format!(
-                "`{}` cannot be a TLS server name: {e}",
-                self.target.host
-            ))
-        })?;
-        let stream = connector
-            .connect(name, tcp)
-            .await
-            .map_err(|e| tls::handshake_error(&e))?;
-        http_handshake(stream).await
-    }
-}
-
-async fn http_handshake<S>(io: S) -> Result<Link, SourceError>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, conn) = http1::Builder::new()
-        .max_buf_size(MAX_HEAD_BYTES)
-        .max_header_size(MAX_HEAD_BYTES)
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| SourceError::Io(format!("HTTP connection set-up failed: {e}")))?;
-    let driver = tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::trace!(error = %e, "HTTP connection ended");
-        }
-    });
-    Ok(Link {
-        sender,
-        reusable: true,
-        _driver: AbortOnDrop(driver),
-    })
 }
 
 /// The `HEAD` request for `target`: no body to read, and `no-cache` asks any
@@ -412,28 +239,6 @@ fn build_request(target: &HttpTarget) -> Result<Request<Empty<Bytes>>, SourceErr
         .map_err(|e| {
             SourceError::Http(format!("cannot build a request for `{}`: {e}", target.path))
         })
-}
-
-/// A plain `http://` request sent to a proxy: the absolute URI (as curl
-/// sends it) and the proxy's credentials, if any.
-fn through_proxy(
-    request: &mut Request<Empty<Bytes>>,
-    target: &HttpTarget,
-    proxy: &crate::proto::proxy::Proxy,
-) -> Result<(), SourceError> {
-    let absolute = format!("http://{}{}", host_header(target), target.path);
-    *request.uri_mut() = absolute
-        .parse()
-        .map_err(|e| SourceError::Http(format!("cannot build a request for `{absolute}`: {e}")))?;
-    if let Some(auth) = proxy.authorization() {
-        let mut value = HeaderValue::from_str(auth)
-            .map_err(|_| SourceError::Io(format!("proxy {proxy}: unusable credentials")))?;
-        value.set_sensitive(true);
-        request
-            .headers_mut()
-            .insert(hyper::header::PROXY_AUTHORIZATION, value);
-    }
-    Ok(())
 }
 
 fn host_header(target: &HttpTarget) -> String {
@@ -464,23 +269,6 @@ fn keeps_alive<B>(response: &Response<B>) -> bool {
     match response.version() {
         Version::HTTP_10 => token("keep-alive"),
         _ => !token("close"),
-    }
-}
-
-fn response_error(e: hyper::Error) -> SourceError {
-    let detail = match std::error::Error::source(&e) {
-        Some(cause) => format!("{e}: {cause}"),
-        None => e.to_string(),
-    };
-    if e.is_parse_too_large() {
-        SourceError::Http(format!(
-            "response head too large (over {} KiB or too many headers)",
-            MAX_HEAD_BYTES / 1024
-        ))
-    } else if e.is_parse() {
-        SourceError::Http(format!("malformed HTTP response: {detail}"))
-    } else {
-        SourceError::Io(format!("HTTP request failed: {detail}"))
     }
 }
 

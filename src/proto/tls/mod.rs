@@ -29,10 +29,12 @@ mod verify;
 use std::sync::Arc;
 
 use rustls::client::danger::ServerCertVerifier;
+use rustls::client::{ClientSessionMemoryCache, Resumption};
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::ClientConfig;
 
-use crate::core::sample::{QuerySettings, SourceError};
+use crate::core::sample::{QuerySettings, SourceError, TrustStore};
 use crate::os::clock::UnixNanos;
 
 pub use error::handshake_error;
@@ -64,37 +66,124 @@ pub fn verifier_tracing(
     Ok((Arc::new(verifier), slot, store))
 }
 
-/// Builds the client configuration for one measurement whose realtime anchor
-/// is `now`, the slot where a date-exempted handshake leaves its
-/// exemption (a caller must look there after the handshake, since such a
-/// handshake succeeds although the certificate is outside its validity),
-/// and the slot that names the store that vouched for the certificate.
+/// The TLS client of one `https://` source, kept between its measurements so
+/// that a new connection can resume the TLS session of an earlier one: rustls
+/// resumes only under the very configuration and verifier that made the
+/// session, so both live here, with a small session cache.
 ///
-/// Trusts the stores [`Trust::load`] reads. Offers only HTTP/1.1 by ALPN,
-/// the one protocol the source speaks.
-pub fn client_config(
-    settings: &QuerySettings,
-    now: UnixNanos,
-) -> Result<(ClientConfig, ExemptionSlot, StoreSlot), SourceError> {
-    let provider = provider();
-    let (verifier, slot, store) = verifier_tracing(settings, now, provider.clone())?;
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SourceError::Tls(format!("no usable protocol version: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok((config, slot, store))
+/// A resumed handshake (and a connection kept open from an earlier
+/// measurement) shows no certificate to the verifier, so the caller has the
+/// server's chain checked again at each measurement's own time with
+/// [`Client::reverify`]: the same check, the same [`DateExemption`] and the
+/// same errors as a full handshake at that time.
+///
+/// Trusts the stores [`Trust::load`] reads (read again for each measurement:
+/// when they change, the client is replaced and no session of the old trust
+/// is resumed). Offers only HTTP/1.1 by ALPN, the one protocol the source speaks.
+pub struct Client {
+    config: Arc<ClientConfig>,
+    verifier: Arc<ValidityAwareVerifier>,
+    exemption: ExemptionSlot,
+    store: StoreSlot,
+    trust: Trust,
+}
+
+/// Sessions kept per client: one server name, a few tickets (TLS 1.3 servers
+/// send two per handshake, each good for one resumption).
+const SESSIONS: usize = 4;
+
+impl Client {
+    fn trusting(trust: Trust, now: UnixNanos) -> Result<Client, SourceError> {
+        let provider = provider();
+        let (verifier, exemption, store) =
+            ValidityAwareVerifier::new(trust.clone(), now, provider.clone())?;
+        let verifier = Arc::new(verifier);
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| SourceError::Tls(format!("no usable protocol version: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.resumption = Resumption::store(Arc::new(ClientSessionMemoryCache::new(SESSIONS)));
+        Ok(Client {
+            config: Arc::new(config),
+            verifier,
+            exemption,
+            store,
+            trust,
+        })
+    }
+
+    /// The client kept in `kept`, made ready for a measurement at `now`: its
+    /// certificate checks at `now`, its slots empty. The stores are read
+    /// again; a new client replaces the kept one when they changed.
+    pub fn renew<'a>(
+        kept: &'a mut Option<Client>,
+        settings: &QuerySettings,
+        now: UnixNanos,
+    ) -> Result<&'a Client, SourceError> {
+        let trust = Trust::load(settings)?;
+        let client = match kept.take() {
+            Some(client) if client.trust.same_as(&trust) => {
+                client.verifier.set_now(now);
+                client
+            }
+            _ => Client::trusting(trust, now)?,
+        };
+        Ok(kept.insert(client))
+    }
+
+    /// The configuration to connect with (its session cache included).
+    pub fn config(&self) -> Arc<ClientConfig> {
+        self.config.clone()
+    }
+
+    /// Checks the certificate chain of a kept connection or a resumed session
+    /// (`chain`: the server's certificate first) for `name` at this
+    /// measurement's time, exactly as a full handshake would: a date
+    /// exemption and the store that vouched land in the slots.
+    pub fn reverify(
+        &self,
+        chain: &[CertificateDer<'static>],
+        name: &ServerName<'_>,
+    ) -> Result<(), SourceError> {
+        let Some((end_entity, intermediates)) = chain.split_first() else {
+            return Err(SourceError::Tls(
+                "the kept TLS session has no server certificate to check again".into(),
+            ));
+        };
+        // The verifier checks at its own time (the measurement's anchor).
+        let ignored = UnixTime::since_unix_epoch(std::time::Duration::ZERO);
+        self.verifier
+            .verify_server_cert(end_entity, intermediates, name, &[], ignored)
+            .map(|_| ())
+            .map_err(|e| handshake_error(&std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+    }
+
+    /// What the latest check left: a date exemption, if the certificate was
+    /// outside its validity by the local clock (see [`take_exemption`]).
+    pub fn take_exemption(&self) -> Option<DateExemption> {
+        take_exemption(&self.exemption)
+    }
+
+    /// Empties the slots: what an earlier check left (on a kept connection
+    /// that then turned out closed) must not stand for the next handshake's.
+    pub fn forget_checks(&self) {
+        self.verifier.clear_slots();
+    }
+
+    /// The store that vouched for the certificate at the latest check.
+    pub fn verified_by(&self) -> Option<TrustStore> {
+        self.store.lock().ok().and_then(|g| *g)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::sample::TrustStore;
     use crate::os::clock::NANOS_PER_SEC;
     use rustls::client::danger::ServerCertVerified;
-    use rustls::pki_types::{CertificateDer, ServerName};
     use rustls::CertificateError;
     use std::path::Path;
     use verify::unix_time;
@@ -108,17 +197,24 @@ mod tests {
 
     #[test]
     fn unreadable_or_empty_ca_files_are_named() {
-        let missing = client_config(&ca_file(Path::new("/nonexistent/ca.pem")), 0).unwrap_err();
+        let missing = Client::renew(&mut None, &ca_file(Path::new("/nonexistent/ca.pem")), 0)
+            .err()
+            .unwrap();
         assert!(
             missing.to_string().contains("/nonexistent/ca.pem"),
             "{missing}"
         );
         let dir = std::env::temp_dir().join(format!("skewguard-empty-ca-{}", std::process::id()));
         std::fs::write(&dir, "not a certificate\n").unwrap();
-        let empty = client_config(&ca_file(&dir), 0).unwrap_err();
+        let empty = Client::renew(&mut None, &ca_file(&dir), 0).err().unwrap();
         let _ = std::fs::remove_file(&dir);
         assert!(empty.to_string().contains("no PEM certificate"), "{empty}");
-        assert!(client_config(&QuerySettings::default(), 1_700_000_000 * NANOS_PER_SEC).is_ok());
+        assert!(Client::renew(
+            &mut None,
+            &QuerySettings::default(),
+            1_700_000_000 * NANOS_PER_SEC
+        )
+        .is_ok());
     }
 
     /// A self-signed `localhost` certificate with `CA:TRUE`, as `openssl req

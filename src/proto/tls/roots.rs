@@ -13,6 +13,7 @@ use crate::core::sample::{QuerySettings, SourceError, TrustStore};
 /// What a TLS client trusts: the compiled-in webpki roots, and those of the
 /// settings and OpenSSL's variables, each store kept apart so a verified
 /// chain can be traced to the store that vouched for it.
+#[derive(Clone)]
 pub struct Trust {
     /// Every root of every store: what chains are verified against.
     pub(super) all: RootCertStore,
@@ -30,6 +31,17 @@ const MAX_BUNDLE: u64 = 4 * 1024 * 1024;
 const MAX_DIR_ENTRY: u64 = 256 * 1024;
 
 impl Trust {
+    /// Whether `other` trusts exactly what this does, store by store.
+    pub fn same_as(&self, other: &Trust) -> bool {
+        self.pins == other.pins
+            && self.stores.len() == other.stores.len()
+            && self
+                .stores
+                .iter()
+                .zip(&other.stores)
+                .all(|((a, ra), (b, rb))| a == b && ra.roots == rb.roots)
+    }
+
     /// Reads the stores `settings` name: `ca_file` (every certificate must be
     /// usable, as when the setting was checked), `SSL_CERT_FILE` and
     /// `SSL_CERT_DIR` (certificates webpki cannot use are skipped, as a system

@@ -80,7 +80,9 @@ pub(super) fn unix_time(now: UnixNanos) -> UnixTime {
 #[derive(Debug)]
 pub(super) struct ValidityAwareVerifier {
     inner: Arc<WebPkiServerVerifier>,
-    now: UnixTime,
+    /// The measurement's realtime anchor; a verifier kept between
+    /// measurements (for TLS session resumption) is set to each one's.
+    now: Mutex<UnixTime>,
     exemption: ExemptionSlot,
     /// One verifier per store, to say which one vouched for a chain.
     stores: Vec<(TrustStore, Arc<WebPkiServerVerifier>)>,
@@ -89,6 +91,23 @@ pub(super) struct ValidityAwareVerifier {
 }
 
 impl ValidityAwareVerifier {
+    /// Checks from now on at `now`, with the slots emptied: a verifier kept
+    /// for the next measurement.
+    pub(super) fn set_now(&self, now: UnixNanos) {
+        if let Ok(mut at) = self.now.lock() {
+            *at = unix_time(now);
+        }
+        self.clear_slots();
+    }
+
+    /// Empties the slots, keeping the time.
+    pub(super) fn clear_slots(&self) {
+        take_exemption(&self.exemption);
+        if let Ok(mut by) = self.verified_by.lock() {
+            *by = None;
+        }
+    }
+
     /// A verifier over `trust` that checks at `now`, with the slots where it
     /// leaves a handshake's [`DateExemption`] and the store that vouched.
     pub(super) fn new(
@@ -113,7 +132,7 @@ impl ValidityAwareVerifier {
         let store = StoreSlot::default();
         let verifier = ValidityAwareVerifier {
             inner,
-            now: unix_time(now),
+            now: Mutex::new(unix_time(now)),
             exemption: slot.clone(),
             stores,
             pins: trust.pins,
@@ -200,7 +219,12 @@ impl ServerCertVerifier for ValidityAwareVerifier {
                 other => other,
             }
         };
-        let first = check(self.now);
+        let now = self
+            .now
+            .lock()
+            .map(|t| *t)
+            .map_err(|_| rustls::Error::General("certificate check time unavailable".into()))?;
+        let first = check(now);
         let gap = |a: UnixTime, b: UnixTime| a.as_secs().saturating_sub(b.as_secs()) as f64;
         let (edge, at_least, local_behind) = match &first {
             Err(rustls::Error::InvalidCertificate(CertificateError::ExpiredContext {
@@ -212,7 +236,7 @@ impl ServerCertVerifier for ValidityAwareVerifier {
                 time,
             })) => (*not_before, gap(*not_before, *time), true),
             Ok(_) => {
-                self.attribute(end_entity, intermediates, server_name, self.now);
+                self.attribute(end_entity, intermediates, server_name, now);
                 return first;
             }
             _ => return first,

@@ -172,8 +172,8 @@ impl HttpsDate {
             while !stop2.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((tcp, _)) => {
-                        let config = config.clone();
-                        std::thread::spawn(move || serve_one(tcp, config, date));
+                        let (config, stop) = (config.clone(), stop2.clone());
+                        std::thread::spawn(move || serve_one(tcp, config, date, &stop));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -199,7 +199,14 @@ impl Drop for HttpsDate {
     }
 }
 
-fn serve_one(tcp: std::net::TcpStream, config: Arc<rustls::ServerConfig>, date: DateHeader) {
+/// One connection; a request that arrives after the server was dropped is
+/// not answered (a client keeping its connection open finds it closed).
+fn serve_one(
+    tcp: std::net::TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    date: DateHeader,
+    stop: &AtomicBool,
+) {
     let _ = tcp.set_nonblocking(false);
     let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
     let Ok(conn) = rustls::ServerConnection::new(config) else {
@@ -230,6 +237,9 @@ fn serve_one(tcp: std::net::TcpStream, config: Arc<rustls::ServerConfig>, date: 
         head.extend_from_slice(&buf[..n]);
         while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
             head.drain(..end + 4);
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
             let date_line = match date {
                 DateHeader::Shifted(shift) => {
                     let t =
