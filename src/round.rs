@@ -57,6 +57,9 @@ pub struct Rounds<'a> {
     held: Vec<Option<(std::time::Duration, Option<Outcome>)>>,
     /// Per source: when it was last queried early after a step or suspend.
     early: Vec<Option<std::time::Duration>>,
+    /// The query settings with the HTTP `Date` refinement run to its end
+    /// whatever the verdict (see [`Rounds::refine_fully`]), when asked for.
+    refining: Option<crate::core::sample::QuerySettings>,
 }
 
 /// The fewest time between two queries of one upstream server by `serve`
@@ -134,7 +137,19 @@ impl<'a> Rounds<'a> {
             gap: std::time::Duration::ZERO,
             held: vec![None; config.sources.len()],
             early: vec![None; config.sources.len()],
+            refining: None,
         }
+    }
+
+    /// Whether the next rounds run the HTTP `Date` refinement to its end
+    /// even where the first answer already decides the verdict: `serve`
+    /// asks for it when its drift forecast needs tighter points than the
+    /// verdict does.
+    pub fn refine_fully(&mut self, on: bool) {
+        self.refining = on.then(|| crate::core::sample::QuerySettings {
+            decide: None,
+            ..self.config.query.clone()
+        });
     }
 
     /// Never queries an upstream server (see [`exempt_from_gap`]) again within
@@ -256,7 +271,7 @@ impl<'a> Rounds<'a> {
             .filter(|(i, _)| leaders.contains(i))
             .map(|(_, (((((((s, nb), refused), unresolved), state), held), due), first))| {
                 let wait = nb.map(|t| t.saturating_sub(now)).unwrap_or_default();
-                let query = &config.query;
+                let query = self.refining.as_ref().unwrap_or(&config.query);
                 let clock = self.clock;
                 async move {
                     if let Some(o) = first {

@@ -90,6 +90,11 @@ pub(crate) async fn measure_loop(
     loop {
         let started = clock.monotonic();
         let started_stamps = Stamps::read(clock);
+        rounds.refine_fully(forecast_needs_refinement(
+            &state.health(),
+            &config.thresholds,
+            config.max_drift.ppm(),
+        ));
         let report = rounds.round().await;
         if let Some(p) = publisher.as_mut() {
             p.round(&report, started_stamps);
@@ -148,6 +153,41 @@ pub(crate) async fn measure_loop(
             }
         }
     }
+}
+
+/// How far ahead the drift forecast looks for a breach, seconds (the horizon
+/// of `state::Forecast::due`).
+const FORECAST_HORIZON_SECONDS: f64 = 86_400.0;
+
+/// Whether the next round should run the HTTP `Date` refinement to its end
+/// for the drift forecast's sake, although the verdict may not need it.
+///
+/// The refinement narrows an HTTP `Date` source from about ±1.3 s to ±0.8 s
+/// and makes its midpoint steady to milliseconds instead of wandering within
+/// the `Date`'s whole second: it matters to the forecast only when HTTP `Date`
+/// is what bounds the served measurement (uncertainty at or above its floor,
+/// ±0.8 s: no finer source decided it), and only while a breach of
+/// `WARN_SKEW` within the forecast's horizon cannot be ruled out at the
+/// drift's plausible rate (the fitted one plus twice its error; `MAX_DRIFT`
+/// before there is a fit). Before the first measurement: no.
+fn forecast_needs_refinement(
+    served: &Health,
+    thresholds: &crate::core::verdict::Thresholds,
+    max_drift_ppm: f64,
+) -> bool {
+    let (Some(offset), Some(uncertainty)) = (served.offset_seconds, served.uncertainty_seconds)
+    else {
+        return false;
+    };
+    use crate::proto::http_date::interval::{DATE_LAG_ALLOWANCE, DATE_LEAD_ALLOWANCE};
+    let http_floor = (DATE_LAG_ALLOWANCE + DATE_LEAD_ALLOWANCE) as f64 / 2e9;
+    if uncertainty < http_floor {
+        return false;
+    }
+    let ppm = served.forecast.map_or(max_drift_ppm, |f| {
+        f.frequency_error_ppm.abs() + 2.0 * f.frequency_error_uncertainty_ppm
+    });
+    offset.abs() + uncertainty + ppm * 1e-6 * FORECAST_HORIZON_SECONDS >= thresholds.warn_skew
 }
 
 /// How often a breach that stays forecast is logged again.
@@ -444,5 +484,64 @@ mod tests {
             w > Duration::from_secs(180) && w < Duration::from_secs(240),
             "{w:?}"
         );
+    }
+
+    #[test]
+    fn the_forecast_asks_for_refined_http_answers_only_when_they_bound_it() {
+        let t = crate::core::verdict::Thresholds {
+            window: 300.0,
+            max_skew: 150.0,
+            warn_skew: 1.0,
+        };
+        let served = |offset: Option<f64>, u: f64, fit: Option<(f64, f64)>| Health {
+            verdict: Verdict::Ok,
+            status: 200,
+            body: String::new(),
+            headline: String::new(),
+            offset_seconds: offset,
+            uncertainty_seconds: offset.map(|_| u),
+            holdover: None,
+            forecast: fit.map(|(ppm, err)| state::Forecast {
+                frequency_error_ppm: ppm,
+                frequency_error_uncertainty_ppm: err,
+                points: 10,
+                span_seconds: 600.0,
+                seconds_until_warn: None,
+                seconds_until_max: None,
+            }),
+        };
+        // Nothing measured yet: the verdict's own rule.
+        assert!(!forecast_needs_refinement(
+            &served(None, 0.0, None),
+            &t,
+            500.0
+        ));
+        // NTP (or anything finer than HTTP Date) bounds the measurement.
+        assert!(!forecast_needs_refinement(
+            &served(Some(0.0), 0.002, None),
+            &t,
+            500.0
+        ));
+        // HTTP Date alone, no fit yet: MAX_DRIFT for a day could reach WARN_SKEW.
+        assert!(forecast_needs_refinement(
+            &served(Some(0.1), 1.3, None),
+            &t,
+            500.0
+        ));
+        assert!(forecast_needs_refinement(
+            &served(Some(0.0), 0.8, Some((3.0, 50.0))),
+            &t,
+            500.0
+        ));
+        // A fit that rules a breach out within a day (under 1 ppm), far from WARN_SKEW.
+        let wide = crate::core::verdict::Thresholds {
+            warn_skew: 5.0,
+            ..t
+        };
+        assert!(!forecast_needs_refinement(
+            &served(Some(0.1), 0.9, Some((0.2, 0.3))),
+            &wide,
+            500.0
+        ));
     }
 }

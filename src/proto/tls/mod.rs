@@ -346,4 +346,69 @@ mod tests {
         assert!(err.contains("hashed name"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn a_kept_client_checks_a_kept_chain_again_at_each_measurements_time() {
+        let dir = scratch("kept");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap();
+        let issuer = rcgen::Issuer::new(params, key);
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let mut leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        leaf.not_before = rcgen::date_time_ymd(2026, 1, 1);
+        leaf.not_after = rcgen::date_time_ymd(2027, 1, 1);
+        let leaf = leaf.signed_by(&leaf_key, &issuer).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        let settings = ca_file(&dir.join("ca.pem"));
+        let chain = vec![leaf.der().clone()];
+        let name = ServerName::try_from("localhost").unwrap();
+        let inside = 1_780_000_000 * NANOS_PER_SEC; // 2026-05
+        let after = 1_830_000_000 * NANOS_PER_SEC; // 2027-12
+
+        let mut kept = None;
+        let client = Client::renew(&mut kept, &settings, inside).unwrap();
+        let config = client.config();
+        client.reverify(&chain, &name).unwrap();
+        assert!(client.take_exemption().is_none());
+        assert_eq!(client.verified_by(), Some(TrustStore::CaFile));
+
+        // The next measurement, the local clock past notAfter: the same
+        // client (its sessions resumable), and the chain is date-exempted,
+        // as a full handshake at that time would leave it.
+        let client = Client::renew(&mut kept, &settings, after).unwrap();
+        assert!(
+            Arc::ptr_eq(&config, &client.config()),
+            "kept while trust is unchanged"
+        );
+        assert_eq!(
+            client.verified_by(),
+            None,
+            "slots emptied for the new measurement"
+        );
+        client.reverify(&chain, &name).unwrap();
+        let x = client.take_exemption().expect("date-exempted");
+        assert!(!x.local_behind && x.at_least > 86_400.0 * 300.0, "{x:?}");
+        assert!(x.valid_at(1_790_000_000) && !x.valid_at(1_830_000_000));
+        // Another name, or a store that no longer holds the CA: refused.
+        let other = ServerName::try_from("example.com").unwrap();
+        assert!(matches!(
+            client.reverify(&chain, &other),
+            Err(SourceError::Verification(_))
+        ));
+        assert!(client.reverify(&[], &name).is_err());
+        let (other_pem, _) = self_signed();
+        std::fs::write(dir.join("ca.pem"), other_pem).unwrap();
+        let client = Client::renew(&mut kept, &settings, inside).unwrap();
+        assert!(
+            !Arc::ptr_eq(&config, &client.config()),
+            "new trust, new client"
+        );
+        assert!(matches!(
+            client.reverify(&chain, &name),
+            Err(SourceError::Verification(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
