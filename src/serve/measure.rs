@@ -168,8 +168,9 @@ const FORECAST_HORIZON_SECONDS: f64 = 86_400.0;
 /// is what bounds the served measurement (uncertainty at or above its floor,
 /// ±0.8 s: no finer source decided it), and only while a breach of
 /// `WARN_SKEW` within the forecast's horizon cannot be ruled out at the
-/// drift's plausible rate (the fitted one plus twice its error; `MAX_DRIFT`
-/// before there is a fit). Before the first measurement: no.
+/// drift's plausible rate (the fitted one plus twice its error, at most
+/// `MAX_DRIFT`, which is also the rate before there is a fit). Before the
+/// first measurement: no.
 fn forecast_needs_refinement(
     served: &Health,
     thresholds: &crate::core::verdict::Thresholds,
@@ -184,8 +185,9 @@ fn forecast_needs_refinement(
     if uncertainty < http_floor {
         return false;
     }
+    // A young fit's error can exceed any real clock's drift: MAX_DRIFT caps it.
     let ppm = served.forecast.map_or(max_drift_ppm, |f| {
-        f.frequency_error_ppm.abs() + 2.0 * f.frequency_error_uncertainty_ppm
+        (f.frequency_error_ppm.abs() + 2.0 * f.frequency_error_uncertainty_ppm).min(max_drift_ppm)
     });
     offset.abs() + uncertainty + ppm * 1e-6 * FORECAST_HORIZON_SECONDS >= thresholds.warn_skew
 }
@@ -531,6 +533,16 @@ mod tests {
         assert!(forecast_needs_refinement(
             &served(Some(0.0), 0.8, Some((3.0, 50.0))),
             &t,
+            500.0
+        ));
+        // A young fit's error beyond MAX_DRIFT counts as MAX_DRIFT.
+        let far = crate::core::verdict::Thresholds {
+            warn_skew: 60.0,
+            ..t
+        };
+        assert!(!forecast_needs_refinement(
+            &served(Some(0.1), 1.3, Some((900.0, 9e4))),
+            &far,
             500.0
         ));
         // A fit that rules a breach out within a day (under 1 ppm), far from WARN_SKEW.

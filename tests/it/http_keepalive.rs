@@ -15,7 +15,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -377,5 +377,147 @@ fn a_server_closing_the_kept_connection_as_the_request_arrives_is_no_error() {
         // opened one more.
         let accepted = server.accepted.load(Ordering::SeqCst);
         assert!(accepted >= 5, "{accepted} connections");
+    }
+}
+
+/// A TCP relay on 127.0.0.1 that counts connections and bytes each way.
+struct CountingRelay {
+    port: u16,
+    accepted: Arc<AtomicU32>,
+    up: Arc<AtomicU64>,
+    down: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl CountingRelay {
+    fn start(target: u16) -> CountingRelay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let relay = CountingRelay {
+            port,
+            accepted: Default::default(),
+            up: Default::default(),
+            down: Default::default(),
+            stop: Default::default(),
+        };
+        let (accepted, up, down, stop) = (
+            relay.accepted.clone(),
+            relay.up.clone(),
+            relay.down.clone(),
+            relay.stop.clone(),
+        );
+        thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let _ = client.set_nonblocking(false);
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let pipe = |mut from: std::net::TcpStream,
+                            mut to: std::net::TcpStream,
+                            count: Arc<AtomicU64>| {
+                    thread::spawn(move || {
+                        let mut buf = [0u8; 16 * 1024];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            count.fetch_add(n as u64, Ordering::SeqCst);
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                };
+                pipe(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    up.clone(),
+                );
+                pipe(server, client, down.clone());
+            }
+        });
+        relay
+    }
+}
+
+impl Drop for CountingRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// BENCHMARKS.md, "Kept HTTPS connections": bytes, connections and
+/// handshakes per round of one `https://` source over 10 rounds of `serve`,
+/// through a counting relay to nginx with TLS, for this build and (with
+/// `SKEWGUARD_BEFORE_BIN=PATH`) an earlier one. `WARN_SKEW=60s` keeps the
+/// refinement off in both, so each round is one request and the figures are
+/// the connections' own; the last case, at the default `WARN_SKEW` (1 s),
+/// shows the refinement the drift forecast asks for. Run:
+/// `SKEWGUARD_BEFORE_BIN=… cargo test --test it http_keepalive::figures -- --ignored --nocapture`
+#[test]
+#[ignore = "a benchmark: prints figures for BENCHMARKS.md"]
+fn figures() {
+    let ca = TestCa::new();
+    let leaf = ca.leaf_days(-1, 30);
+    let dir = TempDir::new("keepalive-figures");
+    let ca_path = ca.write(dir.path());
+    let mut bins = vec![("this build", env!("CARGO_BIN_EXE_skewguard").to_string())];
+    if let Ok(before) = std::env::var("SKEWGUARD_BEFORE_BIN") {
+        bins.insert(0, ("before", before));
+    }
+    const ROUNDS: f64 = 10.0;
+    println!("| build | nginx keepalive_timeout, INTERVAL, WARN_SKEW | rounds | connections | full / resumed handshakes | requests | bytes up / down | per round: bytes, handshakes |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (label, bin) in &bins {
+        for (keepalive, interval, warn) in [
+            ("60s", "1s", "60s"),
+            ("1s", "2s", "60s"),
+            ("60s", "1s", "1s"),
+        ] {
+            let Some(nginx) = NginxTls::start(&leaf, keepalive) else {
+                return;
+            };
+            let relay = CountingRelay::start(nginx.port.number());
+            let url = format!("https://localhost:{}/", relay.port);
+            let mut cmd = Command::new(bin);
+            cmd.arg("serve");
+            support::clear_skewguard_env(&mut cmd);
+            let serve = Serve::start_command(
+                cmd,
+                &[
+                    ("SKEWGUARD_SOURCES", url.as_str()),
+                    ("SKEWGUARD_CA_FILE", ca_path.to_str().unwrap()),
+                    ("SKEWGUARD_INTERVAL", interval),
+                    ("SKEWGUARD_TIMEOUT", "2s"),
+                    ("SKEWGUARD_WARN_SKEW", warn),
+                ],
+            );
+            wait_rounds(&serve, ROUNDS, Duration::from_secs(60));
+            let rounds = measurements(&serve, "ok") + measurements(&serve, "error");
+            drop(serve);
+            thread::sleep(Duration::from_millis(200));
+            let requests = nginx.requests();
+            let mut firsts = requests.clone();
+            firsts.dedup_by_key(|r| r.0);
+            let resumed = firsts.iter().filter(|r| r.1).count();
+            let full = firsts.len() - resumed;
+            let (up, down) = (
+                relay.up.load(Ordering::SeqCst),
+                relay.down.load(Ordering::SeqCst),
+            );
+            let n = rounds.max(1.0);
+            println!(
+                "| {label} | {keepalive}, {interval}, {warn} | {rounds} | {} | {full} / {resumed} | {} | {up} / {down} | {:.0} B, {:.2} full + {:.2} resumed |",
+                relay.accepted.load(Ordering::SeqCst),
+                requests.len(),
+                (up + down) as f64 / n,
+                full as f64 / n,
+                resumed as f64 / n,
+            );
+        }
     }
 }
