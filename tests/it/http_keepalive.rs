@@ -521,3 +521,36 @@ fn figures() {
         }
     }
 }
+
+#[test]
+fn through_a_proxy_the_connect_tunnel_is_kept_between_rounds() {
+    let _room = support::Room::Timing.enter();
+    let Some(pki) = support::proxy::Pki::new() else {
+        return;
+    };
+    let (cert, key) = pki.leaf("server", "DNS:localhost,IP:127.0.0.1");
+    let Some(nginx) = support::proxy::NginxTls::start(&cert, &key) else {
+        return;
+    };
+    let Some(tiny) = support::proxy::Tinyproxy::start(None) else {
+        return;
+    };
+    let serve = Serve::start(&[
+        ("SKEWGUARD_SOURCES", nginx.url().as_str()),
+        ("SKEWGUARD_CA_FILE", pki.ca().to_str().unwrap()),
+        ("HTTPS_PROXY", tiny.url().as_str()),
+        ("SKEWGUARD_INTERVAL", "1s"),
+        ("SKEWGUARD_TIMEOUT", "2s"),
+    ]);
+    wait_rounds(&serve, 5.0, Duration::from_secs(30));
+    let errors = measurements(&serve, "error");
+    let log = serve.log();
+    drop(serve);
+    assert_eq!(errors, 0.0, "{log}");
+    let proxy_log = tiny.log();
+    let tunnels = proxy_log
+        .matches(&format!("CONNECT 127.0.0.1:{}", nginx.port()))
+        .count();
+    assert_eq!(tunnels, 1, "one tunnel for every round:\n{proxy_log}");
+    assert!(nginx.log().lines().count() >= 5, "{}", nginx.log());
+}
