@@ -47,7 +47,7 @@ pub struct Rounds<'a> {
     not_before: Vec<Option<std::time::Duration>>,
     /// Per source: the refusal that stopped it for the life of the process.
     refused: Vec<Option<SourceError>>,
-    /// Per source: what it keeps between rounds (NTS keys and cookies).
+    /// Per source: what it keeps between rounds (NTS keys and cookies; an HTTP `Date` source's connection and TLS sessions).
     states: Vec<SourceState>,
     /// Fewest time between two queries of one upstream server (zero: no
     /// floor); see [`Rounds::with_query_gap`].
