@@ -52,10 +52,33 @@ if rustc --target "$target" ${linker:+-C linker="$linker"} -C link-arg=-Wl,--icf
     icf=" -C link-arg=-Wl,--icf=all"
 fi
 
-RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs$icf" \
+# No unwind tables (`.eh_frame` and its index `.eh_frame_hdr`, ~378 KB of
+# ~3.4 MB): with panic = "abort" nothing unwinds, and their one reader is the
+# backtrace RUST_BACKTRACE asks for after a panic, which in this stripped
+# binary lists only `<unknown>` addresses (now it lists none). rustc emits
+# them whatever `-C force-unwind-tables=no` says (code instantiated from std's
+# MIR keeps its personality routine), so the linker drops them: a script that
+# INSERTs a /DISCARD/ rule into the default layout, which LLD and GNU ld both
+# read. Written under the target directory at a fixed path (the path is part
+# of RUSTFLAGS, which cargo's fingerprint holds), and asked for only when a
+# probe link with it succeeds.
+dir=${CARGO_TARGET_DIR:-target}
+case $dir in /*) static=$dir/static ;; *) static=$PWD/$dir/static ;; esac
+unwind=
+script=$static/discard-unwind-tables.ld
+mkdir -p "$static"
+printf '%s\n' 'SECTIONS { /DISCARD/ : { *(.eh_frame) } } INSERT AFTER .text;' > "$script"
+case $script in
+    *[[:space:]]*) ;; # RUSTFLAGS splits on white space
+    *) if rustc --target "$target" ${linker:+-C linker="$linker"} -C link-arg=-Wl,-T,"$script" \
+        -C link-arg=-Wl,--no-eh-frame-hdr -o "$probe/p" "$probe/p.rs" 2>/dev/null; then
+        unwind=" -C link-arg=-Wl,-T,$script -C link-arg=-Wl,--no-eh-frame-hdr"
+    fi ;;
+esac
+
+RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs$icf$unwind" \
     cargo build --release --target "$target" "$@"
 
-dir=${CARGO_TARGET_DIR:-target}
 # The host's binary at a path that names no architecture; another target's
 # beside it under its triple, so a cross build never replaces the host's.
 if [ "$target" = "$host" ]; then out=$dir/static/skewguard; else out=$dir/static/$target/skewguard; fi
