@@ -92,7 +92,7 @@ fn run() -> i32 {
     } else {
         config.log.as_deref().unwrap_or(default_log)
     };
-    init_logging(filter, config.log_format);
+    cmd::init_logging(filter, config.log_format);
     for name in config::unknown_variables(vars.keys().map(String::as_str)) {
         match config::nearest_variable(&name) {
             Some(meant) => tracing::warn!(
@@ -141,24 +141,5 @@ fn log_format_given(args: &[std::ffi::OsString]) -> LogFormat {
         LogFormat::Json
     } else {
         LogFormat::Text
-    }
-}
-
-fn init_logging(filter: &str, format: LogFormat) {
-    let targets: tracing_subscriber::filter::Targets = filter.parse().unwrap_or_default();
-    use tracing_subscriber::prelude::*;
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        // Plain text even on a terminal: the colour code (tracing-subscriber's
-        // `ansi` feature) cost ~5 KB of the 3 MiB the static binary may take.
-        .with_ansi(false);
-    match format {
-        LogFormat::Text => tracing_subscriber::registry()
-            .with(fmt.with_filter(targets))
-            .init(),
-        LogFormat::Json => tracing_subscriber::registry()
-            .with(fmt.json().with_filter(targets))
-            .init(),
     }
 }

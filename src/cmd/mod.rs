@@ -24,11 +24,13 @@ pub const EXIT_NOT_FOUND: i32 = 127;
 
 /// Now, as the log lines stamp their time (RFC 3339, UTC, microseconds).
 pub fn timestamp() -> String {
-    use tracing_subscriber::fmt::time::FormatTime as _;
-    let mut out = String::new();
-    let _ = tracing_subscriber::fmt::time::SystemTime
-        .format_time(&mut tracing_subscriber::fmt::format::Writer::new(&mut out));
-    out
+    crate::output::log::timestamp()
+}
+
+/// Installs the log: events `filter` enables, one line each on stderr, as
+/// text or JSON.
+pub fn init_logging(filter: &str, format: LogFormat) {
+    crate::output::log::init(filter, format)
 }
 
 /// Says an error on stderr whatever the log filter: `skewguard: MESSAGE`, or

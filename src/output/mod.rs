@@ -1,5 +1,6 @@
 //! Renderings of a report for the places people and programs read it.
 
+pub mod log;
 pub mod npd;
 pub mod text;
 
