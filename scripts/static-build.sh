@@ -61,7 +61,9 @@ fi
 # INSERTs a /DISCARD/ rule into the default layout, which LLD and GNU ld both
 # read. Written under the target directory at a fixed path (the path is part
 # of RUSTFLAGS, which cargo's fingerprint holds), and asked for only when a
-# probe link with it succeeds.
+# static probe link with it succeeds: a static link that is not PIE (rustc's
+# for aarch64) takes crtbeginT.o, whose code refers to its own `.eh_frame`,
+# and GNU ld then refuses the discard, so that build keeps its tables.
 dir=${CARGO_TARGET_DIR:-target}
 case $dir in /*) static=$dir/static ;; *) static=$PWD/$dir/static ;; esac
 unwind=
@@ -70,8 +72,9 @@ mkdir -p "$static"
 printf '%s\n' 'SECTIONS { /DISCARD/ : { *(.eh_frame) } } INSERT AFTER .text;' > "$script"
 case $script in
     *[[:space:]]*) ;; # RUSTFLAGS splits on white space
-    *) if rustc --target "$target" ${linker:+-C linker="$linker"} -C link-arg=-Wl,-T,"$script" \
-        -C link-arg=-Wl,--no-eh-frame-hdr -o "$probe/p" "$probe/p.rs" 2>/dev/null; then
+    *) if rustc --target "$target" ${linker:+-C linker="$linker"} -C target-feature=+crt-static \
+        -C link-arg=-Wl,-T,"$script" -C link-arg=-Wl,--no-eh-frame-hdr \
+        -o "$probe/p" "$probe/p.rs" 2>/dev/null; then
         unwind=" -C link-arg=-Wl,-T,$script -C link-arg=-Wl,--no-eh-frame-hdr"
     fi ;;
 esac
