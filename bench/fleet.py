@@ -16,25 +16,18 @@
 
 Prints a Markdown table. Needs chrony, libfaketime, nginx-light, util-linux (prlimit).
 
-    bench/fleet.py --bin PATH --node-fleet 200 [--seconds 150]
+    bench/fleet.py --bin PATH --node-fleet 200 [--seconds 260]
 
-4. One node, N pods (issue 19), instead of 1-3: counting loopback "upstream"
-   servers (an SNTP responder and an HTTP `Date` server, on 127.0.0.2+, which
-   skewguard treats as upstream) and, side by side, each with its own pair:
-   (a) one `serve --publish` and N readers, plain processes running
-   `check` with `node:///…` first and the same servers as fallback, each every
-   10 s (staggered); (b) N self-measuring `serve` sidecars; for N = 1 and N.
-   All `serve`s run with INTERVAL 10s (below the 64 s rule, so the rule is
-   what limits them). Reports upstream queries per hour per server (counted
-   after the first 20 s, i.e. once started), the readers' time to a verdict
-   (spawn to exit of `check`) p50/p99, and CPU seconds per hour of the
-   `serve` processes.
+4. One node, N pods (issue 19): runs bench/node_fleet.py (see there) with
+   --pods N: one `serve --publish` and N readers in their own mount
+   namespaces against N self-measuring sidecars, counting SNTP and HTTPS
+   upstream servers; `check` over HTTPS with and without the refinement; the
+   round trip against an independent SNTP client.
 """
 import argparse
 import glob
 import json
 import os
-import re
 import resource
 import shutil
 import signal
@@ -249,187 +242,6 @@ def ms(x):
     return f"{x * 1000:.1f} ms"
 
 
-class Counting:
-    """An SNTP responder (UDP) and an HTTP `Date` server (TCP) on one loopback
-    address, counting the queries and requests they answer, with times."""
-
-    def __init__(self, host):
-        self.host = host
-        self.ntp_times, self.http_times = [], []
-        self.lock = threading.Lock()
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind((host, 0))
-        self.tcp = socket.socket()
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind((host, 0))
-        self.tcp.listen(1024)
-        self.ntp_port = self.udp.getsockname()[1]
-        self.http_port = self.tcp.getsockname()[1]
-        threading.Thread(target=self._ntp, daemon=True).start()
-        threading.Thread(target=self._http, daemon=True).start()
-
-    def _ntp(self):
-        import struct
-        epoch = 2208988800
-        while True:
-            try:
-                data, addr = self.udp.recvfrom(512)
-            except OSError:
-                return
-            if len(data) < 48:
-                continue
-            now = time.time()
-            with self.lock:
-                self.ntp_times.append(time.monotonic())
-            sec = int(now) + epoch
-            frac = int((now % 1) * 2**32)
-            ts = struct.pack("!II", sec, frac)
-            # LI 0, VN 4, mode 4; stratum 2; poll 6; precision -20; root delay
-            # and dispersion 1 ms; refid; reference, origin (their transmit),
-            # receive and transmit times.
-            reply = (bytes([0x24, 2, 6, 0xEC]) + struct.pack("!II", 66, 66) + b"LOCL"
-                     + ts + data[40:48] + ts + ts)
-            self.udp.sendto(reply, addr)
-
-    def _http(self):
-        while True:
-            try:
-                conn, _ = self.tcp.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._conn, args=(conn,), daemon=True).start()
-
-    def _conn(self, conn):
-        import email.utils
-        buf = b""
-        conn.settimeout(10)
-        try:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        return
-                    buf += chunk
-                _, buf = buf.split(b"\r\n\r\n", 1)
-                with self.lock:
-                    self.http_times.append(time.monotonic())
-                date = email.utils.formatdate(usegmt=True)
-                conn.sendall(f"HTTP/1.1 204 No Content\r\nDate: {date}\r\nContent-Length: 0\r\n\r\n".encode())
-        except OSError:
-            return
-        finally:
-            conn.close()
-
-    def sources(self):
-        return f"ntp://{self.host}:{self.ntp_port},http://{self.host}:{self.http_port}/"
-
-    def per_hour(self, since, until):
-        with self.lock:
-            n = sum(1 for t in self.ntp_times if since <= t < until)
-            h = sum(1 for t in self.http_times if since <= t < until)
-        return n * 3600 / (until - since), h * 3600 / (until - since)
-
-
-def cpu_seconds(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return 0.0
-
-
-def spawn_serve(binary, env):
-    full = {k: v for k, v in os.environ.items() if not k.startswith("SKEWGUARD_")}
-    full.update(env)
-    full["SKEWGUARD_LISTEN"] = f"127.0.0.1:{free_port()}"
-    full["SKEWGUARD_LOG"] = "warn"
-    return subprocess.Popen([binary, "serve"], env=full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def node_fleet(binary, n, seconds, work):
-    """Section 4: one publisher and n readers against n self-measuring sidecars."""
-    settle = 20.0
-    every = 10.0
-    cases = {}
-    host = 2
-    for label, count in (("node", 1), ("node", n), ("self", 1), ("self", n)):
-        cases[(label, count)] = Counting(f"127.0.0.{host}")
-        host += 1
-    procs = {}
-    readers = []
-    for (label, count), srv in cases.items():
-        base = {"SKEWGUARD_SOURCES": srv.sources(), "SKEWGUARD_INTERVAL": "10s", "SKEWGUARD_TIMEOUT": "1s"}
-        if label == "node":
-            path = os.path.join(work, f"node-{count}.json")
-            procs[(label, count)] = [spawn_serve(binary, {**base, "SKEWGUARD_PUBLISH": path})]
-            readers.append((count, path, srv))
-        else:
-            procs[(label, count)] = [spawn_serve(binary, base) for _ in range(count)]
-    start = time.monotonic()
-    cpu0 = {k: sum(cpu_seconds(p.pid) for p in ps) for k, ps in procs.items()}
-    verdict_times = {count: [] for count, _, _ in readers}
-    failures = {count: 0 for count, _, _ in readers}
-    stop = threading.Event()
-
-    def reader(count, path, srv, offset):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SKEWGUARD_")}
-        env["SKEWGUARD_SOURCES"] = f"node://{path},{srv.sources()}"
-        env["SKEWGUARD_LOG"] = "off"
-        time.sleep(offset)
-        while not stop.is_set():
-            t = time.monotonic()
-            r = subprocess.run([binary, "check"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            took = time.monotonic() - t
-            if t - start >= settle:
-                verdict_times[count].append(took)
-                if r.returncode != 0:
-                    failures[count] += 1
-            stop.wait(max(0.0, every - took))
-
-    # Readers start once the publisher has written its first measurement.
-    time.sleep(5)
-    threads = []
-    for count, path, srv in readers:
-        for i in range(count):
-            th = threading.Thread(target=reader, args=(count, path, srv, every * i / count), daemon=True)
-            th.start()
-            threads.append(th)
-    time.sleep(max(0.0, start + seconds - time.monotonic()))
-    end = time.monotonic()
-    stop.set()
-    cpu1 = {k: sum(cpu_seconds(p.pid) for p in ps) for k, ps in procs.items()}
-    for ps in procs.values():
-        for p in ps:
-            p.send_signal(signal.SIGTERM)
-    for ps in procs.values():
-        for p in ps:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-    for th in threads:
-        th.join(timeout=15)
-    rows = []
-    for (label, count), srv in cases.items():
-        ntp, http = srv.per_hour(start + settle, end)
-        cpu = (cpu1[(label, count)] - cpu0[(label, count)]) * 3600 / (end - start)
-        what = (f"1 `serve --publish` + {count} reader(s) (`check`, node:// first, every {every:.0f} s)"
-                if label == "node" else f"{count} self-measuring `serve` sidecar(s)")
-        result = (f"upstream queries per hour: NTP server {ntp:.0f}, HTTP server {http:.0f}; "
-                  f"serve CPU {cpu:.1f} s per hour")
-        if label == "node":
-            ts = sorted(verdict_times[count])
-            if ts:
-                p50 = ts[len(ts) // 2]
-                p99 = ts[min(len(ts) - 1, int(round((len(ts) - 1) * 0.99)))]
-                result += (f"; readers' time to verdict (process spawn to exit) p50 {ms(p50)}, p99 {ms(p99)} "
-                           f"over {len(ts)} checks, {failures[count]} not exit 0")
-        rows.append((f"N = {count}: {what}", result))
-    rows.append(("window", f"{end - start - settle:.0f} s counted (after {settle:.0f} s of start-up), INTERVAL 10s"))
-    return rows
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/skewguard"))
@@ -439,16 +251,11 @@ def main():
                     help="only section 4: one publisher and N readers against N sidecars")
     args = ap.parse_args()
     if args.node_fleet:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        work = tempfile.mkdtemp(prefix="skewguard-node-fleet-")
-        try:
-            rows = node_fleet(args.bin, args.node_fleet, args.seconds, work)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        print("| measurement | result |\n| --- | --- |")
-        for k, v in rows:
-            print(f"| {k} | {v} |")
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import node_fleet
+        if os.geteuid() != 0:
+            sys.exit("--node-fleet needs root (mount namespaces)")
+        node_fleet.report(os.path.abspath(args.bin), args.node_fleet, args.seconds, 20, 200)
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
