@@ -8,8 +8,8 @@ on loopback with counting upstream servers. Run as root (mount namespaces).
 BIN should be the release static build (`scripts/static-build.sh --locked`,
 then $CARGO_TARGET_DIR/static/skewguard). Prerequisites: Linux, root,
 python3 >= 3.9 (no packages beyond the standard library), the `openssl` CLI
-(makes a test CA and a leaf for 127.0.0.2-6), `cc` (optional: bench/sntp.c), util-linux (`unshare`, `mount`),
-chrony (`chronyd`, section 3). Loopback only; bounded: about --seconds plus
+(makes a test CA and a leaf for 127.0.0.2-7), `cc` (bench/podexec.c and
+bench/sntp.c), util-linux (`unshare`, `mount`), chrony (`chronyd`, section 3). Loopback only; bounded: about --seconds plus
 two minutes; everything it starts is stopped at the end.
 
 1. Fleet, four cases side by side, each with its own counting "upstream"
@@ -23,17 +23,18 @@ two minutes; everything it starts is stopped at the end.
        read-only on /mnt/node, as a container's volume would be) in which a
        reader runs `skewguard check` every 10 s (staggered), with
        `node:///mnt/node/node.json` first and the same two servers as
-       fallback; the reader enters the pod's namespace (setns) and execs the
-       binary, as `docker exec`/a kubelet exec probe would, minus the runtime;
+       fallback; the reader enters the pod's namespace (bench/podexec.c:
+       setns, then exec, started with posix_spawn) and execs the binary, as
+       `docker exec`/a kubelet exec probe would, minus the runtime;
    (b) N self-measuring `serve` sidecars; for N = 1 and N.
    Every `serve` runs with INTERVAL 10s (below the 64 s rule, so the rule is
    what limits it). Reports upstream queries per hour per server (after
    `settle` seconds of start-up), the shortest gap between two queries a
-   server saw, the readers' time to verdict (fork to exit as the harness sees
-   it, p50/p99) beside the same harness running `skewguard --version` in a
-   pod once a second (process start of the static binary, no measuring), and
-   CPU per node per hour: the publisher plus every reader process (rusage),
-   against the sidecars (/proc/PID/stat).
+   server saw, the readers' time to verdict (spawn to exit as the harness
+   sees it, p50/p99) beside the same harness running `skewguard --version`
+   in a pod once a second (podexec plus the start of the static binary, no
+   measuring), and CPU per node per hour: the publisher plus every reader
+   process (rusage, podexec included), against the sidecars (/proc/PID/stat).
 2. `check` over HTTPS (127.0.0.6) on a good clock: the counting server is the
    only source; runs with the defaults (MAX_SKEW 150s: the first answer
    decides, no refinement), with HTTP_BUDGET=0 (one request, refinement off
@@ -48,7 +49,6 @@ two minutes; everything it starts is stopped at the end.
    (warm); the NTP delay δ = (T4 − T1) − (T3 − T2) of all three.
 """
 import argparse
-import ctypes
 import heapq
 import json
 import multiprocessing
@@ -67,8 +67,7 @@ import threading
 import time
 
 NTP_EPOCH = 2208988800
-CLONE_NEWNS = 0x00020000
-HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"]
+HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7"]
 
 
 def free_port():
@@ -263,35 +262,38 @@ class Pods:
             mounts = [l for l in f if " /mnt/node " in l]
         if not mounts or " ro," not in mounts[0] and " ro " not in mounts[0]:
             raise SystemExit(f"/mnt/node is not a read-only bind mount in the pod: {mounts}")
-        self.ns = [os.open(f"/proc/{p.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC) for p in self.procs]
+        self.ns = [f"/proc/{p.pid}/ns/mnt" for p in self.procs]
 
     def stop(self):
-        for fd in self.ns:
-            os.close(fd)
         for p in self.procs:
             p.kill()
         for p in self.procs:
             p.wait()
 
 
-LIBC = ctypes.CDLL(None, use_errno=True)
+def compiled(work, name, static=False):
+    """bench/NAME.c compiled with `cc` into `work` (None without a C compiler)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return None
+    out = os.path.join(work, name)
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".c")
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if static and subprocess.run([cc, "-O2", "-static", "-o", out, src], **quiet).returncode == 0:
+        return out
+    subprocess.run([cc, "-O2", "-o", out, src], check=True)
+    return out
 
 
-def spawn_in(ns_fd, argv, env):
-    """fork; the child enters the mount namespace `ns_fd` and execs `argv`."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            devnull = os.open("/dev/null", os.O_RDWR)
-            os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
-            if LIBC.setns(ns_fd, CLONE_NEWNS) != 0:
-                os._exit(126)
-            os.chdir("/")
-            os.execve(argv[0], argv, env)
-        finally:
-            os._exit(127)
-    return pid
+DEVNULL = [(os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+           (os.POSIX_SPAWN_OPEN, 2, "/dev/null", os.O_WRONLY, 0)]
+
+
+def spawn_in(podexec, ns_file, argv, env):
+    """`argv` run inside the pod whose mount namespace is `ns_file`, through
+    bench/podexec.c (setns, then exec) started with posix_spawn (a vfork: the
+    harness's own memory is not copied)."""
+    return os.posix_spawn(podexec, [podexec, ns_file, *argv], env, file_actions=DEVNULL)
 
 
 # ---------------------------------------------------------------- skewguard processes
@@ -366,7 +368,10 @@ def fleet(binary, n, seconds, work, ask, addrs, ca):
     reader_env = {count: clean_env({**tls_env, "SKEWGUARD_LOG": "off",
                                     "SKEWGUARD_SOURCES": f"node:///mnt/node/node.json,{addrs[h][0]}"})
                   for label, count, h in cases if label == "node"}
-    res = run_readers(merged, binary, reader_env, every, time.monotonic(), start + settle, end)
+    podexec = compiled(work, "podexec", static=True)
+    if not podexec:
+        raise SystemExit("the fleet needs a C compiler (cc) for bench/podexec.c")
+    res = run_readers(podexec, merged, binary, reader_env, every, time.monotonic(), start + settle, end)
     sampler.join()
     loads.append(loadavg())
     cpu1 = {k: sum(cpu_seconds(p.pid) for p in ps) for k, ps in procs.items()}
@@ -391,9 +396,11 @@ def fleet(binary, n, seconds, work, ask, addrs, ca):
             r = res[count]
             row.update(reader_checks=len(r["check"]), reader_failed=r["failed"],
                        reader_p50=pct(r["check"], 0.5), reader_p99=pct(r["check"], 0.99),
-                       reader_cpu_per_hour=r["cpu"] * 3600 / window, reader_maxrss_kb=r["maxrss_kb"],
+                       reader_cpu_per_hour=r["cpu"] * 3600 / window,
                        version_n=len(r["version"]), version_p50=pct(r["version"], 0.5),
-                       version_p99=pct(r["version"], 0.99))
+                       version_p99=pct(r["version"], 0.99),
+                       check_cpu_ms=r["cpu"] / max(1, len(r["check"])) * 1000,
+                       version_cpu_ms=r["version_cpu"] / max(1, len(r["version"])) * 1000)
         rows.append(row)
     return rows, window, loads
 
@@ -408,12 +415,12 @@ class Merged:
             self.owner += [len(s.ns)] * len(s.ns)
 
 
-def run_readers(merged, binary, envs, every, start, count_from, until):
+def run_readers(podexec, merged, binary, envs, every, start, count_from, until):
     """Each pod runs `check` every `every` seconds (each set of pods staggered
     over `every` on its own), and the first pod of each set `--version` once
     a second, from `start` until `until`; what starts from `count_from` on is
-    counted. One thread: a launch is timed from before fork to the exit seen
-    on the pid's fd (epoll); CPU and peak RSS from wait4's rusage."""
+    counted. One thread: a launch is timed from before the spawn to the exit seen
+    on the pid's fd (epoll); CPU from wait4's rusage."""
     firsts = {}
     due = []
     counts = {}
@@ -427,7 +434,8 @@ def run_readers(merged, binary, envs, every, start, count_from, until):
     heapq.heapify(due)
     ep = select.epoll()
     running = {}
-    out = {o: {"check": [], "version": [], "failed": 0, "cpu": 0.0, "maxrss_kb": 0} for o in counts}
+    out = {o: {"check": [], "version": [], "failed": 0, "cpu": 0.0, "version_cpu": 0.0}
+           for o in counts}
     while due or running:
         now = time.monotonic()
         while due and due[0][0] <= now:
@@ -437,7 +445,7 @@ def run_readers(merged, binary, envs, every, start, count_from, until):
             owner = merged.owner[idx]
             argv = [binary, "--version"] if kind == "version" else [binary, "check"]
             t0 = time.monotonic()
-            pid = spawn_in(merged.ns[idx], argv, envs[owner])
+            pid = spawn_in(podexec, merged.ns[idx], argv, envs[owner])
             fd = os.pidfd_open(pid)
             ep.register(fd, select.EPOLLIN)
             running[fd] = (pid, t0, idx, kind)
@@ -454,14 +462,106 @@ def run_readers(merged, binary, envs, every, start, count_from, until):
             r = out[merged.owner[idx]]
             if kind == "version":
                 r["version"].append(t1 - t0)
+                r["version_cpu"] += ru.ru_utime + ru.ru_stime
                 continue
             r["check"].append(t1 - t0)
             r["cpu"] += ru.ru_utime + ru.ru_stime
-            r["maxrss_kb"] = max(r["maxrss_kb"], ru.ru_maxrss)
             if os.waitstatus_to_exitcode(status) != 0:
                 r["failed"] += 1
     ep.close()
     return out
+
+
+# ---------------------------------------------------------------- 1b. containers
+
+def docker(*args, check=True):
+    return subprocess.run(["docker", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=check)
+
+
+def cgroup_cpu(cid):
+    """CPU seconds of a container's cgroup (v1 cpuacct or v2 cpu.stat), exec'd processes included."""
+    for path, scale in ((f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage", 1e-9),
+                        (f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/cpu.stat", 1e-6),
+                        (f"/sys/fs/cgroup/docker/{cid}/cpu.stat", 1e-6)):
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError:
+            continue
+        if path.endswith("cpu.stat"):
+            text = next(l.split()[1] for l in text.splitlines() if l.startswith("usage_usec"))
+        return int(text) * scale
+    return None
+
+
+def containers(binary, k, seconds, work, ask, addrs, ca):
+    """One `serve --publish` and k Docker containers (the image the Dockerfile's
+    runtime stage makes of BIN, via scripts/local-image.sh; host network, the
+    node file's directory mounted read-only): each runs `serve` reading the
+    node file (its own /readyz), and the harness probes each every 10 s with
+    `docker exec C /skewguard check`, beside `docker exec C /skewguard --version`
+    once a second."""
+    settle, every = 20.0, 10.0
+    host = HOSTS[5]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tag = "skewguard-node-fleet-bench:local"
+    subprocess.run([os.path.join(root, "scripts/local-image.sh"), "--binary", binary, tag],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    d = os.path.join(work, "node-containers")
+    os.mkdir(d)
+    os.chmod(work, 0o755)
+    os.chmod(ca, 0o644)
+    publisher = spawn_serve(binary, {"SSL_CERT_FILE": ca, "SKEWGUARD_SOURCES": addrs[host][0],
+                                     "SKEWGUARD_INTERVAL": "10s", "SKEWGUARD_TIMEOUT": "1s",
+                                     "SKEWGUARD_PUBLISH": f"{d}/node.json"})
+    names = [f"skewguard-node-fleet-{os.getpid()}-{i}" for i in range(k)]
+    sources = f"node:///run/skewguard-node/node.json,{addrs[host][0]}"
+    cids = []
+    try:
+        for name in names:
+            cids.append(docker("run", "-d", "--rm", "--name", name, "--network", "host", "--no-healthcheck",
+                               "-v", f"{d}:/run/skewguard-node:ro", "-v", f"{ca}:/etc/bench-ca.pem:ro",
+                               "-e", "SSL_CERT_FILE=/etc/bench-ca.pem", "-e", f"SKEWGUARD_SOURCES={sources}",
+                               "-e", "SKEWGUARD_INTERVAL=10s", "-e", "SKEWGUARD_LOG=warn",
+                               "-e", f"SKEWGUARD_LISTEN=127.0.0.1:{free_port()}", tag, "serve").stdout.strip())
+        start = time.monotonic()
+        loads = [loadavg()]
+        due = [(start + 5 + every * i / k, i, "check") for i in range(k)] + [(start + 5.5, 0, "version")]
+        heapq.heapify(due)
+        took = {"check": [], "version": []}
+        failed = 0
+        cpu0 = None
+        end = start + seconds
+        while due:
+            at, i, kind = heapq.heappop(due)
+            if at >= end:
+                continue
+            if cpu0 is None and at >= start + settle:
+                cpu0 = ([cgroup_cpu(c) for c in cids], cpu_seconds(publisher.pid))
+                loads.append(loadavg())
+            time.sleep(max(0.0, at - time.monotonic()))
+            argv = ["/skewguard", "--version"] if kind == "version" else ["/skewguard", "check"]
+            t = time.monotonic()
+            r = subprocess.run(["docker", "exec", names[i], *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if t >= start + settle:
+                took[kind].append(time.monotonic() - t)
+                failed += kind == "check" and r.returncode != 0
+            heapq.heappush(due, (at + (1.0 if kind == "version" else every), i, kind))
+        cpu1 = ([cgroup_cpu(c) for c in cids], cpu_seconds(publisher.pid))
+        loads.append(loadavg())
+        window = end - (start + settle)
+        w = ask(("window", host, start + settle, end))
+        have = [b - a for a, b in zip(cpu0[0], cpu1[0]) if a is not None and b is not None]
+        return {"n": k, "window": window, "loads": loads, **w, "failed": failed,
+                "checks": len(took["check"]), "p50": pct(took["check"], 0.5), "p99": pct(took["check"], 0.99),
+                "version_n": len(took["version"]), "version_p50": pct(took["version"], 0.5),
+                "version_p99": pct(took["version"], 0.99),
+                "publisher_cpu_per_hour": (cpu1[1] - cpu0[1]) * 3600 / window,
+                "containers_cpu_per_hour": sum(have) * 3600 / window if len(have) == k else None}
+    finally:
+        docker("rm", "-f", *names, check=False)
+        publisher.send_signal(signal.SIGTERM)
+        publisher.wait(timeout=5)
 
 
 # ---------------------------------------------------------------- 2. check over HTTPS
@@ -535,50 +635,41 @@ def chronyd(work):
     return p, port
 
 
-def sntp_binary(work):
-    """bench/sntp.c compiled with `cc` (None without a C compiler)."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        return None
-    out = os.path.join(work, "sntp")
-    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sntp.c")
-    subprocess.run([cc, "-O2", "-o", out, src], check=True)
-    return out
-
-
-def round_trip(binary, runs, work):
-    """(skewguard's, the C client's, the warm Python client's) δ over `runs`
-    interleaved rounds, each client one exchange per round."""
+def round_trip(binaries, runs, work):
+    """{client: δ list} over `runs` interleaved rounds, each client one exchange
+    per round: `check` of each binary in `binaries` ({label: path}), the C
+    client in a fresh process, the warm Python client."""
     proc, port = chronyd(work)
-    c_client = sntp_binary(work)
+    c_client = compiled(work, "sntp")
+    env = clean_env({"SKEWGUARD_SOURCES": f"ntp://127.0.0.1:{port}", "SKEWGUARD_OUTPUT": "json",
+                     "SKEWGUARD_SAMPLES": "1", "SKEWGUARD_LOG": "off"})
+    out = {label: [] for label in [*binaries, "sntp_c", "sntp_py"]}
     try:
-        env = clean_env({"SKEWGUARD_SOURCES": f"ntp://127.0.0.1:{port}", "SKEWGUARD_OUTPUT": "json",
-                         "SKEWGUARD_SAMPLES": "1", "SKEWGUARD_LOG": "off"})
-        ours, fresh, warm = [], [], []
         for _ in range(runs):
-            p = subprocess.run([binary, "check"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-            try:
-                ours.append(json.loads(p.stdout)["sources"][0]["rtt_seconds"])
-            except (ValueError, KeyError, IndexError, TypeError):
-                pass
+            for label, binary in binaries.items():
+                p = subprocess.run([binary, "check"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                try:
+                    out[label].append(json.loads(p.stdout)["sources"][0]["rtt_seconds"])
+                except (ValueError, KeyError, IndexError, TypeError):
+                    pass
             # The independent client in a fresh process, as `check` is.
             if c_client:
                 q = subprocess.run([c_client, str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
                 try:
-                    fresh.append(float(q.stdout))
+                    out["sntp_c"].append(float(q.stdout))
                 except ValueError:
                     pass
-            warm.append(sntp_delay(port))
+            out["sntp_py"].append(sntp_delay(port))
             time.sleep(0.02)
     finally:
         proc.kill()
         proc.wait()
-    return ours, fresh, warm
+    return out
 
 
 # ---------------------------------------------------------------- main
 
-def report(binary, n, seconds, runs, rtt_runs):
+def report(binary, n, seconds, runs, rtt_runs, rtt_also=None, containers_k=0):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     work = tempfile.mkdtemp(prefix="skewguard-node-fleet-")
@@ -600,15 +691,16 @@ def report(binary, n, seconds, runs, rtt_runs):
     try:
         if n:
             out["fleet"], out["window"], out["fleet_loadavg"] = fleet(binary, n, seconds, work, ask, addrs, ca)
+        if containers_k:
+            out["containers"] = containers(binary, containers_k, min(seconds, 140), work, ask, addrs, ca)
         if runs:
             out["https_check"] = https_check(binary, runs, ask, addrs, ca)
             out["https_loadavg"] = loadavg()
         if rtt_runs:
-            ours, fresh, warm = round_trip(binary, rtt_runs, work)
-            out["round_trip"] = {"runs": rtt_runs, "loadavg": loadavg(), **{
-                f"{name}_{q}": pct(xs, p) for name, xs in (("skewguard", ours), ("sntp_c", fresh), ("sntp_py", warm))
-                for q, p in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))},
-                **{f"{name}_n": len(xs) for name, xs in (("skewguard", ours), ("sntp_c", fresh), ("sntp_py", warm))}}
+            got = round_trip({"skewguard": binary, **(rtt_also or {})}, rtt_runs, work)
+            out["round_trip"] = {"runs": rtt_runs, "loadavg": loadavg(), "clients": {
+                label: {"n": len(xs), **{q: pct(xs, p) for q, p in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))}}
+                for label, xs in got.items()}}
     finally:
         server.kill()
         shutil.rmtree(work, ignore_errors=True)
@@ -621,7 +713,7 @@ def print_tables(out, n):
     if "fleet" in out:
         print(f"\nfleet: {out['window']:.0f} s counted; load average (1/5/15 min) at start, middle, end: "
               + "; ".join(out["fleet_loadavg"]))
-        print("\n| case | upstream per hour per server: NTP queries / HTTPS requests / TLS connections | shortest gap between queries (NTP / HTTPS) | readers' time to verdict (fork to exit) | same harness, `--version` | CPU per node per hour |")
+        print("\n| case | upstream per hour per server: NTP queries / HTTPS requests / TLS connections | shortest gap between queries (NTP / HTTPS) | readers' time to verdict (spawn to exit) | same harness, `--version` | CPU per node per hour |")
         print("| --- | --- | --- | --- | --- | --- |")
         for r in out["fleet"]:
             what = (f"N = {r['n']}, node file: 1 publisher + {r['n']} pod(s)" if r["case"] == "node"
@@ -630,14 +722,26 @@ def print_tables(out, n):
             up = f"{r['ntp_per_hour']:.0f} / {r['https_requests_per_hour']:.0f} / {r['https_connections_per_hour']:.0f}"
             if r["case"] == "node":
                 v = (f"p50 {ms(r['reader_p50'])}, p99 {ms(r['reader_p99'])} ({r['reader_checks']} checks, "
-                     f"{r['reader_failed']} not exit 0; max RSS {r['reader_maxrss_kb'] / 1024:.1f} MiB)")
-                base = f"p50 {ms(r['version_p50'])}, p99 {ms(r['version_p99'])} ({r['version_n']})"
+                     f"{r['reader_failed']} not exit 0; CPU {r['check_cpu_ms']:.2f} ms each)")
+                base = (f"p50 {ms(r['version_p50'])}, p99 {ms(r['version_p99'])} ({r['version_n']}; "
+                        f"CPU {r['version_cpu_ms']:.2f} ms each)")
                 cpu = (f"{r['serve_cpu_per_hour'] + r['reader_cpu_per_hour']:.1f} s (publisher "
                        f"{r['serve_cpu_per_hour']:.1f} s + readers {r['reader_cpu_per_hour']:.1f} s)")
             else:
                 v = base = "—"
                 cpu = f"{r['serve_cpu_per_hour']:.1f} s"
             print(f"| {what} | {up} | {gap} | {v} | {base} | {cpu} |")
+    if "containers" in out:
+        c = out["containers"]
+        cpu = "—" if c["containers_cpu_per_hour"] is None else f"{c['containers_cpu_per_hour']:.1f} s"
+        print(f"\ncontainers: {c['window']:.0f} s counted; load average at start, counting start, end: "
+              + "; ".join(c["loads"]))
+        print("\n| case | upstream per hour (NTP / HTTPS requests / TLS connections) | `docker exec C /skewguard check` | `docker exec C /skewguard --version` | CPU per hour: publisher / containers (cgroups: serve reading the node file + exec'd probes) |")
+        print("| --- | --- | --- | --- | --- |")
+        print(f"| 1 publisher + {c['n']} containers | {c['ntp_per_hour']:.0f} / {c['https_requests_per_hour']:.0f} / "
+              f"{c['https_connections_per_hour']:.0f} | p50 {ms(c['p50'])}, p99 {ms(c['p99'])} ({c['checks']}, "
+              f"{c['failed']} not exit 0) | p50 {ms(c['version_p50'])}, p99 {ms(c['version_p99'])} ({c['version_n']}) | "
+              f"{c['publisher_cpu_per_hour']:.1f} s / {cpu} |")
     if "https_check" in out:
         print(f"\n`check` over HTTPS, good clock (load average after: {out['https_loadavg']})\n")
         print("| case | runs | HTTP requests / TLS connections per run | bytes on the wire per run (to server / from server) | time to verdict p50 / p99 | verdicts | ± p50 |")
@@ -650,12 +754,14 @@ def print_tables(out, n):
         r = out["round_trip"]
         print(f"\nround trip against loopback chronyd, {r['runs']} interleaved runs (load average after: {r['loadavg']})\n")
         print("| client | p10 | p50 | p90 |\n| --- | --- | --- | --- |")
-        for name, label in (("skewguard", "`check --json`: rtt_seconds (SAMPLES=1), a fresh process each"),
-                            ("sntp_c", "independent SNTP client (bench/sntp.c), a fresh process each"),
-                            ("sntp_py", "independent SNTP client (Python, in the harness), a fresh socket each")):
-            if not r[f"{name}_n"]:
-                continue
-            print(f"| {label} ({r[f'{name}_n']} answers) | " + " | ".join(f"{r[f'{name}_{q}'] * 1e6:.0f} µs" for q in ("p10", "p50", "p90")) + " |")
+        for name, c in r["clients"].items():
+            label = {"skewguard": "`check --json`: rtt_seconds (SAMPLES=1), a fresh process each",
+                     "sntp_c": "independent SNTP client (bench/sntp.c), a fresh process each",
+                     "sntp_py": "independent SNTP client (Python, in the harness), a fresh socket each",
+                     }.get(name, f"`check --json` of {name} (--rtt-also)")
+            if c["n"]:
+                print(f"| {label} ({c['n']} answers) | "
+                      + " | ".join(f"{c[q] * 1e6:.0f} µs" for q in ("p10", "p50", "p90")) + " |")
 
 
 def main():
@@ -663,8 +769,12 @@ def main():
     ap.add_argument("--bin", required=False)
     ap.add_argument("--pods", type=int, default=200, help="N (0: skip the fleet)")
     ap.add_argument("--seconds", type=float, default=260)
+    ap.add_argument("--containers", type=int, default=0, metavar="K",
+                    help="also K Docker containers (image from scripts/local-image.sh), at most 140 s")
     ap.add_argument("--https-runs", type=int, default=20, help="runs per case of section 2 (0: skip)")
     ap.add_argument("--rtt-runs", type=int, default=200, help="runs of section 3 (0: skip)")
+    ap.add_argument("--rtt-also", action="append", default=[], metavar="LABEL=BIN",
+                    help="section 3: also the round trip of another build, interleaved")
     ap.add_argument("--sntp", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.sntp:
@@ -674,7 +784,9 @@ def main():
         ap.error("--bin is required")
     if os.geteuid() != 0:
         sys.exit("node_fleet.py needs root (mount namespaces)")
-    report(os.path.abspath(args.bin), args.pods, args.seconds, args.https_runs, args.rtt_runs)
+    also = dict(a.split("=", 1) for a in args.rtt_also)
+    report(os.path.abspath(args.bin), args.pods, args.seconds, args.https_runs, args.rtt_runs, also,
+           args.containers)
 
 
 if __name__ == "__main__":
