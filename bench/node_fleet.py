@@ -562,6 +562,7 @@ def containers(binary, k, seconds, work, ask, addrs, ca):
                 "containers_cpu_per_hour": sum(have) * 3600 / window if len(have) == k else None}
     finally:
         docker("rm", "-f", *names, check=False)
+        docker("rmi", tag, check=False)
         publisher.send_signal(signal.SIGTERM)
         publisher.wait(timeout=5)
 
