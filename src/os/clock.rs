@@ -27,6 +27,12 @@ pub trait Clock: Send + Sync {
     /// CLOCK_BOOTTIME: like monotonic, but keeps counting while suspended.
     fn boottime(&self) -> Duration;
 
+    /// Whether [`Clock::realtime`] is the kernel's CLOCK_REALTIME, so that a
+    /// stamp the kernel made (a datagram's receive time) is on its scale.
+    fn is_kernel_realtime(&self) -> bool {
+        false
+    }
+
     /// Reads realtime between two monotonic reads, as the anchor of one query.
     ///
     /// Tries up to [`STAMP_TRIES`] times and keeps the tightest bracket,
@@ -57,6 +63,10 @@ pub trait Clock: Send + Sync {
         })
     }
 }
+
+/// The fastest the kernel slews realtime against monotonic (adjtimex's
+/// 500 ppm frequency plus 500 ppm offset slew), in ppm.
+pub const MAX_SLEW_PPM: i128 = 1_000;
 
 /// Bracketed reads [`Clock::stamp`] makes at most.
 pub const STAMP_TRIES: usize = 8;
@@ -95,6 +105,34 @@ impl Stamp {
     pub fn latest_real_at(&self, mono: Duration) -> UnixNanos {
         self.real + (nanos(mono) - nanos(self.mono))
     }
+
+    /// The monotonic instant of an event that the kernel stamped `kernel` on
+    /// its realtime clock, given `later`, a stamp taken after the event. The
+    /// latest it can be: `later`'s bracket end minus the realtime that passed
+    /// since the event. `None` when the two do not fit together: the event
+    /// would lie after `later` or before `not_before`, or realtime moved
+    /// against monotonic between this anchor and `later` by more than
+    /// [`MAX_SLEW_PPM`] allows (a step), so that realtime differences are not
+    /// elapsed time.
+    pub fn kernel_event_at(
+        &self,
+        kernel: UnixNanos,
+        later: &Stamp,
+        not_before: Duration,
+    ) -> Option<Duration> {
+        let elapsed_mono = nanos(later.mono) - nanos(self.mono);
+        let elapsed_real = later.real - self.real;
+        let allowance = nanos(self.spread)
+            + nanos(later.spread)
+            + elapsed_mono.abs() * MAX_SLEW_PPM / 1_000_000
+            + 1_000;
+        if elapsed_mono < 0 || (elapsed_real - elapsed_mono).abs() > allowance {
+            return None;
+        }
+        let age = later.real - kernel;
+        let at = nanos(later.mono) + nanos(later.spread) - age;
+        (age >= 0 && at >= nanos(not_before)).then(|| Duration::from_nanos(at as u64))
+    }
 }
 
 fn nanos(d: Duration) -> i128 {
@@ -106,6 +144,9 @@ fn nanos(d: Duration) -> i128 {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    fn is_kernel_realtime(&self) -> bool {
+        true
+    }
     fn realtime(&self) -> UnixNanos {
         crate::os::sys::clock_nanos(crate::os::sys::ClockId::Realtime)
     }
@@ -208,5 +249,49 @@ mod tests {
         let b = c.monotonic();
         assert!(b >= a);
         assert!(c.boottime() >= Duration::ZERO);
+    }
+
+    #[test]
+    fn a_kernel_stamp_is_carried_onto_the_monotonic_scale_only_when_it_fits() {
+        let anchor = Stamp {
+            real: 1_000 * NANOS_PER_SEC,
+            mono: Duration::from_secs(50),
+            spread: Duration::from_nanos(100),
+        };
+        // 1 ms later on both scales; the event 300 µs before that read.
+        let later = Stamp {
+            real: anchor.real + 1_000_000,
+            mono: Duration::from_secs(50) + Duration::from_millis(1),
+            spread: Duration::from_nanos(100),
+        };
+        let sent = Duration::from_secs(50) + Duration::from_micros(100);
+        let at = anchor.kernel_event_at(later.real - 300_000, &later, sent);
+        assert_eq!(
+            at,
+            Some(Duration::from_secs(50) + Duration::from_micros(700) + Duration::from_nanos(100))
+        );
+        // After the read, or before the send: refused.
+        assert_eq!(anchor.kernel_event_at(later.real + 1, &later, sent), None);
+        assert_eq!(
+            anchor.kernel_event_at(later.real - 950_000, &later, sent),
+            None
+        );
+        // Realtime stepped by 50 µs between the two reads: refused.
+        let stepped = Stamp {
+            real: later.real + 50_000,
+            ..later
+        };
+        assert_eq!(
+            anchor.kernel_event_at(stepped.real - 300_000, &stepped, sent),
+            None
+        );
+        // A slew within 1000 ppm is not a step.
+        let slewed = Stamp {
+            real: later.real + 900,
+            ..later
+        };
+        assert!(anchor
+            .kernel_event_at(slewed.real - 300_000, &slewed, sent)
+            .is_some());
     }
 }

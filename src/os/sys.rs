@@ -1,13 +1,15 @@
 //! The few system calls the standard library does not wrap: the Linux clocks,
 //! the kernel's clock-discipline state (adjtimex), signal dispositions and
-//! masks for a clean hand-over, descriptor limits, and execve with a shell's
-//! PATH search (no shell itself).
+//! masks for a clean hand-over, descriptor limits, execve with a shell's
+//! PATH search (no shell itself), and datagrams with the kernel's receive
+//! stamp (`SO_TIMESTAMPNS`).
 //!
 //! This is the only module with `unsafe`; each call is a plain libc call on
 //! values owned by the caller.
 #![allow(unsafe_code)]
 
 use std::ffi::{CString, OsString};
+use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 
 /// The Linux clocks skewguard reads.
@@ -254,6 +256,65 @@ pub fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Asks the kernel to stamp every datagram that socket `fd` receives with
+/// CLOCK_REALTIME as it arrives (`SO_TIMESTAMPNS`, software stamps; Linux
+/// since 2.6.22).
+pub fn enable_receive_stamps(fd: RawFd) -> std::io::Result<()> {
+    let on: libc::c_int = 1;
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Receives one datagram from connected socket `fd` without blocking, with
+/// the kernel's receive stamp in realtime nanoseconds when one came with it
+/// (see [`enable_receive_stamps`]). A datagram longer than `buf` is cut to
+/// it, as `recv` does; `WouldBlock` when none is queued.
+pub fn recv_stamped(fd: RawFd, buf: &mut [u8]) -> std::io::Result<(usize, Option<i128>)> {
+    // Room for one control message holding a timespec, aligned for cmsghdr.
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut stamp = None;
+    if msg.msg_flags & libc::MSG_CTRUNC == 0 {
+        // SAFETY: msg_control points into `control`, which the kernel filled
+        // up to msg_controllen; the CMSG macros stay within that length.
+        let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        while !c.is_null() {
+            let h = unsafe { &*c };
+            if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec =
+                    unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c).cast()) };
+                stamp = Some(ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128);
+            }
+            c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
+        }
+    }
+    Ok((n as usize, stamp))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,5 +351,33 @@ mod tests {
         // Reading never needs a capability.
         let k = kernel_clock().expect("adjtimex read");
         assert!(k.max_error_seconds >= 0.0);
+    }
+
+    #[test]
+    fn a_datagram_comes_with_the_kernels_receive_stamp_between_send_and_read() {
+        use std::os::fd::AsRawFd;
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.connect(tx.local_addr().unwrap()).unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        let mut buf = [0u8; 4];
+        let empty = recv_stamped(rx.as_raw_fd(), &mut buf).unwrap_err();
+        assert_eq!(empty.kind(), std::io::ErrorKind::WouldBlock);
+        enable_receive_stamps(rx.as_raw_fd()).unwrap();
+        let before = clock_nanos(ClockId::Realtime);
+        tx.send(b"hello").unwrap();
+        let (n, stamp) = loop {
+            match recv_stamped(rx.as_raw_fd(), &mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                r => break r.unwrap(),
+            }
+        };
+        let after = clock_nanos(ClockId::Realtime);
+        assert_eq!((n, &buf), (4, b"hell"), "cut to the buffer, as recv does");
+        let stamp = stamp.expect("a stamp");
+        assert!(
+            before <= stamp && stamp <= after,
+            "{before} <= {stamp} <= {after}"
+        );
     }
 }
