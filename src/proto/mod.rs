@@ -14,6 +14,7 @@ pub mod proxy;
 pub mod roughtime;
 pub mod source;
 pub(crate) mod tls;
+pub(crate) mod udp;
 
 pub use source::{HttpTarget, Source};
 

@@ -1,33 +1,24 @@
 //! Queries one NTP server over UDP.
 //!
-//! Thin I/O around [`crate::proto::ntp::packet`]: resolve, send a request carrying a
-//! random nonce, and wait for the genuine reply. The socket is connected, so
-//! the kernel drops datagrams from any other address (they can neither cut the
-//! wait short nor pass for an answer) and reports an ICMP port unreachable as
-//! `ECONNREFUSED` at once. Anything else that arrives from the server's
-//! address (stale or spoofed replies, junk) is logged and ignored; a genuine
-//! answer that cannot be used (unsynchronised, inconsistent timestamps, a
-//! kiss) ends the exchange at once instead of waiting out the timeout.
-//!
-//! Timing: realtime is read once per exchange, bracketed by monotonic reads
-//! ([`crate::os::clock::Stamp`]); T1 is the earliest realtime the monotonic read
-//! just before the send can be, T4 the latest the read just after the receive
-//! can be. A preemption anywhere in between only widens δ, and with it the
-//! bound; a wall-clock step during a query cannot distort the round trip.
-//! Kernel receive timestamps (`SO_TIMESTAMPNS`) would make T4 tighter, not
-//! more honest, and need `recvmsg` with control messages (unsafe code), so
-//! they are not used.
+//! Thin I/O around [`crate::proto::ntp::packet`] and the shared timed UDP
+//! exchange ([`crate::proto::udp`]: a connected socket, T1 just before the
+//! send, T4 the kernel's receive stamp where it fits): resolve, send a request
+//! carrying a random nonce, and wait for the genuine reply. Anything that
+//! arrives from the server's address and is not an answer (stale or spoofed
+//! replies, junk) is logged and ignored; a genuine answer that cannot be used
+//! (unsynchronised, inconsistent timestamps, a kiss) ends the exchange at once
+//! instead of waiting out the timeout.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::core::sample::{Outcome, QuerySettings, Sample, SourceError};
 use crate::os::clock::Clock;
 use crate::proto::ntp::packet::{self, KissAction, KissCode, NtpTimestamp, Packet, Rejection};
+use crate::proto::udp::Exchange;
 
 /// Receive buffer: the 48-byte header plus room for extension fields; a longer
 /// datagram is truncated, which is harmless since only the header is read.
@@ -129,11 +120,6 @@ impl From<SourceError> for Failure {
     }
 }
 
-/// A socket error in words (see [`SourceError::socket`]).
-fn io_error(what: &str, addr: SocketAddr, e: &std::io::Error) -> SourceError {
-    SourceError::socket(what, addr, "NTP", e)
-}
-
 /// One request/reply exchange with `addr`, waiting at most `timeout`.
 async fn exchange(
     addr: SocketAddr,
@@ -143,50 +129,21 @@ async fn exchange(
 ) -> Result<Sample, Failure> {
     let deadline = Instant::now() + timeout;
     let nonce = fresh_nonce()?;
-    let local: SocketAddr = if addr.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    // A std socket first, so the send is one immediate syscall right after
-    // T1 is read (tokio's would wait for a reactor turn to learn the fresh
-    // socket is writable); the reply waits queued if it beats the registration.
-    let std_sock = std::net::UdpSocket::bind(local)
-        .map_err(|e| SourceError::Io(format!("bind {local}: {e}")))?;
-    std_sock
-        .connect(addr)
-        .map_err(|e| io_error("connect to", addr, &e))?;
-    std_sock
-        .set_nonblocking(true)
-        .map_err(|e| SourceError::Io(format!("socket set-up: {e}")))?;
     let request = packet::build_request(nonce);
-
-    let anchor = clock.stamp();
-    // T1 from the monotonic read just before the send: never later than it.
-    let t1 = NtpTimestamp::from_unix_nanos(anchor.earliest_real_at(clock.monotonic()));
-    std_sock
-        .send(&request)
-        .map_err(|e| io_error("send to", addr, &e))?;
-    let sock = UdpSocket::from_std(std_sock)
-        .map_err(|e| SourceError::Io(format!("socket set-up: {e}")))?;
+    let mut udp = Exchange::open(addr, "NTP", clock)?;
+    let t1 = NtpTimestamp::from_unix_nanos(udp.send(&[&request])?);
 
     let mut buf = [0u8; RECV_BUF];
     let mut last_invalid: Option<String> = None;
     loop {
-        let received = tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await;
-        // T4 first, before any parsing: never earlier than the arrival.
-        let t4 = NtpTimestamp::from_unix_nanos(anchor.latest_real_at(clock.monotonic()));
-        let len = match received {
-            Err(_) => {
-                return Err(match last_invalid {
-                    Some(reason) => SourceError::Invalid(reason),
-                    None => SourceError::Timeout(timeout),
-                }
-                .into())
+        let Some((len, t4)) = udp.recv(&mut buf, deadline).await? else {
+            return Err(match last_invalid {
+                Some(reason) => SourceError::Invalid(reason),
+                None => SourceError::Timeout(timeout),
             }
-            Ok(Err(e)) => return Err(io_error("receive from", addr, &e).into()),
-            Ok(Ok(len)) => len,
+            .into());
         };
+        let t4 = NtpTimestamp::from_unix_nanos(t4);
         let data = &buf[..len.min(RECV_BUF)];
         let reply: Packet = match packet::check_reply(data, nonce) {
             Ok(p) => p,
@@ -206,7 +163,7 @@ async fn exchange(
             }
         };
         let accepted = reply.to_bytes();
-        if let Some(other) = conflicting_reply(&sock, &mut buf, nonce, &accepted) {
+        if let Some(other) = conflicting_reply(&udp, &mut buf, nonce, &accepted) {
             return Err(SourceError::Invalid(other).into());
         }
         return packet::bounded_sample(t1, &reply, t4, max_error)
@@ -219,12 +176,12 @@ async fn exchange(
 /// replayed by someone who saw the request, and neither can be trusted.
 /// Identical copies (duplicated on the path) are harmless.
 fn conflicting_reply(
-    sock: &UdpSocket,
+    udp: &Exchange,
     buf: &mut [u8],
     nonce: NtpTimestamp,
     accepted: &[u8; packet::PACKET_LEN],
 ) -> Option<String> {
-    while let Ok(len) = sock.try_recv(buf) {
+    while let Some(len) = udp.try_recv(buf) {
         let data = &buf[..len.min(buf.len())];
         let answers = match packet::check_reply(data, nonce) {
             Ok(_) => true,

@@ -8,13 +8,13 @@
 //! for enough placeholders to be back at eight, so `serve` repeats the key
 //! exchange only when the cookies run out, on an NTS NAK, or after a failure.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tracing::debug;
@@ -25,6 +25,7 @@ use crate::proto::ntp::packet::{self, KissCode, NtpTimestamp, Packet, Rejection}
 use crate::proto::nts::ext::{self, Keys, MAX_COOKIES, NONCE_LEN, UID_LEN};
 use crate::proto::nts::ke;
 use crate::proto::tls::{self, DateExemption};
+use crate::proto::udp::Exchange;
 
 /// The kiss code of an NTS NAK: the server cannot use our cookie.
 pub const NAK: KissCode = KissCode(*b"NTSN");
@@ -333,37 +334,16 @@ async fn exchange(
         &st.keys.c2s,
     )
     .map_err(|e| SourceError::Invalid(e.to_string()))?;
-    let local: SocketAddr = if addr.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let sock = UdpSocket::bind(local)
-        .await
-        .map_err(|e| SourceError::Io(format!("bind {local}: {e}")))?;
-    let anchor = clock.stamp();
-    match tokio::time::timeout_at(deadline, sock.send_to(&request, addr)).await {
-        Err(_) => return Err(SourceError::Timeout(timeout).into()),
-        Ok(Err(e)) => return Err(SourceError::Io(format!("send to {addr}: {e}")).into()),
-        Ok(Ok(_)) => {}
-    }
-    let t1 = NtpTimestamp::from_unix_nanos(anchor.real);
+    let mut udp = Exchange::open(addr, "NTS", clock)?;
+    let t1 = NtpTimestamp::from_unix_nanos(udp.send(&[&request])?);
     let mut buf = vec![0u8; RECV_BUF];
     let mut last_invalid: Option<SourceError> = None;
     loop {
-        let (len, from) = match tokio::time::timeout_at(deadline, sock.recv_from(&mut buf)).await {
-            Err(_) => return Err(last_invalid.unwrap_or(SourceError::Timeout(timeout)).into()),
-            Ok(Err(e)) => return Err(SourceError::Io(format!("receive from {addr}: {e}")).into()),
-            Ok(Ok(got)) => got,
+        let Some((len, t4)) = udp.recv(&mut buf, deadline).await? else {
+            return Err(last_invalid.unwrap_or(SourceError::Timeout(timeout)).into());
         };
-        let t4 = NtpTimestamp::from_unix_nanos(anchor.real_at(clock.monotonic()));
+        let t4 = NtpTimestamp::from_unix_nanos(t4);
         let data = &buf[..len.min(RECV_BUF)];
-        if from.ip() != addr.ip() || from.port() != addr.port() {
-            last_invalid = Some(SourceError::Invalid(format!(
-                "a datagram came from another address, not from the queried {addr}"
-            )));
-            continue;
-        }
         let reply = match Packet::parse(data) {
             Ok(p) => p,
             Err(r) => {
@@ -413,6 +393,8 @@ async fn exchange(
 mod tests {
     use super::*;
     use crate::proto::nts::ext::{AUTHENTICATOR, COOKIE, UNIQUE_IDENTIFIER};
+    use std::net::Ipv4Addr;
+    use tokio::net::UdpSocket;
 
     const KEYS: Keys = Keys {
         c2s: [1; 32],

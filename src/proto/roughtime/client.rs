@@ -10,14 +10,13 @@
 //! verified reply arrives before the timeout, the result is a verification
 //! failure naming it rather than a plain timeout.
 //!
-//! Timing as in the NTP client: realtime read once per exchange, bracketed by
-//! monotonic reads; t1 is the earliest realtime of the monotonic read before
-//! the first send, t4 the latest of the read after the receive.
+//! Timing as in the NTP client, through the shared exchange of
+//! [`crate::proto::udp`]: t1 the earliest realtime of the monotonic read
+//! before the first send, t4 the kernel's receive stamp where it fits.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -25,6 +24,7 @@ use super::reply;
 use super::request::{Family, Sent};
 use crate::core::sample::{Outcome, QuerySettings, Sample, SourceError};
 use crate::os::clock::Clock;
+use crate::proto::udp::Exchange;
 
 /// Receive buffer. Replies must not be larger than the 1,024-byte request
 /// (the drafts' amplification rule); a longer datagram is cut and fails to verify.
@@ -89,11 +89,6 @@ pub async fn query(
     })
 }
 
-/// A socket error in words (see [`SourceError::socket`]).
-fn io_error(what: &str, addr: SocketAddr, e: &std::io::Error) -> SourceError {
-    SourceError::socket(what, addr, "Roughtime", e)
-}
-
 /// One exchange with `addr`: both requests out, the first reply for one of
 /// them verified, within `timeout`.
 async fn exchange(
@@ -110,44 +105,18 @@ async fn exchange(
         getrandom::fill(&mut nonce).map_err(|e| SourceError::Io(format!("random nonce: {e}")))?;
         sent.push(Sent::new(family, &nonce));
     }
-    let local: SocketAddr = if addr.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let std_sock = std::net::UdpSocket::bind(local)
-        .map_err(|e| SourceError::Io(format!("bind {local}: {e}")))?;
-    std_sock
-        .connect(addr)
-        .map_err(|e| io_error("connect to", addr, &e))?;
-    std_sock
-        .set_nonblocking(true)
-        .map_err(|e| SourceError::Io(format!("socket set-up: {e}")))?;
-
-    let anchor = clock.stamp();
-    let t1 = anchor.earliest_real_at(clock.monotonic());
-    for req in &sent {
-        std_sock
-            .send(&req.bytes)
-            .map_err(|e| io_error("send to", addr, &e))?;
-    }
-    let sock = UdpSocket::from_std(std_sock)
-        .map_err(|e| SourceError::Io(format!("socket set-up: {e}")))?;
+    let mut udp = Exchange::open(addr, "Roughtime", clock)?;
+    let requests: Vec<&[u8]> = sent.iter().map(|r| &r.bytes[..]).collect();
+    let t1 = udp.send(&requests)?;
 
     let mut buf = vec![0u8; RECV_BUF];
     let mut stray: Option<String> = None;
     loop {
-        let received = tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await;
-        let t4 = anchor.latest_real_at(clock.monotonic());
-        let len = match received {
-            Err(_) => {
-                return Err(match stray {
-                    Some(why) => SourceError::Verification(why),
-                    None => SourceError::Timeout(timeout),
-                })
-            }
-            Ok(Err(e)) => return Err(io_error("receive from", addr, &e)),
-            Ok(Ok(len)) => len,
+        let Some((len, t4)) = udp.recv(&mut buf, deadline).await? else {
+            return Err(match stray {
+                Some(why) => SourceError::Verification(why),
+                None => SourceError::Timeout(timeout),
+            });
         };
         let data = &buf[..len.min(RECV_BUF)];
         let claimed = reply::claimed_nonce(data);
