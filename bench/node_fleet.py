@@ -46,13 +46,15 @@ two minutes; everything it starts is stopped at the end.
    exchange each on a fresh connected socket like skewguard's, interleaved
    over many runs: bench/sntp.c (compiled with `cc` if there is one) in a
    fresh process each, as `check` is, and a Python one inside the harness
-   (warm); the NTP delay δ = (T4 − T1) − (T3 − T2) of all three.
+   (warm); bench/sntp.c also with T4 the kernel receive stamp (SO_TIMESTAMPNS,
+   as chronyd and skewguard take it); the NTP delay δ = (T4 − T1) − (T3 − T2).
 """
 import argparse
 import heapq
 import json
 import multiprocessing
 import os
+import random
 import resource
 import select
 import shutil
@@ -641,28 +643,41 @@ def chronyd(work):
 def round_trip(binaries, runs, work):
     """{client: δ list} over `runs` interleaved rounds, each client one exchange
     per round: `check` of each binary in `binaries` ({label: path}), the C
-    client in a fresh process, the warm Python client."""
+    client in a fresh process (T4 read after recv, and T4 the kernel's receive
+    stamp), the warm Python client."""
     proc, port = chronyd(work)
     c_client = compiled(work, "sntp")
     env = clean_env({"SKEWGUARD_SOURCES": f"ntp://127.0.0.1:{port}", "SKEWGUARD_OUTPUT": "json",
                      "SKEWGUARD_SAMPLES": "1", "SKEWGUARD_LOG": "off"})
-    out = {label: [] for label in [*binaries, "sntp_c", "sntp_py"]}
+    out = {label: [] for label in [*binaries, "sntp_c", "sntp_c_kernel", "sntp_py"]}
+    def check(label, binary):
+        p = subprocess.run([binary, "check"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            out[label].append(json.loads(p.stdout)["sources"][0]["rtt_seconds"])
+        except (ValueError, KeyError, IndexError, TypeError):
+            pass
+
+    def sntp_c(label, *args):
+        # The independent client in a fresh process, as `check` is.
+        q = subprocess.run([c_client, str(port), *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            out[label].append(float(q.stdout))
+        except ValueError:
+            pass
+
+    clients = [lambda l=label, b=binary: check(l, b) for label, binary in binaries.items()]
+    if c_client:
+        clients.append(lambda: sntp_c("sntp_c"))
+        # T4 the kernel's receive stamp, as chronyd (and skewguard) take it.
+        clients.append(lambda: sntp_c("sntp_c_kernel", "k"))
+    clients.append(lambda: out["sntp_py"].append(sntp_delay(port)))
     try:
         for _ in range(runs):
-            for label, binary in binaries.items():
-                p = subprocess.run([binary, "check"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-                try:
-                    out[label].append(json.loads(p.stdout)["sources"][0]["rtt_seconds"])
-                except (ValueError, KeyError, IndexError, TypeError):
-                    pass
-            # The independent client in a fresh process, as `check` is.
-            if c_client:
-                q = subprocess.run([c_client, str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-                try:
-                    out["sntp_c"].append(float(q.stdout))
-                except ValueError:
-                    pass
-            out["sntp_py"].append(sntp_delay(port))
+            # A fresh order each round: the first exchange after the pause
+            # meets an idle CPU (its δ was 10-30 µs longer, whoever it was).
+            random.shuffle(clients)
+            for client in clients:
+                client()
             time.sleep(0.02)
     finally:
         proc.kill()
@@ -760,6 +775,7 @@ def print_tables(out, n):
         for name, c in r["clients"].items():
             label = {"skewguard": "`check --json`: rtt_seconds (SAMPLES=1), a fresh process each",
                      "sntp_c": "independent SNTP client (bench/sntp.c), a fresh process each",
+                     "sntp_c_kernel": "the same, T4 the kernel's receive stamp (bench/sntp.c PORT k)",
                      "sntp_py": "independent SNTP client (Python, in the harness), a fresh socket each",
                      }.get(name, f"`check --json` of {name} (--rtt-also)")
             if c["n"]:
