@@ -106,6 +106,13 @@ fn run() -> i32 {
             ),
         }
     }
+    let measures = matches!(
+        invocation.command,
+        Command::Check | Command::Wait | Command::Exec { .. } | Command::Serve
+    );
+    for advice in config.advice().into_iter().filter(|_| measures) {
+        tracing::warn!("{advice}");
+    }
     match invocation.command {
         Command::Check => cmd::check::run(&config),
         Command::Wait => cmd::wait::run(&config),

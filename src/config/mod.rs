@@ -419,6 +419,30 @@ pub fn setting_for_flag(flag: &str) -> Option<&'static str> {
     settings::setting(&want).map(|s| s.name)
 }
 
+/// The smallest `MAX_SKEW` that HTTP `Date` sources alone can confirm for a
+/// correct clock: their honest interval is about ±0.8 s after refinement
+/// (±1.3 s from one answer) around a centre up to half a second off, so below
+/// this a correct clock's bound often reaches `MAX_SKEW` and fails.
+pub const HTTP_DATE_ONLY_MIN_SKEW: f64 = 2.0;
+
+impl Config {
+    /// Settings that are valid but cannot work as meant, in words, for a
+    /// warning at start: a `MAX_SKEW` finer than the sources can resolve.
+    pub fn advice(&self) -> Vec<String> {
+        let mut advice = Vec::new();
+        let date_only =
+            !self.sources.is_empty() && self.sources.iter().all(|s| matches!(s, Source::Http(_)));
+        if date_only && self.thresholds.max_skew < HTTP_DATE_ONLY_MIN_SKEW {
+            advice.push(format!(
+                "MAX_SKEW {} is finer than HTTP Date sources alone can confirm (about ±0.8s around a centre up to 0.5s off): a correct clock may fail; add an ntp://, nts:// or roughtime:// source, or set MAX_SKEW to {} or more",
+                crate::core::duration::human_setting(self.thresholds.max_skew),
+                crate::core::duration::human_setting(HTTP_DATE_ONLY_MIN_SKEW),
+            ));
+        }
+        advice
+    }
+}
+
 /// Collects the `SKEWGUARD_*` variables of this process, overridden by flags.
 pub fn gather(
     env: impl IntoIterator<Item = (String, String)>,
@@ -610,6 +634,24 @@ mod tests {
             assert!(msg.contains("lowercase"), "{msg}");
         }
         assert!(cfg(&[("ON_UNKNOWN", "pass"), ("PROFILE", "aws-s3")]).is_ok());
+    }
+
+    #[test]
+    fn a_max_skew_finer_than_http_date_alone_is_advised_against() {
+        let with = |sources: &str, max: &str| {
+            Config::from_vars([
+                ("SKEWGUARD_SOURCES".to_string(), sources.to_string()),
+                ("SKEWGUARD_MAX_SKEW".to_string(), max.to_string()),
+                ("SKEWGUARD_WARN_SKEW".to_string(), "500ms".to_string()),
+            ])
+            .unwrap()
+            .advice()
+        };
+        let date = "https://a.example/,http://b.example/";
+        assert_eq!(with(date, "1s").len(), 1, "{:?}", with(date, "1s"));
+        assert!(with(date, "1s")[0].contains("MAX_SKEW 1s"));
+        assert!(with(date, "2s").is_empty());
+        assert!(with("ntp://a.example,https://b.example/", "1s").is_empty());
     }
 
     #[test]

@@ -383,6 +383,12 @@ fn the_date_refinement_runs_only_when_it_can_change_the_verdict() {
         ],
     );
     assert!(out.json.is_some(), "{out}");
+    // HTTP Date alone cannot confirm a 1 s MAX_SKEW for a correct clock: said at start.
+    assert!(
+        out.stderr
+            .contains("MAX_SKEW 1s is finer than HTTP Date sources alone can confirm"),
+        "{out}"
+    );
     // The first answer never decides a 1 s MAX_SKEW (its honest interval is
     // 2.6 s wide), so at least one refinement request follows; how many more
     // depends on the phase of the server's second, since the refinement
