@@ -84,6 +84,11 @@ pub fn trustworthy(m: &Metadata, euid: u32) -> Result<(), Refused> {
             m.uid()
         )));
     }
+    not_writable_by_others(m)
+}
+
+/// Refuses a file that its group or other users may write.
+fn not_writable_by_others(m: &Metadata) -> Result<(), Refused> {
     if m.mode() & 0o022 != 0 {
         return Err(Refused(format!(
             "it is writable by {} (mode {:04o})",
@@ -110,18 +115,7 @@ pub fn published_by(m: &Metadata, owners: &[u32]) -> Result<(), Refused> {
             listed.join(", ")
         )));
     }
-    if m.mode() & 0o022 != 0 {
-        return Err(Refused(format!(
-            "it is writable by {} (mode {:04o})",
-            if m.mode() & 0o002 != 0 {
-                "other users"
-            } else {
-                "its group"
-            },
-            m.mode() & 0o7777
-        )));
-    }
-    Ok(())
+    not_writable_by_others(m)
 }
 
 /// The first `limit` bytes of the file at `path` if [`published_by`] one of
