@@ -227,6 +227,15 @@ mod tests {
         (cert.pem(), cert.der().clone())
     }
 
+    /// A self-signed CA: its certificate and the issuer to sign leaves with.
+    fn test_ca() -> (rcgen::Certificate, rcgen::Issuer<'static, rcgen::KeyPair>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap();
+        (ca, rcgen::Issuer::new(params, key))
+    }
+
     fn scratch(label: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!(
             "skewguard-tls-{label}-{}-{:?}",
@@ -309,11 +318,7 @@ mod tests {
     #[test]
     fn ssl_cert_file_and_hashed_ssl_cert_dir_are_stores_of_their_own() {
         let dir = scratch("stores");
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = params.self_signed(&key).unwrap();
-        let issuer = rcgen::Issuer::new(params, key);
+        let (ca, issuer) = test_ca();
         let leaf_key = rcgen::KeyPair::generate().unwrap();
         let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
             .unwrap()
@@ -350,11 +355,7 @@ mod tests {
     #[test]
     fn a_kept_client_checks_a_kept_chain_again_at_each_measurements_time() {
         let dir = scratch("kept");
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = params.self_signed(&key).unwrap();
-        let issuer = rcgen::Issuer::new(params, key);
+        let (ca, issuer) = test_ca();
         let leaf_key = rcgen::KeyPair::generate().unwrap();
         let mut leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
         leaf.not_before = rcgen::date_time_ymd(2026, 1, 1);
