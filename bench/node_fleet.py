@@ -68,16 +68,10 @@ import tempfile
 import threading
 import time
 
+from fleet import free_port  # bench/fleet.py, beside this file
+
 NTP_EPOCH = 2208988800
 HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7"]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def make_certs(work):
