@@ -42,6 +42,28 @@ def http_path(probe):
 RULE_METRICS = ("skewguard_verdict", "skewguard_last_measurement_age_seconds", "up{")
 
 
+def guard_sources(c):
+    """The sources a container's guard reads: SKEWGUARD_SOURCES from its env,
+    or its readiness probe's `--sources` (and whether the probe gave them)."""
+    sources = next((e.get("value") for e in c.get("env", []) if e["name"] == "SKEWGUARD_SOURCES"), None)
+    probe = ((c.get("readinessProbe") or {}).get("exec") or {}).get("command") or []
+    if "--sources" in probe:
+        return probe[probe.index("--sources") + 1], True
+    return sources, False
+
+
+def node_file_host(cw, sources, mounts, volumes, problems):
+    """For sources that begin with node://: the hostPath the node file's
+    directory comes from (None when not a hostPath), or False, with a problem
+    added, when the directory is not mounted read-only."""
+    path = pathlib.PurePosixPath(sources[len("node://"):].split(",")[0])
+    m = mounts.get(str(path.parent))
+    if not m or not m.get("readOnly"):
+        problems.append(f"{cw}: reads {path} without a read-only mount of its directory")
+        return False
+    return volumes.get(m["name"], {}).get("hostPath", {}).get("path")
+
+
 def check_rules(where, rules):
     """Problems of a rules document ({groups: [...]}) that the Operator and
     Prometheus would accept but that break the examples' promises."""
@@ -228,18 +250,12 @@ def main(root):
                         problems.append(f"{cw}: publishes {target} without a writable hostPath mount of its directory")
                     publish_dirs.add(host)
                     found["publisher"] = True
-                sources = next((e.get("value") for e in c.get("env", []) if e["name"] == "SKEWGUARD_SOURCES"), None)
-                probe = ((c.get("readinessProbe") or {}).get("exec") or {}).get("command") or []
-                if "--sources" in probe:
-                    sources = probe[probe.index("--sources") + 1]
-                    found["probe"] = True
+                sources, from_probe = guard_sources(c)
+                found["probe"] |= from_probe
                 if sources and sources.startswith("node://"):
-                    path = pathlib.PurePosixPath(sources[len("node://"):].split(",")[0])
-                    m = mounts.get(str(path.parent))
-                    if not m or not m.get("readOnly"):
-                        problems.append(f"{cw}: reads {path} without a read-only mount of its directory")
-                    else:
-                        node_readers.append((cw, volumes.get(m["name"], {}).get("hostPath", {}).get("path")))
+                    host = node_file_host(cw, sources, mounts, volumes, problems)
+                    if host is not False:
+                        node_readers.append((cw, host))
                 elif c.get("image") == SKEWGUARD_IMAGE and not publisher:
                     problems.append(f"{cw}: a guard that does not list node:// first ({sources!r})")
                 for key, want in (

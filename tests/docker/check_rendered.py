@@ -25,10 +25,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import check_k8s  # noqa: E402  (same directory)
 
 
-def env_of(c):
-    return {e["name"]: e.get("value") for e in c.get("env", [])}
-
-
 def check(rendered, rules_path, assigned_ids):
     docs = [d for d in yaml.safe_load_all(pathlib.Path(rendered).read_text()) if d]
     rules = yaml.safe_load(pathlib.Path(rules_path).read_text())
@@ -82,17 +78,11 @@ def check(rendered, rules_path, assigned_ids):
                 if not m or m.get("readOnly") or "hostPath" not in volumes.get(m["name"], {}):
                     problems.append(f"{cw}: publishes to {path} without a writable hostPath mount of its directory")
                 publish_dirs.add(volumes[m["name"]]["hostPath"]["path"] if m else None)
-            sources = env_of(c).get("SKEWGUARD_SOURCES")
-            probe_cmd = ((c.get("readinessProbe") or {}).get("exec") or {}).get("command") or []
-            if "--sources" in probe_cmd:
-                sources = probe_cmd[probe_cmd.index("--sources") + 1]
+            sources, _ = check_k8s.guard_sources(c)
             if sources and sources.startswith("node://"):
-                path = pathlib.PurePosixPath(sources[len("node://"):].split(",")[0])
-                m = mounts.get(str(path.parent))
-                if not m or not m.get("readOnly"):
-                    problems.append(f"{cw}: reads {path} without a read-only mount of its directory")
-                else:
-                    guard_reads.append((cw, volumes.get(m["name"], {}).get("hostPath", {}).get("path")))
+                host = check_k8s.node_file_host(cw, sources, mounts, volumes, problems)
+                if host is not False:
+                    guard_reads.append((cw, host))
             elif "--publish" not in args and c.get("image", "").startswith("skewguard"):
                 problems.append(f"{cw}: a guard that does not read node:// first ({sources!r})")
     for cw, host in guard_reads:
