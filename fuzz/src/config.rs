@@ -20,7 +20,9 @@ use std::time::Instant;
 
 use arbitrary::{Arbitrary, Unstructured};
 use skewguard::config::cli::{self, Command};
-use skewguard::config::{gather, setting_for_flag, unknown_variables, Config, PREFIX, SETTINGS};
+use skewguard::config::{
+    gather, setting_for_flag, unknown_variables, Config, FOREIGN, PREFIX, SETTINGS,
+};
 use skewguard::proto::source::Source;
 
 const UNITS: &[&str] = &[
@@ -184,10 +186,12 @@ fn check_config(vars: &BTreeMap<String, String>) {
         }
         Err(e) => {
             // The error names a real variable, one that was set (every default
-            // is valid), and repeats its value.
+            // is valid), and repeats its value: a setting, or another tool's
+            // variable that skewguard honours (a proxy's, a trust store's).
             let setting = e.name.strip_prefix(PREFIX);
             assert!(
-                setting.is_some_and(|s| SETTINGS.iter().any(|x| x.name == s)),
+                setting.is_some_and(|s| SETTINGS.iter().any(|x| x.name == s))
+                    || FOREIGN.contains(&e.name.as_str()),
                 "error names no setting: {e} (from {vars:?})"
             );
             assert_eq!(vars.get(&e.name), Some(&e.value), "{e} (from {vars:?})");
